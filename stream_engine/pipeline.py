@@ -1,0 +1,132 @@
+"""The one processing path shared by live and offline.
+
+    x (stream rate) -> resample down -> Framer(separator) -> resample up
+      -> stages (per-stem effects, key shift) -> stems (S, C, n)
+
+``process`` takes any number of samples and returns whatever is finished;
+``flush`` (offline) pads the end so the total output equals the total input.
+Offline runs with ``trim=True``: the latency is removed and the output lines
+up with the input sample for sample. Live runs untrimmed and the realtime
+engine accounts for the delay.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from .framer import Framer
+from .latency import LatencyReport
+from .profiles import Profile
+from .resample import StreamResampler
+from .separators.base import Separator
+from .stats import ComputeTimes
+
+
+class Pipeline:
+    def __init__(
+        self,
+        separator: Separator,
+        stream_rate: int,
+        channels: int,
+        profile: Profile,
+        stages: Sequence = (),
+        trim: bool = False,
+    ):
+        spec = separator.spec
+        self.separator = separator
+        self.stems = spec.stems
+        self.stream_rate = stream_rate
+        self.channels = channels
+        self.profile = profile
+        self.model_rate = spec.sample_rate or stream_rate
+        self.stages = list(stages)
+        self.trim = trim
+        self.compute = ComputeTimes()
+        self.framer = Framer(separator, channels, trim=trim, on_call=self.compute.add)
+        self.down = self.up = None
+        if self.model_rate != stream_rate:
+            q = profile.resample_quality
+            self.down = StreamResampler(stream_rate, self.model_rate, channels, q)
+            self.up = StreamResampler(self.model_rate, stream_rate, len(self.stems) * channels, q)
+        self.stage_latency = sum(int(stage.latency) for stage in self.stages)
+        self.reset()
+
+    def reset(self) -> None:
+        self.framer.reset()
+        for resampler in (self.down, self.up):
+            if resampler is not None:
+                resampler.reset()
+        for stage in self.stages:
+            stage.reset()
+        self._to_trim = self.stage_latency if self.trim else 0
+        self.samples_in = 0
+        self.samples_out = 0
+
+    @property
+    def framer_latency(self) -> int:
+        """The framer's latency in stream-rate samples (rounded)."""
+        return round(self.framer.latency * self.stream_rate / self.model_rate)
+
+    def latency(self) -> LatencyReport:
+        """Delay the signal itself carries (buffering is added by the realtime side)."""
+        report = LatencyReport(self.stream_rate)
+        report.add("framer (lookahead + crossfade)", self.framer_latency)
+        if self.stage_latency:
+            report.add("effects and key", self.stage_latency)
+        return report
+
+    def process(self, x: np.ndarray, params=None) -> np.ndarray:
+        """``(channels, n)`` in, finished ``(stems, channels, m)`` out."""
+        self.samples_in += x.shape[1]
+        return self._after_framer(self.framer.push(self._down(x)), params)
+
+    def flush(self, params=None) -> np.ndarray:
+        """End of the stream (offline): emit everything, total out == total in."""
+        tail = []
+        if self.down is not None:
+            tail.append(self.framer.push(self.down.flush()))
+        tail.append(self.framer.flush())
+        stems = np.concatenate(tail, axis=2)
+        out = [self._up(stems)]
+        if self.up is not None:
+            out.append(self._unflat(self.up.flush()))
+        stems = np.concatenate(out, axis=2)
+        if self.stage_latency:
+            pad = np.zeros((len(self.stems), self.channels, self.stage_latency), np.float32)
+            stems = np.concatenate([stems, pad], axis=2)
+        stems = self._stages(stems, params)
+        missing = self.samples_in - self.samples_out
+        if stems.shape[2] > missing:
+            stems = stems[:, :, :missing]
+        elif stems.shape[2] < missing:  # resampler rounding: at most a few samples
+            pad = np.zeros((len(self.stems), self.channels, missing - stems.shape[2]), np.float32)
+            stems = np.concatenate([stems, pad], axis=2)
+        self.samples_out += stems.shape[2]
+        return stems
+
+    def _after_framer(self, stems: np.ndarray, params) -> np.ndarray:
+        stems = self._stages(self._up(stems), params)
+        self.samples_out += stems.shape[2]
+        return stems
+
+    def _down(self, x: np.ndarray) -> np.ndarray:
+        return x if self.down is None else self.down.process(x)
+
+    def _up(self, stems: np.ndarray) -> np.ndarray:
+        if self.up is None:
+            return stems
+        return self._unflat(self.up.process(stems.reshape(-1, stems.shape[2])))
+
+    def _unflat(self, flat: np.ndarray) -> np.ndarray:
+        return flat.reshape(len(self.stems), self.channels, -1)
+
+    def _stages(self, stems: np.ndarray, params) -> np.ndarray:
+        for stage in self.stages:
+            stems = stage.process(stems, params)
+        if self._to_trim and stems.shape[2]:
+            cut = min(self._to_trim, stems.shape[2])
+            self._to_trim -= cut
+            stems = stems[:, :, cut:]
+        return stems

@@ -1,0 +1,260 @@
+"""The live side: a device callback that only copies, and a worker that separates.
+
+    callback: device input -> input ring;  output ring -> device output
+    worker:   input ring -> Pipeline -> Mixer -> Router -> output ring
+
+The output ring starts with ``prefill`` frames of silence: one device block
+plus what the pipeline holds back (hop and resampler buffering, measured at
+start-up) plus the compute budget. When the worker is late the callback
+crossfades to the dry input, counts a miss and moves on; the worker's late
+frames are dropped when they arrive (``Ring.write_dropping_late``). The
+callback takes no lock, calls no model and logs nothing.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from typing import Callable
+
+import numpy as np
+
+from .latency import LatencyReport
+from .mixer import Mixer, Router
+from .params import ParamStore, Params
+from .pipeline import Pipeline
+from .ring import Ring
+from .stats import Stats
+
+MicProcessor = Callable[[np.ndarray, np.ndarray], None]  # (mic frames in, frames out) in place
+
+
+class RealtimeEngine:
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        block: int,
+        routes: dict[str, list[int]] | None = None,
+        store: ParamStore | None = None,
+        input_channels: list[int] | None = None,
+        mic_channel: int | None = None,
+        mic_processor: MicProcessor | None = None,
+        out_channels: int | None = None,
+        budget: int | None = None,
+    ):
+        self.pipeline = pipeline
+        self.block = block
+        self.channels = pipeline.channels
+        self.rate = pipeline.stream_rate
+        self.store = store or ParamStore(Params.for_stems(pipeline.stems))
+        self.mixer = Mixer(pipeline.stems, self.channels)
+        self.router = Router(routes or {"main": [0, 1][: max(1, self.channels)]}, self.mixer.bus_names,
+                             self.channels, out_channels)
+        self.out_channels = self.router.out_channels
+        self.input_channels = np.array(input_channels or list(range(self.channels)), np.intp)
+        self.mic_channel = mic_channel
+        self.mic_processor = mic_processor
+        self.stats = Stats()
+        self.holdback = self._measure_holdback()
+        self.budget = budget if budget is not None else self._default_budget()
+        self.prefill = self.block + self.holdback + (self.budget - self.block if self.budget > self.block else 0)
+        capacity = max(2 * self.rate, 8 * (self.prefill + self.pipeline.framer_latency + 2 * block))
+        self.in_ring = Ring(self.channels, capacity)
+        self.out_ring = Ring(self.out_channels, capacity)
+        self._dry_matrix = self.router.dry_matrix().T.copy()  # (channels, out_channels)
+        self._mic_out = self.router.mic_channels() or [c for c in self.router.routes.get("main", [])]
+        self._scratch_out = np.zeros((max(block, 4096), self.out_channels), np.float32)
+        self._scratch_dry = np.zeros((max(block, 4096), self.channels), np.float32)
+        self._scratch_mic = np.zeros((max(block, 4096), 1), np.float32)
+        self._ramp = np.zeros(max(block, 4096), np.float32)
+        self._wet = True
+        self._worker: threading.Thread | None = None
+        self._running = False
+        self.worker_error: BaseException | None = None
+        self.pipeline.reset()
+
+    # -- set-up ------------------------------------------------------------
+    def _measure_holdback(self) -> int:
+        """Most frames the pipeline keeps back while fed one block at a time.
+
+        Runs the real pipeline on silence (which also warms the model up):
+        hop granularity and soxr's buffering both show up here, measured
+        rather than derived.
+        """
+        p = self.pipeline
+        p.reset()
+        blocks = max(32, math.ceil(2 * max(p.separator.spec.window, self.block) / self.block))
+        silence = np.zeros((self.channels, self.block), np.float32)
+        pushed = produced = worst = 0
+        params = self.store.current
+        for _ in range(min(blocks, 400)):
+            produced += p.process(silence, params).shape[2]
+            pushed += self.block
+            worst = max(worst, pushed - produced)
+        p.reset()
+        self._warm_compute = p.compute.percentiles_ms()
+        return worst
+
+    def _default_budget(self) -> int:
+        """One block, or 1.5x the slowest warm-up call if that is longer."""
+        slowest_ms = self._warm_compute.get("max") or 0.0
+        return max(self.block, math.ceil(1.5 * slowest_ms * self.rate / 1000.0))
+
+    def latency(self, device_in: float = 0.0, device_out: float = 0.0) -> LatencyReport:
+        """Input-to-output latency; add the device's own latencies (seconds) if known."""
+        report = LatencyReport(self.rate)
+        report.add("device block", self.block)
+        report.add("hop and resampler buffering", self.holdback)
+        if self.budget > self.block:
+            report.add("compute budget", self.budget - self.block)
+        for name, samples in self.pipeline.latency().parts.items():
+            report.add(name, samples)
+        if device_in or device_out:
+            report.add("device input/output (reported by PortAudio)", round((device_in + device_out) * self.rate))
+        return report
+
+    # -- lifecycle ----------------------------------------------------------
+    def start(self) -> None:
+        self.pipeline.reset()
+        self.out_ring.write(np.zeros((self.prefill, self.out_channels), np.float32))
+        self.stats = Stats()
+        self.pipeline.compute.reset()
+        self.stats.compute = self.pipeline.compute  # per-call times, measured in the framer
+        self._running = True
+        self._worker = threading.Thread(target=self._work, name="stemstream-worker", daemon=True)
+        self._worker.start()
+
+    def stop(self) -> None:
+        self._running = False
+        if self._worker is not None:
+            self._worker.join(timeout=5.0)
+            self._worker = None
+
+    # -- the audio callback (sounddevice signature) -------------------------
+    def callback(self, indata, outdata, frames, time_info, status) -> None:
+        stats = self.stats
+        stats.callbacks += 1
+        if status:
+            if status.input_overflow or status.output_underflow:
+                stats.xruns += 1
+        music = indata[:, self.input_channels] if indata.shape[1] != self.channels else indata
+        written = self.in_ring.write(music)
+        if written < frames:
+            stats.input_overflows += frames - written
+
+        position = self.out_ring.consumed
+        ready = self.out_ring.read_into(outdata, advance=frames)
+        if ready < frames:
+            stats.misses += 1
+            self._play_dry(outdata, position, ready, frames)
+        elif not self._wet:
+            self._return_to_wet(outdata, position, frames)
+        if self.mic_channel is not None:
+            self._mix_mic(indata, outdata, frames)
+
+    def _dry(self, position: int, frames: int) -> np.ndarray:
+        """The dry input that lines up with output ``position`` -> (frames, out)."""
+        dry = self._scratch_dry[:frames]
+        self.in_ring.copy_out(position - self.prefill - self._signal_delay, dry)
+        out = self._scratch_out[:frames]
+        np.matmul(dry, self._dry_matrix, out=out)
+        return out
+
+    @property
+    def _signal_delay(self) -> int:
+        return self.pipeline.framer_latency + self.pipeline.stage_latency
+
+    def _play_dry(self, outdata, position: int, ready: int, frames: int) -> None:
+        dry = self._dry(position, frames)
+        if self._wet and ready:  # fade the wet frames we have into the dry signal
+            ramp = self._ramp[:ready]
+            np.multiply(np.arange(ready, dtype=np.float32), 1.0 / ready, out=ramp)
+            wet = outdata[:ready]
+            wet *= (1.0 - ramp)[:, None]
+            wet += dry[:ready] * ramp[:, None]
+        else:
+            outdata[:ready] = dry[:ready]
+        outdata[ready:frames] = dry[ready:frames]
+        self._wet = False
+
+    def _return_to_wet(self, outdata, position: int, frames: int) -> None:
+        dry = self._dry(position, frames)
+        ramp = self._ramp[:frames]
+        np.multiply(np.arange(frames, dtype=np.float32), 1.0 / frames, out=ramp)
+        outdata *= ramp[:, None]
+        outdata += dry * (1.0 - ramp)[:, None]
+        self._wet = True
+
+    def _mix_mic(self, indata, outdata, frames: int) -> None:
+        mic = self._scratch_mic[:frames]
+        mic[:, 0] = indata[:, self.mic_channel]
+        if self.mic_processor is not None:
+            self.mic_processor(mic, mic)
+        gain = self.store.current.mic_gain
+        for ch in self._mic_out:
+            outdata[:, ch] += gain * mic[:, 0]
+
+    # -- the worker -----------------------------------------------------------
+    def _work(self) -> None:
+        idle = min(0.001, self.block / self.rate / 4)
+        chunk = np.zeros((self.in_ring.capacity, self.channels), np.float32)
+        try:
+            while self._running:
+                available = self.in_ring.available()
+                if available == 0:
+                    time.sleep(idle)
+                    continue
+                started = time.perf_counter()
+                n = self.in_ring.read_into(chunk[:available])
+                self.process_frames(chunk[:n])
+                self.stats.busy_seconds += time.perf_counter() - started
+        except BaseException as exc:  # surfaced by the front end; audio goes on dry
+            self.worker_error = exc
+            self._running = False
+
+    def process_frames(self, frames: np.ndarray) -> None:
+        """Input frames (n, channels) -> separated, mixed, routed -> output ring."""
+        params = self.store.current
+        stems = self.pipeline.process(frames.T, params)
+        if stems.shape[2] == 0:
+            return
+        buses = self.mixer.mix(stems, params)
+        dropped = self.out_ring.write_dropping_late(self.router.route(buses))
+        self.stats.dropped_frames += dropped
+
+    # -- status for OSC and the GUI -----------------------------------------
+    def status(self) -> dict:
+        report = self.latency()
+        return {
+            "meters": self.mixer.meters_db(),
+            "latency_ms": report.ms,
+            "latency_samples": report.samples,
+            "stats": {"misses": self.stats.misses, "xruns": self.stats.xruns, "cpu": self.stats.cpu_percent()},
+        }
+
+
+def run_paced(engine: RealtimeEngine, source: np.ndarray, realtime: bool = True) -> np.ndarray:
+    """Drive the callback from a clock instead of a device (bench, tests).
+
+    ``source`` is (frames, channels); returns what the callback played,
+    (frames, out_channels). With ``realtime`` the callback is called every
+    block period, as a device would.
+    """
+    block = engine.block
+    blocks = len(source) // block
+    played = np.zeros((blocks * block, engine.out_channels), np.float32)
+    period = block / engine.rate
+    engine.start()
+    try:
+        next_time = time.perf_counter()
+        for k in range(blocks):
+            if realtime:
+                next_time += period
+                delay = next_time - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+            engine.callback(source[k * block : (k + 1) * block], played[k * block : (k + 1) * block], block, None, None)
+    finally:
+        engine.stop()
+    return played

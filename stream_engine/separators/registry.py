@@ -1,0 +1,77 @@
+"""Find a separator by name (built-in or bundled model) or by model path."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .base import Separator, SeparatorError
+
+BUILTINS = ("passthrough", "dsp-center")
+MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+MODEL_SUFFIXES = {".onnx": "onnx", ".pt": "torchscript", ".ts": "torchscript", ".torchscript": "torchscript"}
+
+
+def bundled_models() -> dict[str, dict]:
+    """{name: card} for every model card shipped in ``stream_engine/models``."""
+    models = {}
+    for card_path in sorted(MODELS_DIR.glob("*.json")):
+        try:
+            card = json.loads(card_path.read_text())
+        except (OSError, ValueError):
+            continue  # a broken bundled card surfaces when that model is asked for by path
+        name = card.get("name", card_path.stem)
+        model_file = card_path.with_suffix(".onnx")
+        if model_file.exists():
+            models[name] = dict(card, path=str(model_file))
+    return models
+
+
+def default_model(profile: str) -> str:
+    """The bundled model whose card names this profile, else dsp-center."""
+    for name, card in bundled_models().items():
+        if profile in card.get("default_for", []):
+            return name
+    return "dsp-center"
+
+
+def available() -> list[str]:
+    return list(BUILTINS) + list(bundled_models())
+
+
+def load_separator(
+    model: str | None,
+    profile: str = "balanced",
+    sample_rate: int = 48000,
+    device: str = "cpu",
+    threads: int | None = None,
+) -> Separator:
+    """Build the separator named ``model`` (None: the profile's default)."""
+    name = model or default_model(profile)
+    if name == "passthrough":
+        from .passthrough import Passthrough
+
+        return Passthrough(profile)
+    if name == "dsp-center":
+        from .dsp_center import DspCenter
+
+        return DspCenter(profile, sample_rate=sample_rate)
+    bundled = bundled_models()
+    path = Path(bundled[name]["path"]) if name in bundled else Path(name)
+    if not path.exists():
+        raise SeparatorError(
+            f"model {name!r} not found: not a built-in ({', '.join(BUILTINS)}), "
+            f"not a bundled model ({', '.join(bundled) or 'none'}), and no such file"
+        )
+    kind = MODEL_SUFFIXES.get(path.suffix.lower())
+    if kind == "onnx":
+        from .onnx_backend import OnnxSeparator
+
+        return OnnxSeparator.from_path(path, profile=profile, device=device, threads=threads)
+    if kind == "torchscript":
+        from .torchscript_backend import TorchScriptSeparator
+
+        return TorchScriptSeparator.from_path(path, profile=profile, device=device, threads=threads)
+    raise SeparatorError(
+        f"{path}: unknown model format {path.suffix!r}; expected one of {', '.join(MODEL_SUFFIXES)}"
+    )
