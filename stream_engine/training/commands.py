@@ -1,0 +1,101 @@
+"""``stemstream train`` and ``stemstream export`` (argparse subcommands).
+
+The CLI calls ``add_parsers(subparsers)``; ``python -m stream_engine.training``
+runs the same two commands without the rest of the CLI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _train(args) -> int:
+    from .train import PRESETS, load_config, train
+
+    if args.list_presets:
+        for name, cfg in PRESETS.items():
+            print(f"{name}: {cfg.get('model')} {cfg.get('model_cfg')}, {cfg.get('steps')} steps")
+        return 0
+    if not args.config:
+        print("stemstream train: give a preset name or a config file (--list-presets shows the presets)",
+              file=sys.stderr)
+        return 2
+    over = {"data": args.data, "valid": args.valid, "seed": args.seed, "steps": args.steps, "threads": args.threads,
+            "batch": args.batch, "val_every": args.val_every, "val_tracks": args.val_tracks}
+    if args.teacher:
+        over["distill"] = {"teacher": args.teacher, "weight": args.distill_weight}
+    try:
+        cfg = load_config(args.config, over)
+    except (FileNotFoundError, ValueError, json.JSONDecodeError) as e:
+        print(f"stemstream train: {e}", file=sys.stderr)
+        return 2
+    argv = getattr(args, "_argv", None) or sys.argv[1:]
+    cfg["command"] = "stemstream " + " ".join(argv)
+    try:
+        res = train(cfg, args.out, resume=args.resume, progress=not args.no_progress)
+    except FileNotFoundError as e:
+        print(f"stemstream train: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps({"best_mean_sdr": res["best"], "parameters": res["parameters"], "out": res["out"]}))
+    return 0
+
+
+def _export(args) -> int:
+    from stream_engine.separators.base import SeparatorError
+
+    from .export import export_checkpoint
+
+    formats = [f.strip() for f in args.formats.split(",") if f.strip()]
+    try:
+        paths = export_checkpoint(args.checkpoint, args.out, name=args.name, formats=formats,
+                                  metrics_from=args.metrics, evaluate_on=args.evaluate, command=args.command_text,
+                                  window_seconds=args.window_seconds)
+    except (FileNotFoundError, SeparatorError, ValueError) as e:
+        print(f"stemstream export: {e}", file=sys.stderr)
+        return 2
+    for p in paths:
+        print(p)
+    return 0
+
+
+def add_parsers(subparsers) -> None:
+    p = subparsers.add_parser("train", help="train a separator (teacher, student, ablation) on stems")
+    p.add_argument("config", nargs="?", help="preset name (teacher, student, student-nodistill, ...) or JSON file")
+    p.add_argument("--data", help="training stems: a folder of <track>/<stem>.<ext>, or musdb:ROOT[:subset]")
+    p.add_argument("--valid", help="validation stems folder (fixed validation set)")
+    p.add_argument("--out", default="runs/model", help="output folder (checkpoints, history, config)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--steps", type=int)
+    p.add_argument("--batch", type=int)
+    p.add_argument("--threads", type=int, help="torch threads")
+    p.add_argument("--val-every", type=int)
+    p.add_argument("--val-tracks", type=int, help="validate on the first N validation tracks only")
+    p.add_argument("--teacher", help="teacher checkpoint for distillation (student presets)")
+    p.add_argument("--distill-weight", type=float, default=0.5)
+    p.add_argument("--no-progress", action="store_true", help="log lines instead of a progress bar")
+    p.add_argument("--list-presets", action="store_true")
+    p.set_defaults(func=_train)
+
+    e = subparsers.add_parser("export", help="export a checkpoint to ONNX / TorchScript / int8 ONNX with model cards")
+    e.add_argument("checkpoint", help="a .pt checkpoint written by stemstream train")
+    e.add_argument("--out", default=".", help="output folder")
+    e.add_argument("--name", help="model name (default: from the checkpoint)")
+    e.add_argument("--formats", default="onnx,torchscript,int8", help="comma list of onnx, torchscript, int8")
+    e.add_argument("--metrics", help="JSON file of measured metrics to put in the card")
+    e.add_argument("--evaluate", help="stems folder to measure SDR of each exported file on (e.g. mir1k/valid)")
+    e.add_argument("--window-seconds", type=float, default=None, help="stateless models: quality-profile window")
+    e.add_argument("--command-text", help="the command that reproduces the weights (stored in the card)")
+    e.set_defaults(func=_export)
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    ap = argparse.ArgumentParser(prog="python -m stream_engine.training")
+    sub = ap.add_subparsers(dest="command", required=True)
+    add_parsers(sub)
+    args = ap.parse_args(argv)
+    args._argv = ["train" if args.command == "train" else "export"] + argv[1:]
+    return args.func(args)

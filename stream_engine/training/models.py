@@ -1,0 +1,367 @@
+"""Models: a TFC-TDF U-Net teacher (non-causal) and a streaming student.
+
+Both take waveforms and return waveforms, with STFT and iSTFT written as real
+``conv1d`` / ``conv_transpose1d`` (or matmuls for one frame), so the exported
+ONNX graphs hold no complex tensors.
+
+Shapes: audio ``(B, C, N)`` -> stems ``(B, S, C, N)``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def _dft_bases(n_fft: int, window: np.ndarray, n_bins: int):
+    """Analysis basis (2*n_bins, n_fft): rows cos then -sin, windowed.
+    Synthesis basis (2*n_bins, n_fft): inverse real DFT rows times the synthesis window."""
+    n = np.arange(n_fft)
+    k = np.arange(n_bins)[:, None]
+    ang = 2 * np.pi * k * n / n_fft
+    ana = np.concatenate([np.cos(ang) * window, -np.sin(ang) * window], 0)
+    # inverse rDFT: x[n] = 1/N * sum_k c_k (Re X_k cos - Im X_k sin), c_k = 1 for DC/Nyquist else 2
+    c = np.full((n_bins, 1), 2.0)
+    c[0] = 1.0
+    if n_fft % 2 == 0 and n_bins == n_fft // 2 + 1:
+        c[-1] = 1.0
+    syn = np.concatenate([c * np.cos(ang), -c * np.sin(ang)], 0) / n_fft
+    return ana.astype(np.float32), syn.astype(np.float32)
+
+
+def periodic_hann(n: int) -> np.ndarray:
+    return (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n) / n)).astype(np.float64)
+
+
+class ConvSTFT(nn.Module):
+    """STFT / iSTFT as conv1d / conv_transpose1d. Spectra are (B, 2, F, T): re, im."""
+
+    def __init__(self, n_fft: int, hop: int, n_bins: int | None = None, window: str = "hann", center: bool = True):
+        super().__init__()
+        self.n_fft, self.hop = n_fft, hop
+        self.n_bins = n_bins or n_fft // 2 + 1
+        self.center = center
+        if window == "hann":
+            wa = periodic_hann(n_fft)
+            ws = wa
+        else:  # sqrt-hann for both
+            wa = np.sqrt(periodic_hann(n_fft))
+            ws = wa
+        ana, syn = _dft_bases(n_fft, wa, self.n_bins)
+        syn = syn * ws[None, :]
+        self.register_buffer("ana", torch.from_numpy(ana)[:, None, :], persistent=False)
+        self.register_buffer("syn", torch.from_numpy(syn.astype(np.float32))[:, None, :], persistent=False)
+        self.wsq = (wa * ws).astype(np.float64)
+
+    def stft(self, x: torch.Tensor) -> torch.Tensor:
+        # x (B, N) -> (B, 2, F, T)
+        B = x.shape[0]
+        x = x[:, None, :]
+        if self.center:
+            p = self.n_fft // 2
+            x = F.pad(x, (p, p), mode="reflect")
+        y = F.conv1d(x, self.ana, stride=self.hop)  # (B, 2F, T)
+        return y.reshape(B, 2, self.n_bins, -1)
+
+    def envelope(self, frames: int, device=None) -> torch.Tensor:
+        n = self.n_fft + self.hop * (frames - 1)
+        env = np.zeros(n)
+        for i in range(frames):
+            env[i * self.hop: i * self.hop + self.n_fft] += self.wsq
+        return torch.from_numpy(np.maximum(env, 1e-8).astype(np.float32)).to(device)
+
+    def istft(self, spec: torch.Tensor, length: int, env: torch.Tensor | None = None) -> torch.Tensor:
+        # spec (B, 2, F, T) -> (B, length)
+        B, _, Fb, T = spec.shape
+        y = F.conv_transpose1d(spec.reshape(B, 2 * Fb, T), self.syn, stride=self.hop)[:, 0]
+        if env is None:
+            env = self.envelope(T, spec.device)
+        y = y / env
+        if self.center:
+            p = self.n_fft // 2
+            y = y[:, p: p + length]
+        else:
+            y = y[:, :length]
+        return y
+
+
+# ---------------------------------------------------------------------- teacher
+
+
+class TFC(nn.Module):
+    """Time-frequency convolutions: a few 3x3 conv + BN + ReLU layers (densely connected)."""
+
+    def __init__(self, c_in: int, growth: int, layers: int):
+        super().__init__()
+        self.convs = nn.ModuleList()
+        c = c_in
+        for _ in range(layers):
+            self.convs.append(nn.Sequential(nn.Conv2d(c, growth, 3, padding=1, bias=False), nn.BatchNorm2d(growth),
+                                            nn.ReLU()))
+            c += growth
+        self.out_channels = growth
+
+    def forward(self, x):
+        feats = [x]
+        for conv in self.convs:
+            y = conv(torch.cat(feats, 1) if len(feats) > 1 else feats[0])
+            feats.append(y)
+        return feats[-1]
+
+
+class TDF(nn.Module):
+    """Time-distributed fully connected layers over the frequency axis (shared over channels and time)."""
+
+    def __init__(self, channels: int, bins: int, bottleneck: int):
+        super().__init__()
+        hid = max(bins // bottleneck, 16)
+        self.net = nn.Sequential(nn.Linear(bins, hid, bias=False), nn.BatchNorm2d(channels), nn.ReLU(),
+                                 nn.Linear(hid, bins, bias=False), nn.BatchNorm2d(channels), nn.ReLU())
+
+    def forward(self, x):
+        # x (B, C, T, F): Linear acts on F
+        return self.net(x)
+
+
+class TFCTDF(nn.Module):
+    def __init__(self, c_in: int, c_out: int, bins: int, layers: int, bottleneck: int):
+        super().__init__()
+        self.tfc = TFC(c_in, c_out, layers)
+        self.tdf = TDF(c_out, bins, bottleneck)
+
+    def forward(self, x):
+        x = self.tfc(x)
+        return x + self.tdf(x)
+
+
+class TFCTDFNet(nn.Module):
+    """TFC-TDF U-Net (Choi et al., ISMIR 2020), mono, predicts the vocals' complex spectrogram.
+
+    The accompaniment is the mixture minus the vocals, so the stems always sum
+    to the input. Non-causal: sees the whole input window.
+    Layout inside: (B, C, T, F), frequency last so the TDF Linear acts on it.
+    """
+
+    stems = ("vocals", "accompaniment")
+
+    def __init__(self, n_fft: int = 1024, hop: int = 256, channels: int = 16, growth: int = 16, levels: int = 4,
+                 tfc_layers: int = 2, bottleneck: int = 8, bins: int | None = None):
+        super().__init__()
+        self.cfg = dict(n_fft=n_fft, hop=hop, channels=channels, growth=growth, levels=levels, tfc_layers=tfc_layers,
+                        bottleneck=bottleneck, bins=bins)
+        self.n_fft, self.hop = n_fft, hop
+        self.bins = bins or n_fft // 2  # drop the Nyquist bin (multiple of 2**levels)
+        self.stft_mod = ConvSTFT(n_fft, hop, n_bins=n_fft // 2 + 1)
+        self.levels = levels
+        self.first = nn.Sequential(nn.Conv2d(2, channels, 1), nn.BatchNorm2d(channels), nn.ReLU())
+        self.enc = nn.ModuleList()
+        self.down = nn.ModuleList()
+        self.up = nn.ModuleList()
+        self.dec = nn.ModuleList()
+        c, f = channels, self.bins
+        chans = []
+        for _ in range(levels):
+            self.enc.append(TFCTDF(c, c, f, tfc_layers, bottleneck))
+            chans.append((c, f))
+            self.down.append(nn.Sequential(nn.Conv2d(c, c + growth, 2, stride=2, bias=False),
+                                           nn.BatchNorm2d(c + growth), nn.ReLU()))
+            c, f = c + growth, f // 2
+        self.mid = TFCTDF(c, c, f, tfc_layers, bottleneck)
+        for cs, fs in reversed(chans):
+            self.up.append(nn.Sequential(nn.ConvTranspose2d(c, cs, 2, stride=2, bias=False), nn.BatchNorm2d(cs),
+                                         nn.ReLU()))
+            self.dec.append(TFCTDF(2 * cs, cs, fs, tfc_layers, bottleneck))
+            c = cs
+        self.last = nn.Conv2d(c, 2, 1)
+
+    def pad_length(self, n: int) -> int:
+        """Frames must be a multiple of 2**levels: the padded sample count for n input samples."""
+        m = 2 ** self.levels
+        frames = n // self.hop + 1
+        frames = int(math.ceil(frames / m) * m)
+        return (frames - 1) * self.hop
+
+    def spec_forward(self, X: torch.Tensor) -> torch.Tensor:
+        """X (B, 2, F+1, T) mixture spectrum -> vocals spectrum, same shape."""
+        x = X[:, :, : self.bins].transpose(2, 3)  # (B, 2, T, F)
+        x = self.first(x)
+        skips = []
+        for enc, down in zip(self.enc, self.down):
+            x = enc(x)
+            skips.append(x)
+            x = down(x)
+        x = self.mid(x)
+        for up, dec, skip in zip(self.up, self.dec, reversed(skips)):
+            x = up(x)
+            x = dec(torch.cat([x, skip], 1))
+        v = self.last(x).transpose(2, 3)  # (B, 2, F, T)
+        return F.pad(v, (0, 0, 0, X.shape[2] - self.bins))
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        B, C, N = audio.shape
+        Np = self.pad_length(N)
+        x = audio.reshape(B * C, N)
+        if Np > N:
+            x = F.pad(x, (0, Np - N))
+        X = self.stft_mod.stft(x)
+        V = self.spec_forward(X)
+        v = self.stft_mod.istft(V, Np)[:, :N]
+        v = v.reshape(B, C, N)
+        return torch.stack([v, audio - v], 1)
+
+
+# ---------------------------------------------------------------------- student
+
+
+class StreamingStudent(nn.Module):
+    """Low-latency streaming separator: per-hop STFT frame -> GRU -> complex mask -> iSTFT frame, overlap-added.
+
+    Analysis frame: ``n_fft`` samples, sqrt-Hann; hop ``hop``. A second, longer
+    analysis window (``ctx_fft`` samples ending at the same sample) gives finer
+    frequency resolution to the features without adding latency. Output segment
+    of a call: the ``hop`` samples that end ``n_fft - hop`` samples before the
+    newest input sample (latency ``n_fft - hop``).
+
+    Two equivalent modes:
+    - ``forward(audio)``: whole signal at once (training), conv1d STFT, GRU over time;
+    - ``step(window, h, ola)``: one hop (export/streaming), state in and out.
+    ``window`` holds the last ``ctx_fft`` input samples (``window`` of the spec).
+    """
+
+    stems = ("vocals", "accompaniment")
+
+    def __init__(self, n_fft: int = 256, hop: int = 64, ctx_fft: int = 512, hidden: int = 256, layers: int = 2):
+        super().__init__()
+        self.cfg = dict(n_fft=n_fft, hop=hop, ctx_fft=ctx_fft, hidden=hidden, layers=layers)
+        self.n_fft, self.hop, self.ctx_fft = n_fft, hop, ctx_fft
+        self.hidden, self.layers = hidden, layers
+        self.n_bins = n_fft // 2 + 1
+        self.ctx_bins = ctx_fft // 2 + 1 if ctx_fft else 0
+        w = np.sqrt(periodic_hann(n_fft))
+        ana, syn = _dft_bases(n_fft, w, self.n_bins)
+        # synthesis: window, and 1/sum(w^2 over overlapping frames) = hop / (n_fft/2) for sqrt-hann
+        norm = 1.0 / (n_fft / (2 * hop))
+        syn = syn * w[None, :] * norm
+        self.register_buffer("ana", torch.from_numpy(ana), persistent=False)  # (2F, n_fft)
+        self.register_buffer("syn", torch.from_numpy(syn.astype(np.float32)), persistent=False)  # (2F, n_fft)
+        if ctx_fft:
+            wc = periodic_hann(ctx_fft)
+            anc, _ = _dft_bases(ctx_fft, wc, self.ctx_bins)
+            self.register_buffer("anc", torch.from_numpy(anc), persistent=False)
+        n_feat = self.n_bins + self.ctx_bins
+        self.inp = nn.Sequential(nn.Linear(n_feat, hidden), nn.LayerNorm(hidden), nn.ReLU())
+        self.gru = nn.GRU(hidden, hidden, num_layers=layers, batch_first=True)
+        self.out = nn.Linear(hidden, 2 * self.n_bins)
+        self.feat_scale = nn.Parameter(torch.ones(n_feat))
+        self.feat_bias = nn.Parameter(torch.zeros(n_feat))
+
+    # geometry
+    @property
+    def window(self) -> int:
+        return max(self.n_fft, self.ctx_fft)
+
+    @property
+    def latency(self) -> int:
+        return self.n_fft - self.hop
+
+    def state_shapes(self) -> dict[str, tuple[int, ...]]:
+        """State tensors per call, without the batch axis (batch is axis 1 for h, 0 for ola)."""
+        return {"h": (self.layers, self.hidden), "ola": (2, self.n_fft - self.hop)}
+
+    def _features(self, re, im, cre, cim):
+        f = torch.log(re * re + im * im + 1e-8)
+        if self.ctx_fft:
+            f = torch.cat([f, torch.log(cre * cre + cim * cim + 1e-8)], -1)
+        return (f + 6.0) * 0.1 * self.feat_scale + self.feat_bias
+
+    def _mask(self, z):
+        mr, mi = z[..., : self.n_bins], z[..., self.n_bins:]
+        mag = torch.sqrt(mr * mr + mi * mi + 1e-8)
+        g = torch.tanh(mag) / mag
+        return mr * g, mi * g
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        """Whole signal (B, C, N) -> (B, 2, C, N), output delayed by ``latency`` like streaming:
+        out[..., t] estimates audio[..., t - latency]. Left context before t=0 is zeros."""
+        B, C, N = audio.shape
+        x = audio.reshape(B * C, 1, N)
+        W = self.window
+        pad_left = W - self.hop  # first frame: the window ending at the first hop of input
+        xp = F.pad(x, (pad_left, 0))
+        n_frames = N // self.hop
+        xs = xp[..., W - self.n_fft:]
+        spec = F.conv1d(xs, self.ana[:, None, :], stride=self.hop)[..., :n_frames]  # (BC, 2F, T)
+        spec = spec.transpose(1, 2)  # (BC, T, 2F)
+        re, im = spec[..., : self.n_bins], spec[..., self.n_bins:]
+        if self.ctx_fft:
+            cs = F.conv1d(xp[..., W - self.ctx_fft:], self.anc[:, None, :], stride=self.hop)[..., :n_frames]
+            cs = cs.transpose(1, 2)
+            cre, cim = cs[..., : self.ctx_bins], cs[..., self.ctx_bins:]
+        else:
+            cre = cim = None
+        h = self.inp(self._features(re, im, cre, cim))
+        h, _ = self.gru(h)
+        mr, mi = self._mask(self.out(h))
+        vr = mr * re - mi * im
+        vi = mr * im + mi * re
+        ar, ai = re - vr, im - vi
+        # synthesis of both stems: (BC*2, 2F, T)
+        S = torch.stack([torch.cat([vr, vi], -1), torch.cat([ar, ai], -1)], 1)  # (BC, 2, T, 2F)
+        S = S.reshape(B * C * 2, n_frames, 2 * self.n_bins).transpose(1, 2)
+        y = F.conv_transpose1d(S, self.syn[:, None, :], stride=self.hop)[:, 0]  # (BC*2, (T-1)hop + n_fft)
+        y = y[:, :N]
+        if y.shape[-1] < N:
+            y = F.pad(y, (0, N - y.shape[-1]))
+        return y.reshape(B, C, 2, N).transpose(1, 2)
+
+    def step(self, window: torch.Tensor, h: torch.Tensor, ola: torch.Tensor):
+        """window (B, 1, W) newest samples last; h (layers, B, hidden); ola (B, 2, n_fft-hop).
+        Returns stems (B, 2, 1, hop), h', ola'."""
+        B = window.shape[0]
+        w = window[:, 0, :]
+        fr = w[:, self.window - self.n_fft:]
+        spec = fr @ self.ana.t()  # (B, 2F)
+        re, im = spec[:, : self.n_bins], spec[:, self.n_bins:]
+        if self.ctx_fft:
+            cs = w[:, self.window - self.ctx_fft:] @ self.anc.t()
+            cre, cim = cs[:, : self.ctx_bins], cs[:, self.ctx_bins:]
+        else:
+            cre = cim = None
+        z = self.inp(self._features(re, im, cre, cim))[:, None, :]
+        z, h2 = self.gru(z, h)
+        mr, mi = self._mask(self.out(z[:, 0]))
+        vr = mr * re - mi * im
+        vi = mr * im + mi * re
+        S = torch.stack([torch.cat([vr, vi], -1), torch.cat([re - vr, im - vi], -1)], 1)  # (B, 2, 2F)
+        y = S @ self.syn  # (B, 2, n_fft)
+        acc = y + F.pad(ola, (0, self.hop))
+        out = acc[..., : self.hop]
+        ola2 = acc[..., self.hop:]
+        return out[:, :, None, :], h2, ola2
+
+
+class StudentStep(nn.Module):
+    """Export wrapper: forward(audio, h, ola) -> (stems, h, ola)."""
+
+    def __init__(self, student: StreamingStudent):
+        super().__init__()
+        self.m = student
+
+    def forward(self, audio: torch.Tensor, h: torch.Tensor, ola: torch.Tensor):
+        return self.m.step(audio, h, ola)
+
+
+def build_model(kind: str, cfg: dict) -> nn.Module:
+    if kind == "teacher":
+        return TFCTDFNet(**cfg)
+    if kind == "student":
+        return StreamingStudent(**cfg)
+    raise ValueError(f"unknown model kind {kind!r}")
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,404 @@
+"""Training loop: presets, distillation, validation SDR, checkpoints, resume."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .data import AugmentConfig, StemSampler, load_tracks, validation_set
+from .models import build_model, count_parameters
+
+STEMS = ("vocals", "accompaniment")
+
+_BASE = {
+    "sample_rate": 16000,
+    "channels": 1,
+    "stems": list(STEMS),
+    "data": "../shared/data/mir1k/train",
+    "valid": "../shared/data/mir1k/valid",
+    "seed": 0,
+    "threads": 2,
+    "lr": 1e-3,
+    "lr_final": 0.05,  # cosine decay to lr * lr_final
+    "warmup": 50,
+    "grad_clip": 5.0,
+    "val_every": 200,
+    "val_tracks": None,  # None: the whole validation folder
+    "log_every": 10,
+    "augment": {"gain_db": [-6.0, 3.0], "polarity": 0.5, "remix": 0.5, "eq": 0.2, "eq_db": 4.0, "pitch": 0.0},
+    "clean_frac": 0.5,  # share of each batch with stem-consistent augmentation (distillation targets exist)
+    "distill": None,  # {"teacher": checkpoint path, "weight": soft-target weight in [0, 1]}
+}
+
+PRESETS: dict[str, dict] = {
+    "teacher": {
+        **_BASE,
+        "model": "teacher",
+        "model_cfg": {"n_fft": 1024, "hop": 256, "channels": 16, "growth": 16, "levels": 4, "tfc_layers": 2,
+                      "bottleneck": 8},
+        "steps": 1700,
+        "batch": 6,
+        "val_every": 250,
+        "seconds": 2.0,
+        "lr": 1e-3,
+    },
+    "student": {
+        **_BASE,
+        "model": "student",
+        "model_cfg": {"n_fft": 256, "hop": 64, "ctx_fft": 512, "hidden": 256, "layers": 2},
+        "steps": 2000,
+        "batch": 16,
+        "seconds": 2.0,
+        "lr": 2e-3,
+        "threads": 1,
+        "distill": {"teacher": "runs/teacher/best.pt", "weight": 0.5},
+    },
+    "student-nodistill": {},  # filled below: the student without the teacher (ablation)
+    # tiny presets for tests and smoke runs
+    "tiny-teacher": {
+        **_BASE,
+        "model": "teacher",
+        "model_cfg": {"n_fft": 256, "hop": 64, "channels": 4, "growth": 4, "levels": 2, "tfc_layers": 1,
+                      "bottleneck": 4},
+        "steps": 20, "batch": 4, "seconds": 0.5, "lr": 3e-3, "val_every": 10, "warmup": 0, "clean_frac": 1.0,
+    },
+    "tiny-student": {
+        **_BASE,
+        "model": "student",
+        "model_cfg": {"n_fft": 64, "hop": 16, "ctx_fft": 128, "hidden": 32, "layers": 1},
+        "steps": 20, "batch": 4, "seconds": 0.5, "lr": 3e-3, "val_every": 10, "warmup": 0, "clean_frac": 1.0,
+    },
+}
+PRESETS["student-nodistill"] = {**copy.deepcopy(PRESETS["student"]), "distill": None}
+
+
+def load_config(name_or_path: str, overrides: dict | None = None) -> dict:
+    """A preset name or a JSON file (which may name a ``base`` preset and override keys)."""
+    if name_or_path in PRESETS:
+        cfg = copy.deepcopy(PRESETS[name_or_path])
+        cfg["preset"] = name_or_path
+    else:
+        p = Path(name_or_path)
+        if not p.is_file():
+            raise FileNotFoundError(f"{name_or_path}: neither a preset ({', '.join(PRESETS)}) nor a config file")
+        user = json.loads(p.read_text())
+        cfg = copy.deepcopy(PRESETS[user.get("base", "student")])
+        for k, v in user.items():
+            if isinstance(v, dict) and isinstance(cfg.get(k), dict):
+                cfg[k] = {**cfg[k], **v}
+            else:
+                cfg[k] = v
+        cfg["preset"] = str(p)
+    for k, v in (overrides or {}).items():
+        if v is not None:
+            cfg[k] = v
+    return cfg
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+# ---------------------------------------------------------------------- metrics
+
+
+def sdr(reference: np.ndarray, estimate: np.ndarray) -> float:
+    """10 log10(sum s^2 / sum (s - s_hat)^2) over the whole signal (MDX definition)."""
+    try:  # the engine's shared implementation, when present
+        from stream_engine.metrics import sdr as _sdr
+
+        return float(_sdr(reference, estimate))
+    except ImportError:
+        pass
+    s = np.asarray(reference, np.float64)
+    e = np.asarray(estimate, np.float64)
+    num = np.sum(s * s) + 1e-10
+    den = np.sum((s - e) ** 2) + 1e-10
+    return float(10 * np.log10(num / den))
+
+
+def model_latency(model) -> int:
+    return int(getattr(model, "latency", 0))
+
+
+@torch.no_grad()
+def separate_full(model, mix: np.ndarray, chunk: int | None = None) -> np.ndarray:
+    """Whole-track separation in training mode layout: mix (C, N) -> (S, C, N), latency removed."""
+    model.eval()
+    x = torch.from_numpy(np.ascontiguousarray(mix))[None]
+    lat = model_latency(model)
+    if lat:
+        x = F.pad(x, (0, lat))
+    y = model(x)[0]
+    if lat:
+        y = y[..., lat:]
+    return y.numpy()
+
+
+def evaluate(model, val, stems=STEMS) -> dict:
+    tracks = {}
+    for name, mix, ref in val:
+        est = separate_full(model, mix)
+        tracks[name] = {s: sdr(ref[i], est[i]) for i, s in enumerate(stems)}
+    mean = {s: float(np.mean([t[s] for t in tracks.values()])) for s in stems}
+    median = {s: float(np.median([t[s] for t in tracks.values()])) for s in stems}
+    return {"tracks": tracks, "mean": mean, "median": median}
+
+
+# ---------------------------------------------------------------------- losses
+
+
+def _stft_mag(x: torch.Tensor, n_fft: int) -> torch.Tensor:
+    win = torch.hann_window(n_fft, device=x.device)
+    X = torch.stft(x, n_fft, n_fft // 4, window=win, return_complex=True)
+    return X.abs()
+
+
+def separation_loss(est: torch.Tensor, ref: torch.Tensor, spec_ffts=(512,)) -> torch.Tensor:
+    """L1 on waveforms plus L1 on STFT magnitudes; est/ref (B, S, C, N)."""
+    loss = (est - ref).abs().mean()
+    if spec_ffts:
+        e = est.reshape(-1, est.shape[-1])
+        r = ref.reshape(-1, ref.shape[-1])
+        for n in spec_ffts:
+            loss = loss + 0.1 * (_stft_mag(e, n) - _stft_mag(r, n)).abs().mean()
+    return loss
+
+
+# ---------------------------------------------------------------------- checkpoints
+
+
+def save_checkpoint(path: Path, model, opt, step: int, cfg: dict, best: float, history: list, rng: dict) -> None:
+    tmp = Path(str(path) + ".tmp")
+    torch.save({
+        "model": model.state_dict(),
+        "optimizer": opt.state_dict() if opt is not None else {},
+        "step": step,
+        "config": json.dumps(cfg),
+        "kind": cfg["model"],
+        "model_cfg": json.dumps(model.cfg),
+        "best": best,
+        "history": json.dumps(history),
+        "rng": json.dumps(rng),
+        "torch_rng": torch.get_rng_state(),
+    }, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    """Load with weights_only=True (no code from the file runs)."""
+    ck = torch.load(str(path), map_location="cpu", weights_only=True)
+    for k in ("config", "model_cfg", "history", "rng"):
+        if isinstance(ck.get(k), str):
+            ck[k] = json.loads(ck[k])
+    return ck
+
+
+def model_from_checkpoint(path: str | os.PathLike):
+    ck = load_checkpoint(path)
+    model = build_model(ck["kind"], ck["model_cfg"])
+    model.load_state_dict(ck["model"])
+    model.eval()
+    return model, ck
+
+
+def _rng_state(sampler: StemSampler) -> dict:
+    return {"sampler": sampler.rng.bit_generator.state, "python": None}
+
+
+# ---------------------------------------------------------------------- teacher targets
+
+
+@torch.no_grad()
+def teacher_targets(teacher, tracks, log=print, chunk_seconds: float = 12.0) -> dict[str, np.ndarray]:
+    """Run the teacher once over every training track; returns name -> vocals estimate (C, N)."""
+    teacher.eval()
+    out = {}
+    t0 = time.time()
+    total = sum(t.length for t in tracks)
+    done = 0
+    for i, t in enumerate(tracks):
+        mix = t.mix()
+        sr = t.sample_rate
+        n = mix.shape[-1]
+        chunk = int(chunk_seconds * sr)
+        if n <= chunk * 1.5:
+            est = separate_full(teacher, mix)[0]
+        else:  # long tracks: overlapping chunks, linear crossfade
+            ov = sr
+            est = np.zeros_like(mix)
+            wsum = np.zeros(n, np.float32)
+            pos = 0
+            while pos < n:
+                end = min(n, pos + chunk)
+                seg = separate_full(teacher, mix[:, pos:end])[0]
+                w = np.ones(end - pos, np.float32)
+                r = min(ov, (end - pos) // 2)
+                if pos > 0:
+                    w[:r] = np.linspace(0, 1, r)
+                if end < n:
+                    w[-r:] = np.linspace(1, 0, r)
+                est[:, pos:end] += seg * w
+                wsum[pos:end] += w
+                if end == n:
+                    break
+                pos = end - ov
+            est /= np.maximum(wsum, 1e-6)
+        out[t.name] = est.astype(np.float32)
+        done += n
+        if (i + 1) % 100 == 0:
+            log(f"teacher targets: {i + 1}/{len(tracks)} tracks, {time.time() - t0:.0f} s")
+    return out
+
+
+# ---------------------------------------------------------------------- training
+
+
+def train(cfg: dict, out_dir: str | os.PathLike, resume: bool = False, log=print, progress: bool = True) -> dict:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(int(cfg.get("threads") or 1))
+    seed_everything(int(cfg["seed"]))
+    sr = int(cfg["sample_rate"])
+    stems = tuple(cfg["stems"])
+    t_load = time.time()
+    tracks = load_tracks(cfg["data"], stems=stems, sample_rate=sr, channels=cfg["channels"],
+                         limit=cfg.get("train_tracks"))
+    val_tracks = load_tracks(cfg["valid"], stems=stems, sample_rate=sr, channels=cfg["channels"])
+    val = validation_set(val_tracks, max_tracks=cfg.get("val_tracks"))
+    log(f"data: {len(tracks)} training tracks ({sum(t.length for t in tracks) / sr / 60:.1f} min), "
+        f"{len(val)} validation tracks, loaded in {time.time() - t_load:.1f} s")
+
+    model = build_model(cfg["model"], cfg["model_cfg"])
+    n_params = count_parameters(model)
+    log(f"model: {cfg['model']} {model.cfg}, {n_params} parameters")
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=1e-5)
+    length = int(cfg["seconds"] * sr)
+    lat = model_latency(model)
+    sampler = StemSampler(tracks, stems, length + lat, AugmentConfig(**{
+        k: tuple(v) if isinstance(v, list) else v for k, v in cfg["augment"].items()}), seed=int(cfg["seed"]))
+
+    distill = cfg.get("distill")
+    targets = None
+    if distill and float(distill.get("weight", 0)) > 0:
+        tpath = Path(distill["teacher"])
+        cache = out / "teacher_targets.npz"
+        if cache.is_file():
+            z = np.load(cache)
+            targets = {k: z[k] for k in z.files}
+            log(f"teacher targets loaded from {cache}")
+        else:
+            teacher, _ = model_from_checkpoint(tpath)
+            t0 = time.time()
+            targets = teacher_targets(teacher, tracks, log=log)
+            log(f"teacher targets computed in {time.time() - t0:.0f} s")
+            np.savez(cache, **targets)
+            del teacher
+        name_index = [t.name for t in sampler.tracks]
+
+    step, best, history = 0, -math.inf, []
+    last = out / "last.pt"
+    if resume and last.is_file():
+        ck = load_checkpoint(last)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        step, best, history = int(ck["step"]), float(ck["best"]), list(ck["history"])
+        st = ck["rng"]["sampler"]
+        sampler.rng.bit_generator.state = st
+        torch.set_rng_state(ck["torch_rng"])
+        log(f"resumed from {last} at step {step} (best {best:.2f} dB)")
+    (out / "config.json").write_text(json.dumps(cfg, indent=2))
+
+    steps = int(cfg["steps"])
+    warm = int(cfg.get("warmup", 0))
+
+    def lr_at(s):
+        if s < warm:
+            return cfg["lr"] * (s + 1) / warm
+        p = (s - warm) / max(1, steps - warm)
+        return cfg["lr"] * (cfg["lr_final"] + (1 - cfg["lr_final"]) * 0.5 * (1 + math.cos(math.pi * p)))
+
+    try:
+        from tqdm import tqdm
+
+        bar = tqdm(total=steps, initial=step, disable=not progress, dynamic_ncols=True, mininterval=2.0,
+                   file=sys.stderr)
+    except ImportError:  # pragma: no cover
+        bar = None
+    t_start = time.time()
+    train_time = float(history[-1]["train_seconds"]) if history else 0.0
+    run_loss = None
+    while step < steps:
+        model.train()
+        mix_np, ref_np, index = sampler.draw(cfg["batch"], augment=True, return_index=True,
+                                             clean_frac=cfg.get("clean_frac", 0.5))
+        mix = torch.from_numpy(mix_np)
+        ref = torch.from_numpy(ref_np)
+        est = model(mix)
+        if lat:  # output delayed by the model's latency: compare est[t] with ref[t - lat]
+            est = est[..., lat:]
+            ref = ref[..., :-lat]
+        loss = separation_loss(est, ref)
+        if targets is not None:
+            w = float(distill["weight"])
+            sel = np.nonzero(index[:, 0] >= 0)[0]
+            if len(sel):
+                soft = np.zeros((len(sel),) + ref_np.shape[1:], np.float32)
+                for j, b in enumerate(sel):
+                    ti, start, g = int(index[b, 0]), int(index[b, 1]), float(index[b, 2])
+                    v = targets[name_index[ti]][:, start:start + ref_np.shape[-1]] * g
+                    soft[j, 0, :, : v.shape[-1]] = v
+                    soft[j, 1] = mix_np[b] - soft[j, 0]
+                soft_t = torch.from_numpy(soft)
+                if lat:
+                    soft_t = soft_t[..., :-lat]
+                loss_soft = separation_loss(est[torch.from_numpy(sel)], soft_t)
+                loss = (1 - w) * loss + w * loss_soft
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.get("grad_clip"):
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["grad_clip"])
+        opt.step()
+        step += 1
+        lv = float(loss.detach())
+        run_loss = lv if run_loss is None else 0.9 * run_loss + 0.1 * lv
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{run_loss:.4f}", lr=f"{lr_at(step):.1e}")
+        if step % int(cfg.get("log_every", 10)) == 0 and not progress:
+            log(f"step {step}/{steps} loss {run_loss:.4f}")
+        if step % int(cfg["val_every"]) == 0 or step == steps:
+            elapsed = train_time + (time.time() - t_start)
+            t_val = time.time()
+            res = evaluate(model, val, stems)
+            score = float(np.mean(list(res["mean"].values())))
+            entry = {"step": step, "loss": run_loss, "train_seconds": elapsed, "val_seconds": time.time() - t_val,
+                     "mean": res["mean"], "median": res["median"]}
+            history.append(entry)
+            msg = (f"step {step}: loss {run_loss:.4f}; validation SDR "
+                   + ", ".join(f"{s} {res['mean'][s]:.2f} (median {res['median'][s]:.2f})" for s in stems)
+                   + f" dB; {elapsed / 60:.1f} min")
+            log(msg) if bar is None else bar.write(msg)
+            if score > best:
+                best = score
+                save_checkpoint(out / "best.pt", model, None, step, cfg, best, history, _rng_state(sampler))
+                (out / "best_metrics.json").write_text(json.dumps({"step": step, **res}, indent=1))
+            save_checkpoint(last, model, opt, step, cfg, best, history, _rng_state(sampler))
+            (out / "history.json").write_text(json.dumps(history, indent=1))
+    if bar is not None:
+        bar.close()
+    return {"best": best, "history": history, "parameters": n_params, "out": str(out)}
