@@ -117,7 +117,8 @@ class Pipeline:
     def _up(self, stems: np.ndarray) -> np.ndarray:
         if self.up is None:
             return stems
-        return self._unflat(self.up.process(stems.reshape(-1, stems.shape[2])))
+        flat = stems.reshape(len(self.stems) * self.channels, stems.shape[2])
+        return self._unflat(self.up.process(flat))
 
     def _unflat(self, flat: np.ndarray) -> np.ndarray:
         return flat.reshape(len(self.stems), self.channels, -1)

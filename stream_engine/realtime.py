@@ -115,15 +115,19 @@ class RealtimeEngine:
         return report
 
     # -- lifecycle ----------------------------------------------------------
-    def start(self) -> None:
+    def start(self, thread: bool = True) -> None:
+        """Prefill the output and start the worker (``thread=False``: the caller
+        drives ``work_once`` itself, deterministically, as the tests do)."""
         self.pipeline.reset()
         self.out_ring.write(np.zeros((self.prefill, self.out_channels), np.float32))
         self.stats = Stats()
         self.pipeline.compute.reset()
         self.stats.compute = self.pipeline.compute  # per-call times, measured in the framer
+        self._chunk = np.zeros((self.in_ring.capacity, self.channels), np.float32)
         self._running = True
-        self._worker = threading.Thread(target=self._work, name="stemstream-worker", daemon=True)
-        self._worker.start()
+        if thread:
+            self._worker = threading.Thread(target=self._work, name="stemstream-worker", daemon=True)
+            self._worker.start()
 
     def stop(self) -> None:
         self._running = False
@@ -198,20 +202,24 @@ class RealtimeEngine:
     # -- the worker -----------------------------------------------------------
     def _work(self) -> None:
         idle = min(0.001, self.block / self.rate / 4)
-        chunk = np.zeros((self.in_ring.capacity, self.channels), np.float32)
         try:
             while self._running:
-                available = self.in_ring.available()
-                if available == 0:
+                if not self.work_once():
                     time.sleep(idle)
-                    continue
-                started = time.perf_counter()
-                n = self.in_ring.read_into(chunk[:available])
-                self.process_frames(chunk[:n])
-                self.stats.busy_seconds += time.perf_counter() - started
         except BaseException as exc:  # surfaced by the front end; audio goes on dry
             self.worker_error = exc
             self._running = False
+
+    def work_once(self) -> bool:
+        """Process whatever input is waiting; False if there was none."""
+        available = self.in_ring.available()
+        if available == 0:
+            return False
+        started = time.perf_counter()
+        n = self.in_ring.read_into(self._chunk[:available])
+        self.process_frames(self._chunk[:n])
+        self.stats.busy_seconds += time.perf_counter() - started
+        return True
 
     def process_frames(self, frames: np.ndarray) -> None:
         """Input frames (n, channels) -> separated, mixed, routed -> output ring."""
@@ -239,13 +247,14 @@ def run_paced(engine: RealtimeEngine, source: np.ndarray, realtime: bool = True)
 
     ``source`` is (frames, channels); returns what the callback played,
     (frames, out_channels). With ``realtime`` the callback is called every
-    block period, as a device would.
+    block period, as a device would, and the worker runs on its thread;
+    without, the worker runs after each callback, deterministically.
     """
     block = engine.block
     blocks = len(source) // block
     played = np.zeros((blocks * block, engine.out_channels), np.float32)
     period = block / engine.rate
-    engine.start()
+    engine.start(thread=realtime)
     try:
         next_time = time.perf_counter()
         for k in range(blocks):
@@ -255,6 +264,8 @@ def run_paced(engine: RealtimeEngine, source: np.ndarray, realtime: bool = True)
                 if delay > 0:
                     time.sleep(delay)
             engine.callback(source[k * block : (k + 1) * block], played[k * block : (k + 1) * block], block, None, None)
+            if not realtime:
+                engine.work_once()
     finally:
         engine.stop()
     return played

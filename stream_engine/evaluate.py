@@ -1,0 +1,99 @@
+"""SDR of a separator over a folder of ``<track>/<stem>.<ext>``, through the engine.
+
+The mixture is the track's ``mixture`` file, or the sum of its stems. A stem
+the model produces but the folder lacks is the sum of its parts where they
+exist: ``accompaniment`` = every stem but the vocals. Stems are trimmed to the
+shortest file. The separator runs through ``offline.separate_array``, the
+same pipeline users hear.
+"""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .audio_io import AudioFileError, read_audio
+from .metrics import sdr
+from .offline import separate_array
+from .separators.base import Separator
+
+AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif"}
+
+
+def find_tracks(root: Path) -> list[Path]:
+    root = Path(root)
+    if not root.is_dir():
+        raise AudioFileError(f"{root}: not a folder of <track>/<stem> files")
+    folders = sorted({p.parent for p in root.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES})
+    if not folders:
+        raise AudioFileError(f"{root}: no audio files found (expected <track>/<stem>.<ext>)")
+    return folders
+
+
+def load_track(folder: Path) -> tuple[dict[str, np.ndarray], int]:
+    stems, rates = {}, set()
+    for path in sorted(folder.iterdir()):
+        if path.suffix.lower() in AUDIO_SUFFIXES:
+            stems[path.stem], rate = read_audio(path)
+            rates.add(rate)
+    if len(rates) != 1:
+        raise AudioFileError(f"{folder}: stems have different sample rates {sorted(rates)}")
+    n = min(s.shape[1] for s in stems.values())
+    channels = max(s.shape[0] for s in stems.values())
+    return {k: np.broadcast_to(v[:, :n], (channels, n)).copy() for k, v in stems.items()}, rates.pop()
+
+
+def reference(stem: str, stems: dict[str, np.ndarray]) -> np.ndarray | None:
+    if stem in stems:
+        return stems[stem]
+    if stem in ("accompaniment", "instrumental"):
+        parts = [v for k, v in stems.items() if k not in ("vocals", "mixture", "accompaniment", "instrumental")]
+        return np.sum(parts, axis=0) if parts else None
+    return None
+
+
+def evaluate(root: Path, make_separator: Callable[[int], Separator], profile: str = "balanced",
+             stream_rate: int | None = None, progress: bool = True) -> dict:
+    from tqdm import tqdm
+
+    tracks: dict[str, dict[str, float]] = {}
+    model_name = None
+    for folder in tqdm(find_tracks(root), desc="eval", unit="track", disable=not progress, leave=False):
+        stems, rate = load_track(folder)
+        mixture = stems.get("mixture")
+        if mixture is None:
+            mixture = np.sum([v for k, v in stems.items() if k not in ("accompaniment", "instrumental")], axis=0)
+        if stream_rate and stream_rate != rate:
+            import soxr
+
+            stems = {k: soxr.resample(v.T, rate, stream_rate).T.copy() for k, v in stems.items()}
+            mixture = soxr.resample(mixture.T, rate, stream_rate).T.copy()
+            rate = stream_rate
+        separator = make_separator(rate)
+        model_name = separator.spec.name
+        estimates = separate_array(separator, mixture.astype(np.float32), rate, profile)
+        scores = {}
+        for stem in separator.spec.stems:
+            ref = reference(stem, stems)
+            if ref is not None:
+                scores[stem] = sdr(ref, estimates[stem])
+        tracks[str(folder.relative_to(root)) if folder != Path(root) else folder.name] = scores
+    stem_names = sorted({s for t in tracks.values() for s in t})
+    mean = {s: statistics.fmean(t[s] for t in tracks.values() if s in t) for s in stem_names}
+    median = {s: statistics.median(t[s] for t in tracks.values() if s in t) for s in stem_names}
+    return {"model": model_name, "profile": profile, "tracks": tracks, "mean": mean, "median": median}
+
+
+def format_results(results: dict) -> str:
+    stems = list(results["mean"])
+    width = max([len("track")] + [len(t) for t in results["tracks"]])
+    lines = [f"model {results['model']}, profile {results['profile']}: SDR in dB",
+             "track".ljust(width) + "".join(f"  {s:>14}" for s in stems)]
+    for track, scores in results["tracks"].items():
+        lines.append(track.ljust(width) + "".join(f"  {scores.get(s, float('nan')):14.2f}" for s in stems))
+    for label in ("mean", "median"):
+        lines.append(label.ljust(width) + "".join(f"  {results[label][s]:14.2f}" for s in stems))
+    return "\n".join(lines)
