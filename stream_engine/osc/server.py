@@ -1,0 +1,429 @@
+"""OSC control surface of stemstream (python-osc, UDP).
+
+Address space (one prefix, ``/stemstream``)::
+
+    /stemstream/stem/<stem>/gain      f   linear gain 0..2
+    /stemstream/stem/<stem>/mute      i   0 | 1
+    /stemstream/stem/<stem>/solo      i   0 | 1
+    /stemstream/karaoke/on            i   0 | 1   karaoke mix on/off
+    /stemstream/karaoke/guide         f   0..1    vocals kept in the karaoke mix
+    /stemstream/karaoke/key           i   -12..12 semitones on the accompaniment
+    /stemstream/mic/gain              f   0..2
+    /stemstream/fx/<stem>/<n>/<param> f   effect parameter of effect n on <stem>
+    /stemstream/subscribe             s i host, port that receive feedback
+    /stemstream/unsubscribe           s i
+    /stemstream/get/<path>                reply <path> value, e.g. get/stem/vocals/gain
+                                          (also get/latency, get/stats, get/meter/<stem>,
+                                          get/stems, get/fx/<stem>/<n>/<param>)
+
+``<stem>`` may be an OSC pattern (``*``, ``?``, ``[..]``, ``{a,b}``) matching stems.
+
+Replies and feedback:
+- wrong type / missing value / unknown stem or address: ``/stemstream/error s s``
+  (the address, a message naming the address and the value), to the sender;
+- out of range: the value is clamped and applied, and ``/stemstream/clamped s f f``
+  (address, requested, applied) goes to the sender;
+- ``get``: ``/stemstream/<path> value`` to the sender and to every subscriber;
+- every parameter change (from OSC, the GUI or anything else writing the
+  ParamStore) goes to subscribers as ``/stemstream/<path> value``;
+- at ``meter_hz`` to subscribers: ``/stemstream/meter/<stem> f f`` (peak, rms dBFS),
+  ``/stemstream/latency f`` (ms), ``/stemstream/stats i i f`` (misses, xruns, cpu %).
+
+Messages from non-loopback senders are dropped (counted, logged once per
+sender) unless ``allow_remote``. Handlers never raise into the server loop; bundle
+timetags are not waited on (a client cannot stall the server).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import socket
+import threading
+import time
+from typing import Callable, Iterable
+
+from pythonosc.dispatcher import Dispatcher
+from pythonosc.osc_message_builder import build_msg
+from pythonosc.osc_server import BlockingOSCUDPServer
+
+from ..params import GAIN_RANGE, GUIDE_RANGE, KEY_RANGE, MIC_GAIN_RANGE, ParamStore, Params, clamp
+
+log = logging.getLogger("stemstream.osc")
+
+PREFIX = "/stemstream"
+RCVBUF_BYTES = 4 * 1024 * 1024
+MAX_SUBSCRIBERS = 64
+
+
+def is_loopback(host: str) -> bool:
+    return host.startswith("127.") or host in ("::1", "localhost") or host.startswith("::ffff:127.")
+
+
+class OscError(Exception):
+    pass
+
+
+def _osc_pattern_to_regex(pat: str) -> re.Pattern:
+    out = []
+    i = 0
+    while i < len(pat):
+        ch = pat[i]
+        if ch == "*":
+            out.append(".*")
+        elif ch == "?":
+            out.append(".")
+        elif ch == "[":
+            j = pat.find("]", i)
+            if j < 0:
+                raise OscError(f"bad pattern {pat!r}")
+            body = pat[i + 1:j]
+            if body.startswith("!"):
+                body = "^" + body[1:]
+            out.append("[" + body + "]")
+            i = j
+        elif ch == "{":
+            j = pat.find("}", i)
+            if j < 0:
+                raise OscError(f"bad pattern {pat!r}")
+            out.append("(?:" + "|".join(re.escape(p) for p in pat[i + 1:j].split(",")) + ")")
+            i = j
+        else:
+            out.append(re.escape(ch))
+        i += 1
+    return re.compile("".join(out) + r"\Z")
+
+
+def param_values(p: Params, stems: Iterable[str]) -> dict[str, object]:
+    """Every OSC-visible parameter of a snapshot as ``path -> value``."""
+    out: dict[str, object] = {}
+    for s in stems:
+        sp = p.stem(s)
+        out[f"stem/{s}/gain"] = float(sp.gain)
+        out[f"stem/{s}/mute"] = int(bool(sp.mute))
+        out[f"stem/{s}/solo"] = int(bool(sp.solo))
+    out["karaoke/on"] = int(bool(p.karaoke))
+    out["karaoke/guide"] = float(p.guide)
+    out["karaoke/key"] = int(p.key)
+    out["mic/gain"] = float(p.mic_gain)
+    for (stem, idx, name), v in p.fx.items():
+        out[f"fx/{stem}/{idx}/{name}"] = float(v)
+    return out
+
+
+class OscServer:
+    """The engine's OSC surface on UDP; runs its own threads (server + meters)."""
+
+    def __init__(self, store: ParamStore, stems: list[str], status: Callable[[], dict],
+                 host: str = "127.0.0.1", port: int = 9000, allow_remote: bool = False, meter_hz: float = 30):
+        if not allow_remote and not is_loopback(host):
+            raise ValueError(f"binding OSC to {host!r} exposes the engine to the network; pass allow_remote=True")
+        self.store = store
+        self.stems = list(stems)
+        self.status = status
+        self.allow_remote = allow_remote
+        self.meter_hz = float(meter_hz)
+        self.subscribers: list[tuple[str, int]] = []
+        self._sub_lock = threading.Lock()
+        self.counters = {"received": 0, "errors": 0, "clamped": 0, "refused": 0, "sent": 0, "send_errors": 0}
+        self._refused_logged: set[str] = set()
+        self._pending_reports: list = []
+
+        dispatcher = Dispatcher(strict_timing=False)
+        dispatcher.set_default_handler(self._on_message, needs_reply_address=True)
+        server = BlockingOSCUDPServer((host, port), dispatcher)
+        server.verify_request = self._verify_request  # type: ignore[method-assign]
+        server.handle_error = self._handle_error  # type: ignore[method-assign]
+        self._server = server
+        sock = server.socket
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF_BYTES)
+        except OSError as exc:  # pragma: no cover
+            log.warning("could not raise SO_RCVBUF: %s", exc)
+        self.rcvbuf = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        if self.rcvbuf < RCVBUF_BYTES:
+            try:  # needs CAP_NET_ADMIN; above net.core.rmem_max otherwise
+                sock.setsockopt(socket.SOL_SOCKET, getattr(socket, "SO_RCVBUFFORCE", 33), RCVBUF_BYTES)
+                self.rcvbuf = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+            except OSError:
+                pass
+        if self.rcvbuf < RCVBUF_BYTES:
+            log.warning("OSC receive buffer is %d bytes (asked %d): raise net.core.rmem_max so bursts are not lost",
+                        self.rcvbuf, RCVBUF_BYTES)
+        self.address = server.server_address[:2]
+        self._stop = threading.Event()
+        self._unsubscribe_store = store.subscribe(self._on_params)
+        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="stemstream-osc", daemon=True)
+        self._meter_thread = threading.Thread(target=self._meter_loop, name="stemstream-osc-meter", daemon=True)
+        self._thread.start()
+        self._meter_thread.start()
+        self._closed = False
+
+    @property
+    def port(self) -> int:
+        return self.address[1]
+
+    # ---- sending -------------------------------------------------------
+    def _send(self, addr: tuple[str, int], path: str, *args) -> None:
+        try:
+            msg = build_msg(path, list(args))
+            self._server.socket.sendto(msg.dgram, addr)
+            self.counters["sent"] += 1
+        except Exception as exc:  # noqa: BLE001 - a bad subscriber must not hurt the server
+            self.counters["send_errors"] += 1
+            log.debug("OSC send to %s failed: %s", addr, exc)
+
+    def _to_subscribers(self, path: str, *args, also: tuple[str, int] | None = None) -> None:
+        with self._sub_lock:
+            targets = list(self.subscribers)
+        if also is not None and also not in targets:
+            targets.append(also)
+        for t in targets:
+            self._send(t, path, *args)
+
+    def _error(self, to, address: str, message: str) -> None:
+        self.counters["errors"] += 1
+        self._send(to, PREFIX + "/error", address, message)
+
+    # ---- receiving -----------------------------------------------------
+    def _verify_request(self, request, client_address) -> bool:
+        host = client_address[0]
+        if self.allow_remote or is_loopback(host):
+            return True
+        self.counters["refused"] += 1
+        if host not in self._refused_logged and len(self._refused_logged) < 100:
+            self._refused_logged.add(host)
+            log.warning("OSC message from non-local sender %s refused (start with allow_remote to accept)", host)
+        return False
+
+    def _handle_error(self, request, client_address) -> None:  # pragma: no cover - last resort
+        self.counters["errors"] += 1
+        log.exception("OSC: error while handling a packet from %s", client_address)
+
+    def _on_message(self, client_address, address: str, *args) -> None:
+        self.counters["received"] += 1
+        self._pending_reports = []
+        try:
+            self._dispatch(client_address, address, args)
+            for to, msg in self._pending_reports:
+                self._send(to, *msg)
+        except OscError as exc:
+            self._error(client_address, address, str(exc))
+        except Exception as exc:  # noqa: BLE001 - nothing a client sends may stop the server
+            log.exception("OSC: handler failed for %s %r", address, args)
+            self._error(client_address, address, f"{address}: internal error: {type(exc).__name__}: {exc}")
+
+    def _match_stems(self, address: str, pat: str) -> list[str]:
+        if any(c in pat for c in "*?[{"):
+            rx = _osc_pattern_to_regex(pat)
+            found = [s for s in self.stems if rx.match(s)]
+        else:
+            found = [pat] if pat in self.stems else []
+        if not found:
+            raise OscError(f"{address}: unknown stem {pat!r} (stems: {', '.join(self.stems)})")
+        return found
+
+    @staticmethod
+    def _number(address: str, args, kind: str):
+        if len(args) != 1:
+            raise OscError(f"{address}: expects one {kind} value, got {len(args)} values {list(args)!r}")
+        v = args[0]
+        if isinstance(v, bool):
+            v = int(v)
+        if not isinstance(v, (int, float)):
+            raise OscError(f"{address}: expects a {kind} value, got {type(v).__name__} {v!r}")
+        if isinstance(v, float) and not math.isfinite(v):
+            raise OscError(f"{address}: expects a finite {kind} value, got {v!r}")
+        return v
+
+    def _clamped(self, to, address, value, lo, hi, integer=False):
+        out, was = clamp(value, lo, hi)
+        if integer:
+            out = int(round(out))
+            was = was or out != value
+        if was:  # reported once applied (see _on_message)
+            self.counters["clamped"] += 1
+            self._pending_reports.append((to, (PREFIX + "/clamped", address, float(value), float(out))))
+        return out
+
+    def _dispatch(self, sender, address: str, args) -> None:
+        if not address.startswith(PREFIX + "/"):
+            raise OscError(f"{address}: unknown address (everything lives under {PREFIX}/)")
+        parts = address[len(PREFIX) + 1:].split("/")
+        head = parts[0]
+        if head == "stem" and len(parts) == 3:
+            stems = self._match_stems(address, parts[1])
+            what = parts[2]
+            if what == "gain":
+                v = self._clamped(sender, address, self._number(address, args, "float"), *GAIN_RANGE)
+                self.store.update(lambda p: _with_stems(p, stems, gain=float(v)))
+            elif what in ("mute", "solo"):
+                v = self._clamped(sender, address, self._number(address, args, "int 0|1"), 0, 1, integer=True)
+                self.store.update(lambda p: _with_stems(p, stems, **{what: bool(v)}))
+            else:
+                raise OscError(f"{address}: unknown stem parameter {what!r} (gain, mute, solo)")
+        elif head == "karaoke" and len(parts) == 2:
+            what = parts[1]
+            if what == "guide":
+                v = self._clamped(sender, address, self._number(address, args, "float"), *GUIDE_RANGE)
+                self.store.update(lambda p: p.with_(guide=float(v)))
+            elif what == "key":
+                v = self._clamped(sender, address, self._number(address, args, "int"), *KEY_RANGE, integer=True)
+                self.store.update(lambda p: p.with_(key=int(v)))
+            elif what == "on":
+                v = self._clamped(sender, address, self._number(address, args, "int 0|1"), 0, 1, integer=True)
+                self.store.update(lambda p: p.with_(karaoke=bool(v)))
+            else:
+                raise OscError(f"{address}: unknown karaoke parameter {what!r} (on, guide, key)")
+        elif head == "mic" and parts[1:] == ["gain"]:
+            v = self._clamped(sender, address, self._number(address, args, "float"), *MIC_GAIN_RANGE)
+            self.store.update(lambda p: p.with_(mic_gain=float(v)))
+        elif head == "fx" and len(parts) == 4:
+            stems = self._match_stems(address, parts[1])
+            try:
+                idx = int(parts[2])
+                if idx < 0:
+                    raise ValueError
+            except ValueError:
+                raise OscError(f"{address}: effect index must be a number >= 0, got {parts[2]!r}") from None
+            name = parts[3]
+            if not name.isidentifier():
+                raise OscError(f"{address}: bad effect parameter name {name!r}")
+            v = float(self._number(address, args, "float"))
+
+            def change(p):
+                for s in stems:
+                    p = p.with_fx(s, idx, name, v)
+                return p
+
+            self.store.update(change)
+        elif head in ("subscribe", "unsubscribe") and len(parts) == 1:
+            if len(args) != 2 or not isinstance(args[0], str) or not isinstance(args[1], int) or isinstance(args[1], bool):
+                raise OscError(f"{address}: expects s i (host, port), got {list(args)!r}")
+            host, port = args[0], args[1]
+            if not 0 < port < 65536:
+                raise OscError(f"{address}: port out of range: {port!r}")
+            if not self.allow_remote and not is_loopback(host):
+                raise OscError(f"{address}: feedback to non-local host {host!r} refused (allow_remote is off)")
+            if host == "localhost":
+                host = "127.0.0.1"
+            target = (host, port)
+            with self._sub_lock:
+                if head == "subscribe":
+                    if target not in self.subscribers:
+                        if len(self.subscribers) >= MAX_SUBSCRIBERS:
+                            raise OscError(f"{address}: too many subscribers ({MAX_SUBSCRIBERS})")
+                        self.subscribers.append(target)
+                elif target in self.subscribers:
+                    self.subscribers.remove(target)
+            if head == "subscribe":  # a fresh subscriber gets the whole state once
+                for path, value in param_values(self.store.current, self.stems).items():
+                    self._send(target, f"{PREFIX}/{path}", value)
+        elif head == "get" and len(parts) >= 2:
+            path = "/".join(parts[1:])
+            value = self._get(address, path)
+            if not isinstance(value, tuple):
+                value = (value,)
+            self._to_subscribers(f"{PREFIX}/{path}", *value, also=sender)
+        else:
+            raise OscError(f"{address}: unknown address")
+
+    def _get(self, address: str, path: str):
+        p = self.store.current
+        if path == "stems":
+            return tuple(self.stems)
+        if path in ("latency", "stats") or path.startswith("meter/"):
+            st = self.status()
+            if path == "latency":
+                return float(st.get("latency_ms", 0.0))
+            if path == "stats":
+                s = st.get("stats", {})
+                return (int(s.get("misses", 0)), int(s.get("xruns", 0)), float(s.get("cpu", 0.0)))
+            stem = path[len("meter/"):]
+            if stem not in self.stems:
+                raise OscError(f"{address}: unknown stem {stem!r}")
+            peak, rms = st.get("meters", {}).get(stem, (-math.inf, -math.inf))
+            return (_db(peak), _db(rms))
+        values = param_values(p, self.stems)
+        if path in values:
+            return values[path]
+        parts = path.split("/")
+        if parts[0] == "stem" and len(parts) == 3 and parts[1] not in self.stems:
+            raise OscError(f"{address}: unknown stem {parts[1]!r} (stems: {', '.join(self.stems)})")
+        if parts[0] == "fx" and len(parts) == 4:
+            raise OscError(f"{address}: effect parameter {path!r} has not been set")
+        raise OscError(f"{address}: nothing to get at {path!r}")
+
+    # ---- feedback ------------------------------------------------------
+    def _on_params(self, old: Params, new: Params) -> None:
+        if self._stop.is_set() or not self.subscribers:
+            return
+        try:
+            before = param_values(old, self.stems)
+            for path, value in param_values(new, self.stems).items():
+                if before.get(path) != value:
+                    self._to_subscribers(f"{PREFIX}/{path}", value)
+        except Exception:  # noqa: BLE001 - a listener must never hurt the writer (GUI, OSC)
+            log.exception("OSC feedback failed")
+
+    def send_feedback(self) -> None:
+        """Send one round of meters, latency and stats to subscribers."""
+        if not self.subscribers:
+            return
+        try:
+            st = self.status()
+        except Exception as exc:  # noqa: BLE001
+            log.debug("status() failed: %s", exc)
+            return
+        for stem, (peak, rms) in dict(st.get("meters", {})).items():
+            self._to_subscribers(f"{PREFIX}/meter/{stem}", _db(peak), _db(rms))
+        self._to_subscribers(PREFIX + "/latency", float(st.get("latency_ms", 0.0)))
+        s = st.get("stats", {})
+        self._to_subscribers(PREFIX + "/stats", int(s.get("misses", 0)), int(s.get("xruns", 0)), float(s.get("cpu", 0.0)))
+
+    def _meter_loop(self) -> None:
+        period = 1.0 / self.meter_hz if self.meter_hz > 0 else None
+        if period is None:
+            return
+        nxt = time.monotonic()
+        while not self._stop.is_set():
+            nxt += period
+            self.send_feedback()
+            delay = nxt - time.monotonic()
+            if delay < 0:
+                nxt = time.monotonic()
+                delay = 0
+            self._stop.wait(delay)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        self._unsubscribe_store()
+        self._server.shutdown()
+        self._thread.join(timeout=2)
+        self._meter_thread.join(timeout=2)
+        self._server.server_close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _db(v) -> float:
+    """Meters come as dBFS already; -inf/NaN are sent as -200 dBFS (OSC floats)."""
+    v = float(v)
+    if not math.isfinite(v):
+        return -200.0
+    return max(v, -200.0)
+
+
+def _with_stems(p: Params, stems, **changes) -> Params:
+    for s in stems:
+        p = p.with_stem(s, **changes)
+    return p
