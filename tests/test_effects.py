@@ -112,3 +112,19 @@ def test_presets_listed_and_user_folder(tmp_path):
     assert load_preset("mine", tmp_path)["effects"][0]["type"] == "Gain"
     chain = EffectChain.from_preset("mine", SR, 2, user_dir=tmp_path)
     assert chain.errors == [] and chain.name == "mine"
+
+
+def test_mic_chain_in_place_frames_major():
+    from plugins.mic import MicChain
+
+    mic = MicChain.from_preset("mic-vocal", SR, 1)
+    assert mic.latency == 0 and mic.errors == []  # monitoring latency is the device block alone
+    x = _music(0.5, channels=1)
+    whole = EffectChain.from_preset("mic-vocal", SR, 1).process(x)
+    out = []
+    for i in range(0, x.shape[1], 256):
+        buf = np.ascontiguousarray(x[:, i:i + 256].T)  # [frames, 1], as the callback has it
+        mic(buf, buf)
+        out.append(buf[:, 0].copy())
+    np.testing.assert_allclose(np.concatenate(out), whole[0], atol=1e-6)
+    assert mic.failures == 0
