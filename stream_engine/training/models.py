@@ -318,10 +318,23 @@ class StreamingStudent(nn.Module):
             y = F.pad(y, (0, N - y.shape[-1]))
         return y.reshape(B, C, 2, N).transpose(1, 2)
 
+    def _gru_cell(self, x, h, layer: int):
+        """One step of layer ``layer`` of ``self.gru`` written with matmuls (quantizable in ONNX)."""
+        w_ih = getattr(self.gru, f"weight_ih_l{layer}")
+        w_hh = getattr(self.gru, f"weight_hh_l{layer}")
+        b_ih = getattr(self.gru, f"bias_ih_l{layer}")
+        b_hh = getattr(self.gru, f"bias_hh_l{layer}")
+        H = self.hidden
+        gi = x @ w_ih.t() + b_ih
+        gh = h @ w_hh.t() + b_hh
+        r = torch.sigmoid(gi[:, :H] + gh[:, :H])
+        z = torch.sigmoid(gi[:, H:2 * H] + gh[:, H:2 * H])
+        n = torch.tanh(gi[:, 2 * H:] + r * gh[:, 2 * H:])
+        return (1 - z) * n + z * h
+
     def step(self, window: torch.Tensor, h: torch.Tensor, ola: torch.Tensor):
-        """window (B, 1, W) newest samples last; h (layers, B, hidden); ola (B, 2, n_fft-hop).
+        """window (B, 1, W) newest samples last; h (B, layers, hidden); ola (B, 2, n_fft-hop).
         Returns stems (B, 2, 1, hop), h', ola'."""
-        B = window.shape[0]
         w = window[:, 0, :]
         fr = w[:, self.window - self.n_fft:]
         spec = fr @ self.ana.t()  # (B, 2F)
@@ -331,9 +344,13 @@ class StreamingStudent(nn.Module):
             cre, cim = cs[:, : self.ctx_bins], cs[:, self.ctx_bins:]
         else:
             cre = cim = None
-        z = self.inp(self._features(re, im, cre, cim))[:, None, :]
-        z, h2 = self.gru(z, h)
-        mr, mi = self._mask(self.out(z[:, 0]))
+        z = self.inp(self._features(re, im, cre, cim))
+        hs = []
+        for layer in range(self.layers):
+            z = self._gru_cell(z, h[:, layer], layer)
+            hs.append(z)
+        h2 = torch.stack(hs, 1)
+        mr, mi = self._mask(self.out(z))
         vr = mr * re - mi * im
         vi = mr * im + mi * re
         S = torch.stack([torch.cat([vr, vi], -1), torch.cat([re - vr, im - vi], -1)], 1)  # (B, 2, 2F)
@@ -345,7 +362,7 @@ class StreamingStudent(nn.Module):
 
 
 class StudentStep(nn.Module):
-    """Export wrapper: forward(audio, h, ola) -> (stems, h, ola)."""
+    """Export wrapper: forward(audio, h, ola) -> (stems, h, ola); states have the batch on axis 0."""
 
     def __init__(self, student: StreamingStudent):
         super().__init__()

@@ -1,0 +1,128 @@
+"""Model cards: the JSON file beside a model (``model.onnx`` + ``model.json``).
+
+A card says how to run the model (sample rate, stems, framing, state) and
+where it came from (training data, licence, metrics, the command that made
+it). ``load_card`` reads and validates one; every problem raises
+``SeparatorError`` naming the file.
+
+Required fields::
+
+    name, format ("onnx" | "torchscript"), sample_rate, stems, channels,
+    window, hop, lookahead, fade, stateful
+
+Optional but written by ``stemstream export``::
+
+    inputs / outputs      graph tensor names: audio first, then states
+    state                 [{"name", "shape" (without batch)}]; batch is axis 0
+    output_span           "segment" (model returns hop+fade samples) or "window"
+    profiles              {profile: {window, hop, lookahead, fade}} (stateless models)
+    default_for           profiles this model is the default of
+    stft, latency, parameters, training, licence, metrics, command, sha256, full_band
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from .base import SeparatorError, SeparatorSpec
+
+REQUIRED = ("name", "format", "sample_rate", "stems", "channels", "window", "hop", "lookahead", "fade", "stateful")
+FORMATS = ("onnx", "torchscript")
+
+
+def card_path_for(model_path: str | Path) -> Path:
+    p = Path(model_path)
+    return p.with_suffix(".json")
+
+
+def sha256_of(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def validate_card(card: dict, where: str = "card") -> dict:
+    if not isinstance(card, dict):
+        raise SeparatorError(f"{where}: a model card must be a JSON object, not {type(card).__name__}")
+    missing = [k for k in REQUIRED if k not in card]
+    if missing:
+        raise SeparatorError(f"{where}: model card lacks required field(s): {', '.join(missing)}")
+    if card["format"] not in FORMATS:
+        raise SeparatorError(f"{where}: format {card['format']!r} is not one of {', '.join(FORMATS)}")
+    for k in ("sample_rate", "window", "hop", "lookahead", "fade"):
+        v = card[k]
+        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+            raise SeparatorError(f"{where}: {k} must be a non-negative integer, not {v!r}")
+    if card["sample_rate"] <= 0 or card["hop"] <= 0:
+        raise SeparatorError(f"{where}: sample_rate and hop must be positive")
+    stems = card["stems"]
+    if not isinstance(stems, list) or not stems or not all(isinstance(s, str) and s for s in stems):
+        raise SeparatorError(f"{where}: stems must be a non-empty list of names, not {stems!r}")
+    if card["channels"] not in (None, 1, 2):
+        raise SeparatorError(f"{where}: channels must be 1, 2 or null, not {card['channels']!r}")
+    if not isinstance(card["stateful"], bool):
+        raise SeparatorError(f"{where}: stateful must be true or false")
+    states = card.get("state", [])
+    if card["stateful"] and not states:
+        raise SeparatorError(f"{where}: a stateful model's card must list its state tensors under 'state'")
+    for st in states:
+        if not isinstance(st, dict) or "name" not in st or "shape" not in st:
+            raise SeparatorError(f"{where}: each state entry needs a name and a shape, got {st!r}")
+        if not all(isinstance(d, int) and d > 0 for d in st["shape"]):
+            raise SeparatorError(f"{where}: state {st['name']!r} shape must be positive integers, got {st['shape']}")
+    if card.get("output_span", "segment") not in ("segment", "window"):
+        raise SeparatorError(f"{where}: output_span must be 'segment' or 'window'")
+    for prof, fr in (card.get("profiles") or {}).items():
+        for k in ("window", "hop"):
+            if k not in fr:
+                raise SeparatorError(f"{where}: profile {prof!r} framing lacks {k!r}")
+    return card
+
+
+def load_card(model_path: str | Path, expected_format: str | None = None, check_hash: bool = True) -> dict:
+    """Read and validate the card beside ``model_path``; check the model file exists and matches."""
+    model_path = Path(model_path)
+    cpath = card_path_for(model_path)
+    if not model_path.is_file():
+        raise SeparatorError(f"{model_path}: model file not found")
+    if not cpath.is_file():
+        raise SeparatorError(f"{model_path}: no model card beside it (expected {cpath.name})")
+    try:
+        card = json.loads(cpath.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise SeparatorError(f"{cpath}: model card is not valid JSON ({e})") from None
+    validate_card(card, str(cpath))
+    if expected_format and card["format"] != expected_format:
+        raise SeparatorError(
+            f"{cpath}: card says format {card['format']!r} but {model_path.name} is loaded as {expected_format!r}")
+    digest = card.get("sha256")
+    if check_hash and digest:
+        actual = sha256_of(model_path)
+        if actual != digest:
+            raise SeparatorError(
+                f"{model_path}: model file does not match its card {cpath.name} (sha256 {actual[:12]}..., card "
+                f"says {digest[:12]}...): the file is corrupt or belongs to another card")
+    return card
+
+
+def spec_from_card(card: dict, profile: str | None = None) -> SeparatorSpec:
+    fr = dict(window=card["window"], hop=card["hop"], lookahead=card["lookahead"], fade=card["fade"])
+    profiles = card.get("profiles") or {}
+    if profile and profile in profiles and not card["stateful"]:
+        fr.update({k: int(v) for k, v in profiles[profile].items() if k in fr})
+    return SeparatorSpec(
+        name=card["name"],
+        stems=tuple(card["stems"]),
+        window=fr["window"],
+        hop=fr["hop"],
+        lookahead=fr["lookahead"],
+        fade=fr["fade"],
+        sample_rate=card["sample_rate"],
+        channels=card["channels"],
+        stateful=card["stateful"],
+        card=card,
+    )

@@ -1,0 +1,249 @@
+"""Export a checkpoint to ONNX, TorchScript and int8 ONNX, each with a model card.
+
+Files written for ``--name NAME`` in ``--out DIR``::
+
+    NAME.onnx + NAME.json                       float32 ONNX
+    NAME-int8.onnx + NAME-int8.json             dynamic int8 weights (onnxruntime.quantization)
+    NAME-torchscript.pt + NAME-torchscript.json TorchScript
+
+Graph convention (see ``separators/onnx_backend.py``): inputs ``audio`` then
+state tensors, outputs ``stems`` then the new states (``<state>_out``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from .models import StreamingStudent, StudentStep, TFCTDFNet, count_parameters
+from .train import model_from_checkpoint
+
+PROVENANCE = {
+    "mir1k": {
+        "dataset": "MIR-1K (Hsu and Jang, 2010, MIR Lab, National Taiwan University), via the public GitHub "
+                   "repository andabi/music-source-separation; 16 kHz mono; mir1k/train (819 clips, 15 singers, "
+                   "about 109 min) for training, mir1k/valid (87 clips, 2 singers) for validation and model "
+                   "selection",
+        "licence": "research use (MIR-1K terms); the weights inherit the training data's terms",
+    }
+}
+
+FULL_BAND_NOTE = (
+    "Trained on 16 kHz MIR-1K only: the model sees 0-8 kHz. Above 8 kHz it has never seen vocal sibilance or "
+    "cymbals; the engine decides what happens to that band (at 44.1/48 kHz the model's output is resampled up "
+    "and holds nothing above 8 kHz)."
+)
+
+
+class TeacherWindow(nn.Module):
+    def __init__(self, m: TFCTDFNet):
+        super().__init__()
+        self.m = m
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        return self.m(audio)
+
+
+def teacher_window(model: TFCTDFNet, seconds: float | None = None, sample_rate: int = 16000) -> int:
+    """A window needing no internal padding: (frames - 1) * hop with frames a multiple of 2**levels."""
+    seconds = seconds or 3.0
+    m = 2 ** model.levels
+    frames = int(round((seconds * sample_rate / model.hop + 1) / m)) * m
+    return (frames - 1) * model.hop
+
+
+def _export_onnx(module: nn.Module, args: tuple, path: Path, inputs: list[str], outputs: list[str],
+                 dynamic: dict) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, args, str(path), input_names=inputs, output_names=outputs, opset_version=17,
+                          dynamic_axes=dynamic, do_constant_folding=True, dynamo=False)
+    import onnx
+
+    onnx.checker.check_model(str(path))
+
+
+def _quantize(src: Path, dst: Path) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with tempfile.TemporaryDirectory() as tmp:
+        pre = Path(tmp) / "pre.onnx"
+        try:
+            from onnxruntime.quantization.shape_inference import quant_pre_process
+
+            quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+        except Exception:
+            shutil.copy(src, pre)
+        quantize_dynamic(str(pre), str(dst), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"])
+
+
+def card_for(model, name: str, fmt: str, ck: dict, window_seconds: float | None = None) -> dict:
+    from stream_engine.separators.card import sha256_of  # noqa: F401 (used by the caller)
+
+    cfg = ck.get("config") or {}
+    sr = int(cfg.get("sample_rate", 16000))
+    hist = ck.get("history") or []
+    best_val = None
+    for h in hist:
+        if h.get("step") == ck.get("step"):
+            best_val = h
+    data = str(cfg.get("data", ""))
+    prov = PROVENANCE["mir1k"] if "mir1k" in data else {"dataset": data, "licence": "see the training data"}
+    card = {
+        "name": name,
+        "format": fmt,
+        "sample_rate": sr,
+        "stems": list(model.stems),
+        "channels": 1,
+        "parameters": count_parameters(model),
+        "architecture": {"kind": ck["kind"], **model.cfg},
+        "training": {
+            **prov,
+            "preset": cfg.get("preset"),
+            "steps": ck.get("step"),
+            "seed": cfg.get("seed"),
+            "distillation": cfg.get("distill"),
+            "train_seconds": best_val.get("train_seconds") if best_val else None,
+        },
+        "command": cfg.get("command"),
+        "full_band": FULL_BAND_NOTE,
+    }
+    if isinstance(model, StreamingStudent):
+        shapes = model.state_shapes()
+        card.update({
+            "window": model.window, "hop": model.hop, "lookahead": model.latency, "fade": 0, "stateful": True,
+            "state": [{"name": k, "shape": list(v)} for k, v in shapes.items()],
+            "inputs": ["audio"] + list(shapes), "outputs": ["stems"] + [k + "_out" for k in shapes],
+            "output_span": "segment",
+            "stft": {"n_fft": model.n_fft, "hop": model.hop, "window": "sqrt-hann (analysis and synthesis)",
+                     "context_fft": model.ctx_fft, "context_window": "hann, ending at the same sample",
+                     "in_graph": "real matmuls with cos/sin bases; overlap-add carried in state 'ola'"},
+            "latency": {"samples": model.latency, "ms": 1000.0 * model.latency / sr,
+                        "note": "model only (n_fft - hop); the engine adds its block, hop buffering and resampling"},
+            "default_for": ["live", "balanced"],
+        })
+    else:
+        W = teacher_window(model, window_seconds, sr)
+        hop = sr  # one second of new audio per call
+        fade = 2048
+        lookahead = 8192
+        card.update({
+            "window": W, "hop": hop, "lookahead": lookahead, "fade": fade, "stateful": False, "state": [],
+            "inputs": ["audio"], "outputs": ["stems"], "output_span": "window",
+            "profiles": {"quality": {"window": W, "hop": hop, "lookahead": lookahead, "fade": fade}},
+            "stft": {"n_fft": model.n_fft, "hop": model.hop, "window": "hann", "center": True,
+                     "in_graph": "conv1d / conv_transpose1d with cos/sin bases"},
+            "latency": {"samples": lookahead + fade, "ms": 1000.0 * (lookahead + fade) / sr,
+                        "note": "model framing only (lookahead + fade)"},
+            "default_for": ["quality"],
+        })
+    if best_val:
+        card["metrics"] = {"validation_during_training": {
+            "data": cfg.get("valid"), "step": best_val["step"], "sdr_mean_db": best_val["mean"],
+            "sdr_median_db": best_val["median"],
+            "how": "whole-track torch forward, SDR = 10 log10(sum s^2 / sum (s - s_hat)^2) per track"}}
+    return card
+
+
+def _write_card(card: dict, model_path: Path) -> Path:
+    from stream_engine.separators.card import sha256_of
+
+    card = dict(card)
+    card["file"] = model_path.name
+    card["size_bytes"] = model_path.stat().st_size
+    card["sha256"] = sha256_of(model_path)
+    p = model_path.with_suffix(".json")
+    p.write_text(json.dumps(card, indent=2) + "\n")
+    return p
+
+
+def export_model(model, ck: dict, out_dir: str | os.PathLike, name: str, formats=("onnx", "torchscript", "int8"),
+                 window_seconds: float | None = None, command: str | None = None,
+                 extra_metrics: dict | None = None) -> list[Path]:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model.eval()
+    written: list[Path] = []
+    if isinstance(model, StreamingStudent):
+        module = StudentStep(model).eval()
+        shapes = model.state_shapes()
+        args = (torch.zeros(1, 1, model.window),) + tuple(torch.zeros((1,) + s) for s in shapes.values())
+        inputs = ["audio"] + list(shapes)
+        outputs = ["stems"] + [k + "_out" for k in shapes]
+        dynamic = {n: {0: "batch"} for n in inputs + outputs}
+    else:
+        module = TeacherWindow(model).eval()
+        W = teacher_window(model, window_seconds, int((ck.get("config") or {}).get("sample_rate", 16000)))
+        args = (torch.zeros(1, 1, W),)
+        inputs, outputs = ["audio"], ["stems"]
+        dynamic = {"audio": {0: "batch"}, "stems": {0: "batch"}}
+
+    def base_card(fmt, nm):
+        c = card_for(model, nm, fmt, ck, window_seconds)
+        if command:
+            c["command"] = command
+        if extra_metrics:
+            c.setdefault("metrics", {}).update(extra_metrics)
+        return c
+
+    onnx_path = out / f"{name}.onnx"
+    if "onnx" in formats or "int8" in formats:
+        _export_onnx(module, args, onnx_path, inputs, outputs, dynamic)
+        if "onnx" in formats:
+            written += [onnx_path, _write_card(base_card("onnx", name), onnx_path)]
+    if "int8" in formats:
+        q = out / f"{name}-int8.onnx"
+        _quantize(onnx_path, q)
+        c = base_card("onnx", f"{name}-int8")
+        c["quantization"] = "onnxruntime.quantization.quantize_dynamic, int8 weights (MatMul/Gemm), float activations"
+        c["default_for"] = []
+        written += [q, _write_card(c, q)]
+        if "onnx" not in formats:
+            onnx_path.unlink()
+    if "torchscript" in formats:
+        ts = out / f"{name}-torchscript.pt"
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            traced = torch.jit.trace(module, args, check_trace=False)
+        traced.save(str(ts))
+        c = base_card("torchscript", f"{name}-torchscript")
+        c["default_for"] = []
+        written += [ts, _write_card(c, ts)]
+    return written
+
+
+def export_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, name: str | None = None,
+                      formats=("onnx", "torchscript", "int8"), metrics_from: str | None = None,
+                      evaluate_on: str | None = None, command: str | None = None,
+                      window_seconds: float | None = None) -> list[Path]:
+    if not Path(checkpoint).is_file():
+        raise FileNotFoundError(f"{checkpoint}: no such checkpoint")
+    model, ck = model_from_checkpoint(checkpoint)
+    name = name or ("stemstream-" + ck["kind"])
+    extra = json.loads(Path(metrics_from).read_text()) if metrics_from else None
+    paths = export_model(model, ck, out_dir, name, formats, window_seconds, command, extra)
+    if evaluate_on:
+        from stream_engine.evaluate import evaluate
+        from stream_engine.separators.onnx_backend import OnnxSeparator
+        from stream_engine.separators.torchscript_backend import TorchScriptSeparator
+
+        for p in [p for p in paths if p.suffix in (".onnx", ".pt")]:
+            cls = OnnxSeparator if p.suffix == ".onnx" else TorchScriptSeparator
+            profile = "quality" if ck["kind"] == "teacher" else "live"
+            res = evaluate(Path(evaluate_on), lambda rate, p=p, cls=cls: cls.from_path(p, profile=profile), profile,
+                           progress=False)
+            cpath = p.with_suffix(".json")
+            card = json.loads(cpath.read_text())
+            card.setdefault("metrics", {})["engine_" + profile] = {
+                "data": str(evaluate_on), "sdr_mean_db": res["mean"], "sdr_median_db": res["median"],
+                "how": f"stemstream eval through the engine, profile {profile}"}
+            cpath.write_text(json.dumps(card, indent=2) + "\n")
+    return paths
