@@ -14,6 +14,7 @@ callback takes no lock, calls no model and logs nothing.
 from __future__ import annotations
 
 import math
+import sys
 import threading
 import time
 from typing import Callable
@@ -97,9 +98,10 @@ class RealtimeEngine:
         return worst
 
     def _default_budget(self) -> int:
-        """One block, or 1.5x the slowest warm-up call if that is longer."""
+        """The profile's blocks, or 1.5x the slowest warm-up call if that is longer."""
         slowest_ms = self._warm_compute.get("max") or 0.0
-        return max(self.block, math.ceil(1.5 * slowest_ms * self.rate / 1000.0))
+        blocks = self.pipeline.profile.budget_blocks * self.block
+        return max(blocks, math.ceil(1.5 * slowest_ms * self.rate / 1000.0))
 
     def latency(self, device_in: float = 0.0, device_out: float = 0.0) -> LatencyReport:
         """Input-to-output latency; add the device's own latencies (seconds) if known."""
@@ -125,6 +127,9 @@ class RealtimeEngine:
         self.stats.compute = self.pipeline.compute  # per-call times, measured in the framer
         self._chunk = np.zeros((self.in_ring.capacity, self.channels), np.float32)
         self._running = True
+        # Hand the GIL over often: the callback and the worker must not wait
+        # out the default 5 ms switch interval behind some other thread.
+        sys.setswitchinterval(min(sys.getswitchinterval(), 0.0005))
         if thread:
             self._worker = threading.Thread(target=self._work, name="stemstream-worker", daemon=True)
             self._worker.start()
@@ -263,6 +268,9 @@ def run_paced(engine: RealtimeEngine, source: np.ndarray, realtime: bool = True)
                 delay = next_time - time.perf_counter()
                 if delay > 0:
                     time.sleep(delay)
+                elif delay < -period:  # the clock itself fell behind: a device would xrun
+                    engine.stats.xruns += 1
+                    next_time = time.perf_counter()
             engine.callback(source[k * block : (k + 1) * block], played[k * block : (k + 1) * block], block, None, None)
             if not realtime:
                 engine.work_once()
