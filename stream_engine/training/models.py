@@ -181,7 +181,7 @@ class TFCTDFNet(nn.Module):
     def pad_length(self, n: int) -> int:
         """Frames must be a multiple of 2**levels: the padded sample count for n input samples."""
         m = 2 ** self.levels
-        frames = n // self.hop + 1
+        frames = -(-n // self.hop) + 1
         frames = int(math.ceil(frames / m) * m)
         return (frames - 1) * self.hop
 

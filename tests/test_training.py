@@ -1,0 +1,164 @@
+"""Training pipeline: data loading, augmentation, a few steps that lower the loss, checkpoints, commands."""
+
+import argparse
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from stream_engine.training import data as D  # noqa: E402
+from stream_engine.training.fixtures import make_stem_folder  # noqa: E402
+from stream_engine.training.models import StreamingStudent, TFCTDFNet, count_parameters  # noqa: E402
+from stream_engine.training.train import (PRESETS, load_checkpoint, load_config, separation_loss,  # noqa: E402
+                                          train)
+
+
+@pytest.fixture(scope="module")
+def stems_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("stems")
+    make_stem_folder(root / "train", tracks=4, seconds=2.0, seed=1)
+    make_stem_folder(root / "valid", tracks=2, seconds=1.5, seed=2)
+    return root
+
+
+def test_folder_loader_trims_and_sums(stems_dir):
+    tracks = D.load_stem_folder(stems_dir / "train")
+    assert len(tracks) == 4
+    for t in tracks:
+        lengths = {v.shape[-1] for v in t.stems.values()}
+        assert len(lengths) == 1  # trimmed to the shortest stem
+        assert t.stems["vocals"].shape[0] == 1
+        np.testing.assert_allclose(t.mix(), t.stems["vocals"] + t.stems["accompaniment"], atol=1e-7)
+    assert tracks[0].length == 32000 - 37
+
+
+def test_folder_loader_uses_mixture_file_and_derives_accompaniment(tmp_path):
+    import soundfile as sf
+
+    d = tmp_path / "song"
+    d.mkdir()
+    rng = np.random.default_rng(0)
+    parts = {k: rng.standard_normal(1000).astype(np.float32) * 0.1 for k in ("vocals", "drums", "bass", "other")}
+    for k, v in parts.items():
+        sf.write(d / f"{k}.wav", v, 16000, subtype="FLOAT")
+    sf.write(d / "mixture.wav", sum(parts.values()), 16000, subtype="FLOAT")
+    (t,) = D.load_stem_folder(tmp_path)
+    np.testing.assert_allclose(t.stems["accompaniment"][0], parts["drums"] + parts["bass"] + parts["other"],
+                               atol=1e-6)
+    assert t.mixture is not None
+
+
+def test_missing_folder_and_musdb_messages(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        D.load_stem_folder(tmp_path / "nope")
+    try:
+        import musdb  # noqa: F401
+    except ImportError:
+        with pytest.raises(ImportError, match="pip install musdb"):
+            D.load_tracks("musdb:" + str(tmp_path))
+
+
+def test_sampler_augments_and_keeps_the_sum(stems_dir):
+    tracks = D.load_stem_folder(stems_dir / "train")
+    s = D.StemSampler(tracks, ("vocals", "accompaniment"), 4000, D.AugmentConfig(eq=1.0, pitch=0.5), seed=3)
+    mix, stems, index = s.draw(6, return_index=True, clean_frac=0.5)
+    assert mix.shape == (6, 1, 4000) and stems.shape == (6, 2, 1, 4000)
+    np.testing.assert_allclose(mix, stems.sum(1), atol=1e-6)
+    # clean examples: both stems are the original excerpt times one gain
+    for b in range(3):
+        ti, start, g = index[b]
+        t = s.tracks[int(ti)]
+        ref = t.stems["vocals"][:, int(start): int(start) + 4000] * g
+        np.testing.assert_allclose(stems[b, 0, :, : ref.shape[-1]], ref, atol=1e-6)
+    assert (index[3:, 0] == -1).all()
+    # same seed, same batch
+    s2 = D.StemSampler(tracks, ("vocals", "accompaniment"), 4000, D.AugmentConfig(eq=1.0, pitch=0.5), seed=3)
+    np.testing.assert_array_equal(s2.draw(6, clean_frac=0.5)[0], mix)
+
+
+def test_validation_set_is_fixed(stems_dir):
+    tracks = D.load_stem_folder(stems_dir / "valid")
+    a = D.validation_set(tracks)
+    b = D.validation_set(list(reversed(tracks)))
+    assert [x[0] for x in a] == [x[0] for x in b]
+
+
+@pytest.mark.parametrize("kind", ["teacher", "student"])
+def test_a_few_steps_lower_the_loss(stems_dir, kind):
+    torch.manual_seed(0)
+    tracks = D.load_stem_folder(stems_dir / "train")
+    if kind == "teacher":
+        model = TFCTDFNet(n_fft=256, hop=64, channels=4, growth=4, levels=2, tfc_layers=1, bottleneck=4)
+        lat = 0
+    else:
+        model = StreamingStudent(n_fft=64, hop=16, ctx_fft=128, hidden=32, layers=1)
+        lat = model.latency
+    s = D.StemSampler(tracks, ("vocals", "accompaniment"), 8000 + lat, seed=0)
+    mix, ref = (torch.from_numpy(a) for a in s.draw(4))
+    opt = torch.optim.Adam(model.parameters(), 3e-3)
+    losses = []
+    for _ in range(25):
+        est = model(mix)
+        e, r = (est[..., lat:], ref[..., :-lat]) if lat else (est, ref)
+        loss = separation_loss(e, r)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    assert np.mean(losses[-3:]) < 0.8 * np.mean(losses[:3]), losses
+
+
+def test_train_checkpoint_resume_and_distill(stems_dir, tmp_path):
+    over = {"data": str(stems_dir / "train"), "valid": str(stems_dir / "valid"), "steps": 4, "val_every": 2}
+    cfg = load_config("tiny-teacher", over)
+    res = train(cfg, tmp_path / "t", progress=False, log=lambda *a: None)
+    assert len(res["history"]) == 2
+    ck = load_checkpoint(tmp_path / "t" / "last.pt")  # weights_only=True inside
+    assert ck["step"] == 4 and ck["kind"] == "teacher"
+    # resume: continue to 6 steps from step 4
+    res2 = train({**cfg, "steps": 6}, tmp_path / "t", resume=True, progress=False, log=lambda *a: None)
+    assert [h["step"] for h in res2["history"]] == [2, 4, 6]
+    # distillation from that teacher
+    scfg = load_config("tiny-student", {**over, "distill": {"teacher": str(tmp_path / "t" / "best.pt"),
+                                                            "weight": 0.5}})
+    res3 = train(scfg, tmp_path / "s", progress=False, log=lambda *a: None)
+    assert (tmp_path / "s" / "teacher_targets.npz").is_file()
+    assert np.isfinite(res3["best"])
+
+
+def test_train_is_seeded(stems_dir, tmp_path):
+    over = {"data": str(stems_dir / "train"), "valid": str(stems_dir / "valid"), "steps": 2, "val_every": 2}
+    a = train(load_config("tiny-student", over), tmp_path / "a", progress=False, log=lambda *a: None)
+    b = train(load_config("tiny-student", over), tmp_path / "b", progress=False, log=lambda *a: None)
+    assert a["history"][-1]["loss"] == b["history"][-1]["loss"]
+
+
+def test_presets_fit_the_targets():
+    s = StreamingStudent(**PRESETS["student"]["model_cfg"])
+    assert count_parameters(s) <= 2_000_000
+    assert s.latency / 16000 <= 0.012 + 1e-9
+    assert PRESETS["student-nodistill"]["distill"] is None
+    assert PRESETS["student-nodistill"]["model_cfg"] == PRESETS["student"]["model_cfg"]
+
+
+def test_commands(stems_dir, tmp_path, capsys):
+    from stream_engine.training.commands import add_parsers
+
+    ap = argparse.ArgumentParser()
+    add_parsers(ap.add_subparsers(dest="cmd"))
+    args = ap.parse_args(["train", "tiny-student", "--data", str(stems_dir / "train"), "--valid",
+                          str(stems_dir / "valid"), "--out", str(tmp_path / "run"), "--steps", "2", "--val-every",
+                          "2", "--no-progress"])
+    assert args.func(args) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["parameters"] > 0
+    args = ap.parse_args(["export", str(tmp_path / "run" / "best.pt"), "--out", str(tmp_path / "exp"),
+                          "--name", "tiny", "--formats", "onnx"])
+    assert args.func(args) == 0
+    card = json.loads((tmp_path / "exp" / "tiny.json").read_text())
+    assert card["stateful"] and card["command"]
+    args = ap.parse_args(["train", "no-such-preset", "--out", str(tmp_path / "x")])
+    assert args.func(args) == 2
+    assert "neither a preset" in capsys.readouterr().err
