@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Install what stemstream needs on a Debian machine (as root).
+#   scripts/setup.sh         runtime: separate, live, bench, eval
+#   scripts/setup.sh test    plus the test suite's real parts: JACK, VST3, Xvfb, torch
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mode="${1:-run}"
+export DEBIAN_FRONTEND=noninteractive
+apt_packages=(libsndfile1 libportaudio2)
+if [ "$mode" = test ]; then
+  apt_packages+=(jackd2 zam-plugins xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxkbcommon-x11-0
+                 libxcb-xinerama0 libxcb-randr0 libxcb-render-util0 libxcb-image0 libxcb-shape0 libegl1 libgl1
+                 libfontconfig1 libdbus-1-3)
+fi
+missing=()
+for p in "${apt_packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+pip() { python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore "$@"; }
+if [ "$mode" = test ]; then
+  pip torch==2.13.0  # the local CPU build; an unpinned torch pulls gigabytes of CUDA packages
+  pip -e ".[train,gui,test]"
+else
+  pip -e ".[gui]"
+fi
