@@ -132,9 +132,10 @@ def card_for(model, name: str, fmt: str, ck: dict, window_seconds: float | None 
         })
     else:
         W = teacher_window(model, window_seconds, sr)
-        hop = sr  # one second of new audio per call
-        fade = 2048
-        lookahead = 8192
+        # about a third of the window is new per call; a sixth of it is lookahead (non-causal context)
+        hop = W // 3
+        fade = W // 24
+        lookahead = W // 6
         card.update({
             "window": W, "hop": hop, "lookahead": lookahead, "fade": fade, "stateful": False, "state": [],
             "inputs": ["audio"], "outputs": ["stems"], "output_span": "window",
