@@ -16,6 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .bands import HighBand
 from .framer import Framer
 from .latency import LatencyReport
 from .profiles import Profile
@@ -33,6 +34,7 @@ class Pipeline:
         profile: Profile,
         stages: Sequence = (),
         trim: bool = False,
+        full_band: bool = True,
     ):
         spec = separator.spec
         self.separator = separator
@@ -45,11 +47,13 @@ class Pipeline:
         self.trim = trim
         self.compute = ComputeTimes()
         self.framer = Framer(separator, channels, trim=trim, on_call=self.compute.add)
-        self.down = self.up = None
+        self.down = self.up = self.high = None
         if self.model_rate != stream_rate:
             q = profile.resample_quality
             self.down = StreamResampler(stream_rate, self.model_rate, channels, q)
             self.up = StreamResampler(self.model_rate, stream_rate, len(self.stems) * channels, q)
+        if self.model_rate < stream_rate and full_band:
+            self.high = HighBand(self.stems, stream_rate, self.model_rate, channels, profile, trim)
         self.stage_latency = sum(int(stage.latency) for stage in self.stages)
         self.reset()
 
@@ -60,14 +64,28 @@ class Pipeline:
                 resampler.reset()
         for stage in self.stages:
             stage.reset()
+        self._low_queue = self._high_queue = None
+        if self.high is not None:
+            self.high.reset()
+            # Untrimmed (live), the faster band waits for the slower one.
+            low_delay = 0 if self.trim else max(0, self.high.latency - self._model_latency)
+            high_delay = 0 if self.trim else max(0, self._model_latency - self.high.latency)
+            self._low_queue = np.zeros((len(self.stems), self.channels, low_delay), np.float32)
+            self._high_queue = np.zeros((len(self.stems), self.channels, high_delay), np.float32)
         self._to_trim = self.stage_latency if self.trim else 0
         self.samples_in = 0
         self.samples_out = 0
 
     @property
-    def framer_latency(self) -> int:
-        """The framer's latency in stream-rate samples (rounded)."""
+    def _model_latency(self) -> int:
         return round(self.framer.latency * self.stream_rate / self.model_rate)
+
+    @property
+    def framer_latency(self) -> int:
+        """The framer's latency in stream-rate samples (rounded); both bands' when split."""
+        if self.high is None:
+            return self._model_latency
+        return max(self._model_latency, self.high.latency)
 
     def latency(self) -> LatencyReport:
         """Delay the signal itself carries (buffering is added by the realtime side)."""
@@ -80,7 +98,10 @@ class Pipeline:
     def process(self, x: np.ndarray, params=None) -> np.ndarray:
         """``(channels, n)`` in, finished ``(stems, channels, m)`` out."""
         self.samples_in += x.shape[1]
-        return self._after_framer(self.framer.push(self._down(x)), params)
+        stems = self._up(self.framer.push(self._down(x)))
+        if self.high is not None:
+            stems = self._join_bands(stems, self.high.process(x))
+        return self._after_bands(stems, params)
 
     def flush(self, params=None) -> np.ndarray:
         """End of the stream (offline): emit everything, total out == total in."""
@@ -93,6 +114,8 @@ class Pipeline:
         if self.up is not None:
             out.append(self._unflat(self.up.flush()))
         stems = np.concatenate(out, axis=2)
+        if self.high is not None:
+            stems = self._join_bands(stems, self.high.flush(), final=True)
         if self.stage_latency:
             pad = np.zeros((len(self.stems), self.channels, self.stage_latency), np.float32)
             stems = np.concatenate([stems, pad], axis=2)
@@ -106,10 +129,25 @@ class Pipeline:
         self.samples_out += stems.shape[2]
         return stems
 
-    def _after_framer(self, stems: np.ndarray, params) -> np.ndarray:
-        stems = self._stages(self._up(stems), params)
+    def _after_bands(self, stems: np.ndarray, params) -> np.ndarray:
+        stems = self._stages(stems, params)
         self.samples_out += stems.shape[2]
         return stems
+
+    def _join_bands(self, low: np.ndarray, high: np.ndarray, final: bool = False) -> np.ndarray:
+        """Sum the bands sample for sample as both become available."""
+        self._low_queue = np.concatenate([self._low_queue, low], axis=2)
+        self._high_queue = np.concatenate([self._high_queue, high], axis=2)
+        if final:  # rounding at the very end: the shorter band is padded with silence
+            n = max(self._low_queue.shape[2], self._high_queue.shape[2])
+            self._low_queue, self._high_queue = (
+                np.pad(q, ((0, 0), (0, 0), (0, n - q.shape[2]))) for q in (self._low_queue, self._high_queue)
+            )
+        n = min(self._low_queue.shape[2], self._high_queue.shape[2])
+        joined = self._low_queue[:, :, :n] + self._high_queue[:, :, :n]
+        self._low_queue = self._low_queue[:, :, n:]
+        self._high_queue = self._high_queue[:, :, n:]
+        return joined
 
     def _down(self, x: np.ndarray) -> np.ndarray:
         return x if self.down is None else self.down.process(x)

@@ -12,9 +12,22 @@ from stream_engine.profiles import PROFILES, get_profile
 from stream_engine.realtime import RealtimeEngine, run_paced
 from stream_engine.ring import Ring
 from stream_engine.separators.base import SeparatorError, SeparatorSpec, group_channels
+from stream_engine.separators.passthrough import Passthrough
 from stream_engine.separators.registry import load_separator
 
 BLOCKS = [32, 64, 100, 256, 1000, 4096]
+
+
+class Split16k(Passthrough):
+    """A 16 kHz mono 'model': vocals = 1/4 of the input, accompaniment = 3/4."""
+
+    def __init__(self):
+        self.spec = SeparatorSpec("split16k", ("vocals", "accompaniment"), window=1280, hop=1024, fade=256,
+                                  sample_rate=16000, channels=1)
+
+    def separate(self, window):
+        seg = self.segment_of(window)
+        return np.stack([0.25 * seg, 0.75 * seg], axis=1)
 
 
 def noise(channels, n, seed=0):
@@ -58,15 +71,6 @@ def test_crossfade_halves_sum_to_one():
 
 def test_resampled_model_output_is_aligned_with_input():
     """A 16 kHz model in a 44.1 kHz stream: stems line up and sum to the input."""
-
-    class Split16k(load_separator("passthrough", "balanced").__class__):
-        def __init__(self):
-            self.spec = SeparatorSpec("split16k", ("vocals", "accompaniment"), window=1280, hop=1024, fade=256,
-                                      sample_rate=16000, channels=1)
-
-        def separate(self, window):
-            seg = self.segment_of(window)
-            return np.stack([0.25 * seg, 0.75 * seg], axis=1)
 
     rate = 44100
     t = np.arange(rate * 2) / rate
@@ -157,3 +161,26 @@ def test_ring_wraps_and_drops_late_frames():
     assert late.write_dropping_late(np.arange(6, dtype=np.float32)[:, None]) == 4
     out = np.zeros((2, 1), np.float32)
     assert late.read_into(out) == 2 and out[:, 0].tolist() == [4, 5]
+
+
+@pytest.mark.parametrize("rate", [44100, 48000])
+def test_full_band_stems_sum_to_input_offline(rate):
+    """The band above the model's 8 kHz is separated by stereo image and not lost."""
+    x = noise(2, rate, seed=5) * 0.5
+    y = run_in_blocks(Pipeline(Split16k(), rate, 2, get_profile("balanced"), trim=True), x, 4096)
+    assert y.shape == (2, 2, x.shape[1])
+    core = slice(4000, -4000)
+    assert np.max(np.abs(y.sum(axis=0)[:, core] - x[:, core])) < 1e-3
+    high = np.fft.rfft(y[1, 0, core])[len(np.fft.rfftfreq(y[:, :, core].shape[2], 1 / rate)) * 9 // 10 :]
+    assert np.mean(np.abs(high)) > 1.0  # accompaniment keeps content near Nyquist
+
+
+def test_full_band_live_stream_is_input_delayed_by_reported_latency():
+    rate = 48000
+    x = noise(2, rate, seed=6) * 0.5
+    pipeline = Pipeline(Split16k(), rate, 2, get_profile("live"))
+    y = np.concatenate([pipeline.process(x[:, i : i + 256]) for i in range(0, rate, 256)], axis=2).sum(axis=0)
+    d = pipeline.framer_latency
+    core = slice(8000, y.shape[1] - 2000)
+    shifted = x[:, core.start - d : core.stop - d]
+    assert np.max(np.abs(y[:, core] - shifted)) < 1e-3

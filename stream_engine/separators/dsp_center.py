@@ -60,7 +60,7 @@ class DspCenter(Separator):
         freqs = np.fft.rfftfreq(self.n_fft, 1.0 / sample_rate)
         lo, hi = self.band_hz
         # soft band edges: an octave-wide fade below lo and above hi
-        below = np.clip(np.log2(np.maximum(freqs, 1.0) / (lo / 2)), 0.0, 1.0)
+        below = np.clip(np.log2(np.maximum(freqs, 1.0) / (lo / 2)), 0.0, 1.0) if lo > 0 else np.ones_like(freqs)
         above = np.clip(1.0 - np.log2(np.maximum(freqs, 1.0) / hi), 0.0, 1.0)
         self.band = (below * above).astype(np.float32)
         frame_ms = 1000.0 * self.hop / sample_rate
