@@ -127,3 +127,17 @@ def test_teacher_onnx_and_torchscript_match_torch(teacher_files):
     kinds = {i.type.tensor_type.elem_type for i in list(g.input) + list(g.output) + list(g.value_info)}
     assert onnx.TensorProto.COMPLEX64 not in kinds
     assert not any(n.op_type in ("STFT", "DFT") for n in g.node)
+
+
+def test_report(tmp_path):
+    from stream_engine.report import write_report
+
+    res = {"model": "m", "profile": "live", "tracks": {"a": {"vocals": 5.0, "accompaniment": 4.0},
+                                                       "b": {"vocals": 7.0, "accompaniment": 6.5}},
+           "mean": {"vocals": 6.0, "accompaniment": 5.25}, "median": {"vocals": 6.0, "accompaniment": 5.25}}
+    md, png = write_report(res, tmp_path)
+    text = md.read_text()
+    assert "| a | 5.00 | 4.00 |" in text and "**mean**" in text
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    md2, png2 = write_report([res, {**res, "model": "other"}], tmp_path)
+    assert "other" in md2.read_text() and png2.is_file()

@@ -1,0 +1,107 @@
+"""Evaluation report: a markdown table and a PNG chart of SDR per track and stem.
+
+``results``: ``{"model", "profile", "tracks": {track: {stem: sdr_db}}, "mean": {stem: db},
+"median": {stem: db}}`` (what ``evaluate.evaluate`` returns). Several results
+(a list) are compared side by side: one table column and one bar per model.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "report"
+
+
+def _fmt(v) -> str:
+    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.2f}"
+
+
+def markdown(results_list: list[dict]) -> str:
+    stems = []
+    for r in results_list:
+        for s in r.get("mean", {}):
+            if s not in stems:
+                stems.append(s)
+    tracks = []
+    for r in results_list:
+        for t in r.get("tracks", {}):
+            if t not in tracks:
+                tracks.append(t)
+    cols = [(r, s) for s in stems for r in results_list]
+    multi = len(results_list) > 1
+
+    def head(r, s):
+        return f"{s} ({r.get('model')}, {r.get('profile')})" if multi else s
+
+    title = " vs ".join(f"{r.get('model')} ({r.get('profile')})" for r in results_list)
+    lines = [f"# SDR: {title}", "", "SDR in dB per track: 10 log10(sum s^2 / sum (s - s_hat)^2) over the track.", "",
+             "| track | " + " | ".join(head(r, s) for r, s in cols) + " |",
+             "|---|" + "---:|" * len(cols)]
+    for t in tracks:
+        lines.append(f"| {t} | " + " | ".join(_fmt(r.get("tracks", {}).get(t, {}).get(s)) for r, s in cols) + " |")
+    for label in ("mean", "median"):
+        lines.append(f"| **{label}** | " + " | ".join(f"**{_fmt(r.get(label, {}).get(s))}**" for r, s in cols) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def chart(results_list: list[dict], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    stems = []
+    for r in results_list:
+        for s in r.get("mean", {}):
+            if s not in stems:
+                stems.append(s)
+    tracks = []
+    for r in results_list:
+        for t in r.get("tracks", {}):
+            if t not in tracks:
+                tracks.append(t)
+    labels = tracks + ["mean", "median"]
+    series = [(r, s) for r in results_list for s in stems]
+    width = 0.8 / max(1, len(series))
+    fig_w = min(40.0, max(6.0, 0.35 * len(labels) * max(1, len(series)) + 2))
+    fig, ax = plt.subplots(figsize=(fig_w, 4.5))
+    x = np.arange(len(labels))
+    for i, (r, s) in enumerate(series):
+        vals = [r.get("tracks", {}).get(t, {}).get(s, np.nan) for t in tracks]
+        vals += [r.get("mean", {}).get(s, np.nan), r.get("median", {}).get(s, np.nan)]
+        name = f"{s}" if len(results_list) == 1 else f"{s} - {r.get('model')}"
+        ax.bar(x + (i - (len(series) - 1) / 2) * width, vals, width, label=name)
+    ax.set_xticks(x)
+    ax.set_xticklabels(labels, rotation=90 if len(labels) > 8 else 0, fontsize=7 if len(labels) > 20 else 9)
+    ax.axhline(0, color="black", linewidth=0.6)
+    ax.set_ylabel("SDR (dB)")
+    ax.set_title(" vs ".join(f"{r.get('model')} ({r.get('profile')})" for r in results_list))
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_report(results, out_dir) -> list[Path]:
+    """Write ``<model>_<profile>.md`` and ``.png`` into ``out_dir``; returns both paths.
+
+    ``results`` is one result dict or a list of them (compared side by side).
+    """
+    results_list = list(results) if isinstance(results, (list, tuple)) else [results]
+    if not results_list:
+        raise ValueError("write_report: no results")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    base = _slug("_vs_".join(f"{r.get('model')}_{r.get('profile')}" for r in results_list))
+    md = out / f"{base}.md"
+    png = out / f"{base}.png"
+    md.write_text(markdown(results_list) + f"\n![SDR per track]({png.name})\n")
+    chart(results_list, png)
+    return [md, png]
