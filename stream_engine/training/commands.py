@@ -23,7 +23,7 @@ def _train(args) -> int:
               file=sys.stderr)
         return 2
     over = {"data": args.data, "valid": args.valid, "seed": args.seed, "steps": args.steps, "threads": args.threads,
-            "batch": args.batch, "val_every": args.val_every, "val_tracks": args.val_tracks}
+            "batch": args.batch, "val_every": args.val_every, "val_tracks": args.val_tracks, "minutes": args.minutes}
     if args.teacher:
         over["distill"] = {"teacher": args.teacher, "weight": args.distill_weight}
     try:
@@ -70,6 +70,8 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--seed", type=int)
     p.add_argument("--steps", type=int)
     p.add_argument("--batch", type=int)
+    p.add_argument("--minutes", type=float, help="training-time budget: the LR schedule follows elapsed time "
+                   "and training stops when it is spent (whichever of --steps / --minutes ends first)")
     p.add_argument("--threads", type=int, help="torch threads")
     p.add_argument("--val-every", type=int)
     p.add_argument("--val-tracks", type=int, help="validate on the first N validation tracks only")

@@ -323,11 +323,18 @@ def train(cfg: dict, out_dir: str | os.PathLike, resume: bool = False, log=print
 
     steps = int(cfg["steps"])
     warm = int(cfg.get("warmup", 0))
+    budget = float(cfg.get("minutes") or 0) * 60.0  # optional training-time budget (validation excluded)
 
-    def lr_at(s):
+    def progress_at(s, elapsed):
+        p = (s - warm) / max(1, steps - warm)
+        if budget:
+            p = max(p, elapsed / budget)
+        return min(1.0, max(0.0, p))
+
+    def lr_at(s, elapsed=0.0):
         if s < warm:
             return cfg["lr"] * (s + 1) / warm
-        p = (s - warm) / max(1, steps - warm)
+        p = progress_at(s, elapsed)
         return cfg["lr"] * (cfg["lr_final"] + (1 - cfg["lr_final"]) * 0.5 * (1 + math.cos(math.pi * p)))
 
     try:
@@ -337,10 +344,11 @@ def train(cfg: dict, out_dir: str | os.PathLike, resume: bool = False, log=print
                    file=sys.stderr)
     except ImportError:  # pragma: no cover
         bar = None
-    t_start = time.time()
     train_time = float(history[-1]["train_seconds"]) if history else 0.0
     run_loss = None
-    while step < steps:
+    finished = False
+    while not finished:
+        t_step = time.time()
         model.train()
         mix_np, ref_np, index = sampler.draw(cfg["batch"], augment=True, return_index=True,
                                              clean_frac=cfg.get("clean_frac", 0.5))
@@ -366,23 +374,26 @@ def train(cfg: dict, out_dir: str | os.PathLike, resume: bool = False, log=print
                     soft_t = soft_t[..., :-lat]
                 loss_soft = separation_loss(est[torch.from_numpy(sel)], soft_t)
                 loss = (1 - w) * loss + w * loss_soft
+        lr_now = lr_at(step, train_time)
         for g in opt.param_groups:
-            g["lr"] = lr_at(step)
+            g["lr"] = lr_now
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.get("grad_clip"):
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["grad_clip"])
         opt.step()
         step += 1
+        train_time += time.time() - t_step
+        finished = step >= steps or (budget and train_time >= budget)
         lv = float(loss.detach())
         run_loss = lv if run_loss is None else 0.9 * run_loss + 0.1 * lv
         if bar is not None:
             bar.update(1)
-            bar.set_postfix(loss=f"{run_loss:.4f}", lr=f"{lr_at(step):.1e}")
+            bar.set_postfix(loss=f"{run_loss:.4f}", lr=f"{lr_now:.1e}")
         if step % int(cfg.get("log_every", 10)) == 0 and not progress:
             log(f"step {step}/{steps} loss {run_loss:.4f}")
-        if step % int(cfg["val_every"]) == 0 or step == steps:
-            elapsed = train_time + (time.time() - t_start)
+        if step % int(cfg["val_every"]) == 0 or finished:
+            elapsed = train_time
             t_val = time.time()
             res = evaluate(model, val, stems)
             score = float(np.mean(list(res["mean"].values())))
@@ -401,4 +412,5 @@ def train(cfg: dict, out_dir: str | os.PathLike, resume: bool = False, log=print
             (out / "history.json").write_text(json.dumps(history, indent=1))
     if bar is not None:
         bar.close()
-    return {"best": best, "history": history, "parameters": n_params, "out": str(out)}
+    log(f"done: {step} steps, {train_time / 60:.1f} min of training, best mean validation SDR {best:.2f} dB")
+    return {"best": best, "history": history, "parameters": n_params, "out": str(out), "steps": step}
