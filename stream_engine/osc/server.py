@@ -42,6 +42,8 @@ import re
 import socket
 import threading
 import time
+
+import numpy as np
 from typing import Callable, Iterable
 
 from pythonosc.dispatcher import Dispatcher
@@ -427,3 +429,75 @@ def _with_stems(p: Params, stems, **changes) -> Params:
     for s in stems:
         p = p.with_stem(s, **changes)
     return p
+
+
+def bench_osc(n: int = 300, burst: int = 1000) -> dict:
+    """Print and return loopback figures: set->applied latency (OSC message sent
+    to the new Params snapshot in the ParamStore), get round trip, burst loss."""
+    import statistics
+
+    from pythonosc.osc_packet import OscPacket
+
+    stems = ["vocals", "accompaniment"]
+    store = ParamStore(Params.for_stems(stems))
+
+    def status():
+        return {"meters": {s: (-6.0, -12.0) for s in stems}, "latency_ms": 0.0, "latency_samples": 0,
+                "stats": {"misses": 0, "xruns": 0, "cpu": 0.0}}
+
+    server = OscServer(store, stems, status, port=0, meter_hz=0)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(2.0)
+    dest = ("127.0.0.1", server.port)
+    landed: dict[float, float] = {}
+    arrived = threading.Event()
+
+    def on_change(old, new):
+        landed.setdefault(new.stem("vocals").gain, time.perf_counter())
+        arrived.set()
+
+    unsub = store.subscribe(on_change)
+    try:
+        set_ms = []
+        for i in range(n):
+            value = float(np.float32(0.001 + (i % 1000) / 1000.0))  # OSC 'f' is float32
+            landed.pop(value, None)
+            arrived.clear()
+            dgram = build_msg("/stemstream/stem/vocals/gain", [value]).dgram
+            t0 = time.perf_counter()
+            sock.sendto(dgram, dest)
+            arrived.wait(1.0)  # blocks without holding the GIL
+            if value in landed:
+                set_ms.append((landed[value] - t0) * 1e3)
+            time.sleep(0.002)
+        rt_ms = []
+        get = build_msg("/stemstream/get/stem/vocals/gain", []).dgram
+        for _ in range(n):
+            t0 = time.perf_counter()
+            sock.sendto(get, dest)
+            data, _ = sock.recvfrom(65536)
+            rt_ms.append((time.perf_counter() - t0) * 1e3)
+            OscPacket(data)
+        unsub()
+        count = [0]
+        unsub = store.subscribe(lambda old, new: count.__setitem__(0, count[0] + 1))
+        for i in range(burst):
+            sock.sendto(build_msg("/stemstream/stem/accompaniment/gain", [(i + 1) / burst]).dgram, dest)
+        deadline = time.monotonic() + 10
+        while count[0] < burst and time.monotonic() < deadline:
+            time.sleep(0.01)
+        res = {
+            "set_applied_median_ms": statistics.median(set_ms), "set_applied_p99_ms": float(np.percentile(set_ms, 99)),
+            "get_rtt_median_ms": statistics.median(rt_ms), "get_rtt_p99_ms": float(np.percentile(rt_ms, 99)),
+            "burst": burst, "burst_lost": burst - count[0], "rcvbuf_bytes": server.rcvbuf, "n": n,
+        }
+    finally:
+        unsub()
+        sock.close()
+        server.close()
+    print(f"osc bench (loopback): set->applied median {res['set_applied_median_ms']:.3f} ms "
+          f"(p99 {res['set_applied_p99_ms']:.3f}); get round trip median {res['get_rtt_median_ms']:.3f} ms "
+          f"(p99 {res['get_rtt_p99_ms']:.3f}); burst {burst} unpaced: {res['burst_lost']} lost "
+          f"(SO_RCVBUF {res['rcvbuf_bytes']} bytes)")
+    return res
