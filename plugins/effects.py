@@ -341,7 +341,15 @@ def bench_effects(preset="vocal-vst3", sample_rate: int = 48000, block: int = 25
         times.append(time.perf_counter() - t0)
     t = np.array(times[10:]) * 1e3
     budget = block / sample_rate * 1e3
+    # streaming (this block size and an odd one) vs the whole signal at once
+    ref = EffectChain.from_preset(preset, sample_rate, 2).process(x[:, : sample_rate * 2])
+    diffs = {}
+    for b in (block, 1000):
+        c = EffectChain.from_preset(preset, sample_rate, 2)
+        y = np.concatenate([c.process(x[:, i:i + b]) for i in range(0, ref.shape[1], b)], axis=-1)
+        diffs[b] = float(np.abs(y[:, : ref.shape[1]] - ref).max())
     res = {
+        "stream_vs_whole_max_abs_diff": diffs,
         "preset": chain.name, "effects": [s.label for s in chain.slots], "errors": chain.errors,
         "sample_rate": sample_rate, "block": block, "latency_samples": chain.latency,
         "median_ms": float(np.median(t)), "p99_ms": float(np.percentile(t, 99)), "max_ms": float(t.max()),
@@ -349,7 +357,8 @@ def bench_effects(preset="vocal-vst3", sample_rate: int = 48000, block: int = 25
     }
     print(f"effects bench: chain {res['preset']} {res['effects']} at {sample_rate} Hz / {block} frames: "
           f"median {res['median_ms']:.3f} ms, p99 {res['p99_ms']:.3f} ms, max {res['max_ms']:.3f} ms per block "
-          f"({res['median_pct_of_budget']:.1f}% of the {budget:.2f} ms budget); latency {chain.latency} samples"
+          f"({res['median_pct_of_budget']:.1f}% of the {budget:.2f} ms budget); latency {chain.latency} samples; "
+          f"streamed vs whole max abs diff {diffs}"
           + (f"; errors: {chain.errors}" if chain.errors else ""))
     return res
 
