@@ -284,6 +284,26 @@ class StemEffects:
         for d in self._delays.values():
             d.reset()
 
+    def validate_fx(self, stem: str, index: int, name: str, value) -> str | None:
+        """An error message if ``(stem, index, name)`` names no settable effect
+        parameter, else None (for the OSC server's ``fx_validator``)."""
+        chain = self.chains.get(stem)
+        if chain is None:
+            return f"no effect chain on stem {stem!r}"
+        if not 0 <= index < len(chain.slots):
+            return f"stem {stem!r} has {len(chain.slots)} effects, no effect {index}"
+        slot = chain.slots[index]
+        if slot.plugin is None:
+            return f"effect {index} ({slot.label}) on {stem!r} is bypassed: {slot.error}"
+        params = getattr(slot.plugin, "parameters", None)
+        known = set(params.keys()) if isinstance(params, Mapping) else {
+            a for a in dir(type(slot.plugin))
+            if not a.startswith("_") and isinstance(getattr(type(slot.plugin), a, None), property)
+        } - {"is_effect", "is_instrument"}
+        if name not in known:
+            return f"effect {index} ({slot.label}) on {stem!r} has no parameter {name!r}; it has {sorted(known)}"
+        return None
+
     def apply_fx(self, fx: Mapping) -> None:
         """Push changed ``(stem, index, param) -> value`` entries into the plugins."""
         if fx is self._fx_seen:

@@ -251,3 +251,28 @@ def test_daw_mirror_reaches_a_real_udp_server(rig, preset, expect):
     finally:
         mirror.close()
         daw.close()
+
+
+def test_fx_parameters_validated_and_reach_the_plugin():
+    import numpy as np
+
+    from plugins.effects import EffectChain, StemEffects
+
+    store = ParamStore(Params.for_stems(STEMS))
+    stage = StemEffects(STEMS, {"vocals": EffectChain.from_preset("vocal", 48000, 2)}, 48000, 2)
+    server = OscServer(store, STEMS, _status, port=0, meter_hz=0, fx_validator=stage.validate_fx)
+    client = Client(server.port)
+    try:
+        client.send("/stemstream/fx/vocals/0/thresh", -10.0)
+        addr, args = client.recv(want="/stemstream/error")
+        assert "thresh" in args[1] and "threshold_db" in args[1]
+        client.send("/stemstream/fx/accompaniment/0/ratio", 2.0)
+        assert "no effect chain" in client.recv(want="/stemstream/error")[1][1]
+        client.send("/stemstream/fx/vocals/0/threshold_db", -30.0)
+        assert _wait(lambda: ("vocals", 0, "threshold_db") in store.current.fx)
+        stage.process(np.zeros((2, 2, 64), np.float32), store.current)  # the worker's next block
+        assert stage.chains["vocals"].slots[0].plugin.threshold_db == -30.0
+        assert stage.errors == []
+    finally:
+        client.close()
+        server.close()
