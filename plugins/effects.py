@@ -126,6 +126,7 @@ class Slot:
         self.latency = 0
         self.error: str | None = None
         self._bypass: DelayLine | None = None
+        self._mono_via_stereo = False  # a stereo-only plugin on a mono stream (the mic)
 
     @property
     def is_external(self) -> bool:
@@ -151,9 +152,22 @@ class Slot:
             setattr(plugin, k, v)
         return plugin
 
+    def _probe_channels(self, plugin) -> None:
+        """Stereo-only plugins (e.g. the zam *X2 bundles) on mono: run them on L=R, take the mean."""
+        try:
+            plugin.process(np.zeros((self.channels, 32), np.float32), self.sample_rate, reset=True)
+        except Exception:  # noqa: BLE001
+            if self.channels != 1:
+                raise
+            plugin.process(np.zeros((2, 32), np.float32), self.sample_rate, reset=True)
+            self._mono_via_stereo = True
+        plugin.reset()
+
     def load(self) -> None:
         try:
             self.plugin = self._make()
+            if self.is_external:
+                self._probe_channels(self.plugin)
             reported = getattr(self.plugin, "reported_latency_samples", None)
             if self.is_external and reported is not None:
                 self.latency = int(reported)  # hosted plugins report it; no second instance
@@ -194,7 +208,11 @@ class Slot:
         if self.plugin is None:
             return self._bypass.process(x)
         try:
-            y = self.plugin.process(x, self.sample_rate, reset=False)
+            if self._mono_via_stereo and x.shape[0] == 1:
+                y = self.plugin.process(np.repeat(x, 2, axis=0), self.sample_rate, reset=False)
+                y = y.mean(axis=0, keepdims=True, dtype=np.float32)
+            else:
+                y = self.plugin.process(x, self.sample_rate, reset=False)
             if y.shape != x.shape:
                 raise RuntimeError(f"returned shape {y.shape} for input {x.shape}")
             return y

@@ -128,3 +128,13 @@ def test_mic_chain_in_place_frames_major():
         out.append(buf[:, 0].copy())
     np.testing.assert_allclose(np.concatenate(out), whole[0], atol=1e-6)
     assert mic.failures == 0
+
+
+def test_stereo_vst3_on_mono_mic():
+    if not os.path.isdir(ZAM):
+        pytest.skip(f"{ZAM} not installed (Debian package zam-plugins)")
+    chain = EffectChain.from_preset("zam-comp", SR, 1)
+    assert chain.errors == []
+    x = _music(0.3, channels=1)
+    y = _stream(chain, x, 256)
+    assert y.shape == x.shape and np.abs(y).max() > 0.01 and chain.errors == []
