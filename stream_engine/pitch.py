@@ -24,9 +24,12 @@ moving to or from 0 crossfades between the delayed input and the vocoder over
 one block (the vocoder always runs, so its state is warm).
 
 Why not a library: pedalboard's PitchShift streams silence; python-stretch
-(Signalsmith) resets on every call, so it cannot stream; pylibrb (Rubber Band,
-GPL) streamed with irregular output (up to 7879 samples of queue at +12) and
-smeared tones (1.0-2.7% frequency error on a 440 Hz tone) in our trial.
+0.3.1 (Signalsmith Stretch) resets its state on every ``process`` call (the
+output of a block does not depend on earlier blocks), so it cannot stream;
+pylibrb 0.1.2 (Rubber Band, GPL) in real-time mode, in a quick trial here with
+256-frame blocks, queued output irregularly (up to 7879 samples behind at +12)
+and put a 440 Hz tone 1.0-2.7% off at -12/-5/+12 (this may have been our
+usage; not pursued, and its GPL licence would bind the project).
 """
 
 from __future__ import annotations
