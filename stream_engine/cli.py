@@ -55,6 +55,20 @@ def cmd_separate(args) -> int:
         make(44100)  # a broken model fails here, before any file is touched
     except SeparatorError as exc:
         return fail(str(exc))
+    from .params import KEY_RANGE, Params, clamp
+    from .stages import build_stages, parse_fx
+
+    try:
+        fx = parse_fx(args.fx)
+    except ValueError as exc:
+        return fail(str(exc))
+    key, clamped = clamp(args.key, *KEY_RANGE)
+    if clamped:
+        print(f"warning: --key {args.key} is outside {KEY_RANGE}; using {key}", file=sys.stderr)
+
+    def stages_for(rate, channels):
+        return build_stages(make(rate).spec.stems, rate, channels, fx, key_change=key != 0)
+
     out = Path(args.out)
     failures = 0
     seen = set()
@@ -62,7 +76,9 @@ def cmd_separate(args) -> int:
         track = path.stem if path.stem not in seen else f"{path.parent.name}-{path.stem}"
         seen.add(track)
         try:
-            r = separate_file(path, out, make, args.profile, fmt=args.format, progress=not args.quiet, track=track)
+            params = Params.for_stems(make(44100).spec.stems, key=key)
+            r = separate_file(path, out, make, args.profile, fmt=args.format, progress=not args.quiet, track=track,
+                              params=params, stages=stages_for)
         except (AudioFileError, SeparatorError, ValueError, OSError) as exc:
             failures += 1
             print(f"stemstream: error: {exc}", file=sys.stderr)
@@ -131,6 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder; writes OUT/<track>/<stem>.<format>")
     p.add_argument("--format", choices=["wav", "flac"], default="wav")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--fx", action="append", metavar="STEM=PRESET",
+                   help="effect chain preset (or JSON file) on a stem; repeatable, e.g. --fx vocals=vocal")
+    p.add_argument("--key", type=int, default=0, help="shift the accompaniment by semitones (-12..12)")
     add_model_args(p)
     p.set_defaults(func=cmd_separate)
 

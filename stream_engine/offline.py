@@ -83,6 +83,8 @@ def separate_file(path: Path, out_dir: Path, make_separator: Callable[[int], Sep
     with open_audio(path) as f:
         rate, channels, frames = f.samplerate, f.channels, f.frames
         separator = make_separator(rate)
+        if callable(stages):  # stages depend on the file's rate and channels
+            stages = stages(rate, channels)
         pipeline = Pipeline(separator, rate, channels, get_profile(profile), stages=stages, trim=True)
         params = params or Params.for_stems(separator.spec.stems)
         names = separator.spec.stems + OFFLINE_BUSES

@@ -153,3 +153,27 @@ def test_eval_scores_a_folder_against_its_stems(tmp_path):
     assert abs(scores["vocals"] - 0.0) < 0.05  # equal energy: mixture as estimate scores 0 dB
     assert abs(scores["accompaniment"] - 0.0) < 1e-3  # silence as estimate: exactly 0 dB
     assert results["mean"]["vocals"] == pytest.approx(scores["vocals"])
+
+
+def test_key_change_and_effects_offline_keep_length_and_shift_the_accompaniment(tmp_path):
+    rate = 44100
+    t = np.arange(2 * rate) / rate
+    side = 0.3 * np.sin(2 * np.pi * 440 * t)  # out of phase: dsp-center calls it accompaniment
+    src = tmp_path / "side.wav"
+    sf.write(src, np.stack([side, -side], axis=1), rate, subtype="FLOAT")
+    code, out = separate(tmp_path, src, model="dsp-center", extra=["--key", "12", "--fx", "vocals=vocal"])
+    assert code == 0
+    y, _ = sf.read(out / "side" / "instrumental.wav", always_2d=True)
+    assert len(y) == len(t)
+    spectrum = np.abs(np.fft.rfft(y[rate // 2 : -rate // 4, 0]))
+    peak = np.fft.rfftfreq(len(y[rate // 2 : -rate // 4]), 1 / rate)[np.argmax(spectrum)]
+    assert abs(peak - 880) < 880 * 0.01
+
+
+def test_bad_effect_assignment_is_a_clear_error(tmp_path, capsys):
+    src = tmp_path / "song.wav"
+    sf.write(src, tone(44100), 44100)
+    assert separate(tmp_path, src, extra=["--fx", "vocals"])[0] == 2
+    assert "STEM=PRESET" in capsys.readouterr().err
+    assert separate(tmp_path, src, extra=["--fx", "drums=vocal"])[0] == 2
+    assert "drums" in capsys.readouterr().err
