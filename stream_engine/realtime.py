@@ -68,6 +68,7 @@ class RealtimeEngine:
         self._scratch_out = np.zeros((max(block, 4096), self.out_channels), np.float32)
         self._scratch_dry = np.zeros((max(block, 4096), self.channels), np.float32)
         self._scratch_mic = np.zeros((max(block, 4096), 1), np.float32)
+        self._scratch_in = np.zeros((max(block, 4096), self.channels), np.float32)
         self._ramp = np.zeros(max(block, 4096), np.float32)
         self._wet = True
         self._worker: threading.Thread | None = None
@@ -147,7 +148,11 @@ class RealtimeEngine:
         if status:
             if status.input_overflow or status.output_underflow:
                 stats.xruns += 1
-        music = indata[:, self.input_channels] if indata.shape[1] != self.channels else indata
+        if indata.shape[1] == self.channels:
+            music = indata
+        else:  # the device has more inputs (a microphone): pick the music channels
+            music = self._scratch_in[:frames]
+            np.take(indata, self.input_channels, axis=1, out=music)
         written = self.in_ring.write(music)
         if written < frames:
             stats.input_overflows += frames - written
@@ -200,9 +205,9 @@ class RealtimeEngine:
         mic[:, 0] = indata[:, self.mic_channel]
         if self.mic_processor is not None:
             self.mic_processor(mic, mic)
-        gain = self.store.current.mic_gain
+        mic *= self.store.current.mic_gain
         for ch in self._mic_out:
-            outdata[:, ch] += gain * mic[:, 0]
+            outdata[:, ch] += mic[:, 0]
 
     # -- the worker -----------------------------------------------------------
     def _work(self) -> None:
