@@ -1,0 +1,258 @@
+"""The Live tab: devices and model, the mixer with meters, karaoke controls,
+the spectrogram and the effect chains. Widgets only: the window wires them
+to the ParamStore and the session."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QCheckBox, QComboBox, QFormLayout, QFrame, QGridLayout, QGroupBox, QHBoxLayout, QLabel, QPushButton,
+    QScrollArea, QSlider, QVBoxLayout, QWidget,
+)
+
+from stream_engine.params import StemParams
+from stream_engine.profiles import PROFILES
+
+from .fx_panel import FxPanel
+from .widgets import LevelMeter, Spectrogram
+
+
+def gain_text(gain: float) -> str:
+    import math
+
+    return "-inf dB" if gain <= 0 else f"{20 * math.log10(gain):+.1f} dB"
+
+
+class StemStrip(QFrame):
+    """One channel strip: name, peak/RMS meter, fader (0..2 linear), mute, solo."""
+
+    gain_changed = Signal(str, float)
+    mute_changed = Signal(str, bool)
+    solo_changed = Signal(str, bool)
+
+    def __init__(self, stem: str, parent=None, controls: bool = True):
+        super().__init__(parent)
+        self.stem = stem
+        self.setObjectName("strip")
+        self.setFrameShape(QFrame.StyledPanel)
+        title = QLabel(stem.upper() if controls else "MAIN")
+        title.setAlignment(Qt.AlignCenter)
+        title.setStyleSheet("font-weight:bold; letter-spacing:1px;")
+        self.meter = LevelMeter(stereo_width=18)
+        self.level = QLabel("-inf")
+        self.level.setAlignment(Qt.AlignCenter)
+        self.level.setStyleSheet("color:#9aa0aa; font-size:10px;")
+        self.level.setMinimumWidth(64)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 6, 6, 6)
+        layout.setSpacing(4)
+        layout.addWidget(title)
+        body = QHBoxLayout()
+        body.addStretch(1)
+        body.addWidget(self.meter)
+        self.fader = None
+        if controls:
+            self.fader = QSlider(Qt.Vertical)
+            self.fader.setRange(0, 200)
+            self.fader.setValue(100)
+            self.fader.setPageStep(10)
+            self.fader.setMinimumHeight(80)
+            self.fader.setToolTip(f"{stem} level: linear gain 0..2 (OSC /stemstream/stem/{stem}/gain)")
+            self.fader.valueChanged.connect(self._fader_moved)
+            body.addWidget(self.fader)
+        body.addStretch(1)
+        layout.addLayout(body, 1)
+        layout.addWidget(self.level)
+        self.gain_label = QLabel("0.0 dB" if controls else "")
+        self.gain_label.setAlignment(Qt.AlignCenter)
+        layout.addWidget(self.gain_label)
+        self.mute = self.solo = None
+        if controls:
+            row = QHBoxLayout()
+            self.mute = QPushButton("M")
+            self.mute.setCheckable(True)
+            self.mute.setObjectName("mute")
+            self.mute.setToolTip(f"Mute {stem}")
+            self.mute.toggled.connect(lambda on: self.mute_changed.emit(self.stem, on))
+            self.solo = QPushButton("S")
+            self.solo.setCheckable(True)
+            self.solo.setObjectName("solo")
+            self.solo.setToolTip(f"Solo {stem} (only soloed stems play)")
+            self.solo.toggled.connect(lambda on: self.solo_changed.emit(self.stem, on))
+            for b in (self.mute, self.solo):
+                b.setFixedWidth(34)
+                row.addWidget(b)
+            layout.addLayout(row)
+        self.setMinimumWidth(96)
+
+    def _fader_moved(self, value: int) -> None:
+        gain = value / 100.0
+        self.gain_label.setText(gain_text(gain))
+        self.gain_changed.emit(self.stem, gain)
+
+    def show_params(self, p: StemParams) -> None:
+        """Reflect the store without sending anything back."""
+        if self.fader is None:
+            return
+        for w, value in ((self.fader, round(p.gain * 100)), (self.mute, p.mute), (self.solo, p.solo)):
+            w.blockSignals(True)
+            if isinstance(value, bool):
+                w.setChecked(value)
+            else:
+                w.setValue(value)
+            w.blockSignals(False)
+        self.gain_label.setText(gain_text(p.gain))
+
+    def set_levels(self, peak_db: float, rms_db: float) -> None:
+        self.meter.set_levels(peak_db, rms_db)
+        self.level.setText("-inf" if peak_db <= -119 else f"{peak_db:.0f} / {rms_db:.0f}")
+
+
+class LiveTab(QWidget):
+    rescan_requested = Signal()
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        # -- setup ----------------------------------------------------------
+        self.input_box = QComboBox()
+        self.input_box.setToolTip("What the engine separates: an input device (any host API: ALSA, JACK, ...) "
+                                  "or a file played through the live engine")
+        self.output_box = QComboBox()
+        self.output_box.setToolTip("Where the mix plays (the device's sample rate becomes the stream rate)")
+        for box in (self.input_box, self.output_box):
+            box.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+            box.setMinimumContentsLength(16)
+        self.rescan = QPushButton("Rescan")
+        self.rescan.setToolTip("Look for audio devices again (e.g. after starting a JACK server)")
+        self.rescan.clicked.connect(self.rescan_requested)
+        self.model_box = QComboBox()
+        self.model_box.setToolTip("Separator: a built-in, a bundled model, or a model file (.onnx, .pt)")
+        self.model_box.setMinimumContentsLength(12)
+        self.profile_box = QComboBox()
+        for name, prof in PROFILES.items():
+            self.profile_box.addItem(f"{name}  (≤ {prof.latency_target_ms:g} ms)", name)
+        self.profile_box.setToolTip("\n".join(f"{n}: {p.description}, block {p.block}, target ≤ {p.latency_target_ms:g} ms"
+                                              for n, p in PROFILES.items()))
+        self.key_stage = QCheckBox("Key change (adds 43 ms)")
+        self.key_stage.setToolTip("Put the key-shift stage in the pipeline so the key can change; "
+                                  "its phase vocoder adds 2048 samples of latency. Applies on (re)start")
+        self.mic_box = QComboBox()
+        self.mic_box.addItem("none", None)
+        for ch in range(8):
+            self.mic_box.addItem(f"input channel {ch + 1}", ch)
+        self.mic_box.setToolTip("Input channel carrying your microphone (mixed into the output at the mic level)")
+        setup = QGroupBox("Audio and model")
+        form = QFormLayout(setup)
+        form.setLabelAlignment(Qt.AlignRight)
+        in_row = QHBoxLayout()
+        in_row.addWidget(self.input_box, 1)
+        in_row.addWidget(self.rescan)
+        form.addRow("Input", in_row)
+        form.addRow("Output", self.output_box)
+        form.addRow("Model", self.model_box)
+        form.addRow("Profile", self.profile_box)
+        form.addRow("Mic", self.mic_box)
+        form.addRow("", self.key_stage)
+
+        # -- karaoke ----------------------------------------------------------
+        self.guide = QSlider(Qt.Horizontal)
+        self.guide.setRange(0, 100)
+        self.guide.setToolTip("Guide vocal: how much of the vocals stays in the karaoke mix (OSC /stemstream/karaoke/guide)")
+        self.guide_label = QLabel("15 %")
+        self.key = QSlider(Qt.Horizontal)
+        self.key.setRange(-12, 12)
+        self.key.setTickPosition(QSlider.TicksBelow)
+        self.key.setTickInterval(1)
+        self.key.setPageStep(1)
+        self.key.setToolTip("Key of the accompaniment in semitones, -12..+12 (Up/Down or +/-; OSC /stemstream/karaoke/key)")
+        self.key_label = QLabel("0")
+        self.mic = QSlider(Qt.Horizontal)
+        self.mic.setRange(0, 200)
+        self.mic.setToolTip("Microphone level in the output, 0..2 (OSC /stemstream/mic/gain)")
+        self.mic_label = QLabel("0.0 dB")
+        for lab in (self.guide_label, self.key_label, self.mic_label):
+            lab.setMinimumWidth(56)
+        karaoke = QGroupBox("Karaoke")
+        grid = QGridLayout(karaoke)
+        for r, (name, slider, lab) in enumerate((("Guide", self.guide, self.guide_label), ("Key", self.key, self.key_label),
+                                                ("Mic", self.mic, self.mic_label))):
+            grid.addWidget(QLabel(name), r, 0)
+            grid.addWidget(slider, r, 1)
+            grid.addWidget(lab, r, 2)
+
+        left = QVBoxLayout()
+        left.addWidget(setup)
+        left.addWidget(karaoke)
+        left.addStretch(1)
+        left_w = QWidget()
+        left_w.setLayout(left)
+        left_w.setMaximumWidth(380)
+        left_w.setMinimumWidth(300)
+
+        # -- mixer -------------------------------------------------------------
+        self.mixer_group = QGroupBox("Mixer (peak / RMS dBFS)")
+        self.strip_row = QHBoxLayout(self.mixer_group)
+        self.strip_row.setSpacing(8)
+        self.strips: dict[str, StemStrip] = {}
+        self.main_strip = StemStrip("main", controls=False)
+        self.main_strip.setToolTip("The main mix: what the output plays")
+
+        # -- spectrogram ----------------------------------------------------------
+        self.spec_source = QComboBox()
+        self.spec_source.setToolTip("Show the input or one separated stem")
+        self.spectrogram = Spectrogram()
+        spec_group = QGroupBox("Spectrogram")
+        sv = QVBoxLayout(spec_group)
+        sh = QHBoxLayout()
+        sh.addWidget(QLabel("Source"))
+        sh.addWidget(self.spec_source)
+        sh.addStretch(1)
+        sv.addLayout(sh)
+        sv.addWidget(self.spectrogram, 1)
+
+        center = QVBoxLayout()
+        center.addWidget(self.mixer_group, 3)
+        center.addWidget(spec_group, 2)
+
+        # -- effects ----------------------------------------------------------------
+        self.fx = FxPanel()
+        fx_group = QGroupBox("Effects per stem")
+        fv = QVBoxLayout(fx_group)
+        fv.addWidget(self.fx)
+        fv.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidget(fx_group)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.NoFrame)
+        scroll.setMinimumWidth(280)
+        scroll.setMaximumWidth(340)
+
+        layout = QHBoxLayout(self)
+        layout.addWidget(left_w)
+        layout.addLayout(center, 1)
+        layout.addWidget(scroll)
+
+    def set_stems(self, stems) -> None:
+        """Rebuild the strips for ``stems`` (order kept)."""
+        while self.strip_row.count():
+            item = self.strip_row.takeAt(0)
+            w = item.widget()
+            if w is not None and w is not self.main_strip:
+                w.deleteLater()
+        self.strips = {s: StemStrip(s) for s in stems}
+        for strip in self.strips.values():
+            self.strip_row.addWidget(strip)
+        self.strip_row.addStretch(1)
+        self.strip_row.addWidget(self.main_strip)
+        current = self.spec_source.currentData()
+        self.spec_source.blockSignals(True)
+        self.spec_source.clear()
+        self.spec_source.addItem("Input", None)
+        for s in stems:
+            self.spec_source.addItem(f"Stem: {s}", s)
+        idx = self.spec_source.findData(current)
+        self.spec_source.setCurrentIndex(max(0, idx))
+        self.spec_source.blockSignals(False)
+
+
+__all__ = ["LiveTab", "StemStrip", "gain_text"]

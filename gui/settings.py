@@ -1,0 +1,65 @@
+"""Settings and the last session, as JSON in ``user_config_dir("stemstream")``.
+
+``$STEMSTREAM_CONFIG_DIR`` overrides the folder (tests, portable installs).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+ENV = "STEMSTREAM_CONFIG_DIR"
+
+
+def config_dir() -> Path:
+    env = os.environ.get(ENV)
+    if env:
+        return Path(env).expanduser()
+    from platformdirs import user_config_dir
+
+    return Path(user_config_dir("stemstream"))
+
+
+def data_dir() -> Path:
+    env = os.environ.get(ENV)
+    if env:
+        return Path(env).expanduser() / "data"
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("stemstream"))
+
+
+class Settings:
+    """A dict saved atomically to ``gui.json``; a broken file is set aside, not fatal."""
+
+    def __init__(self, path: Path | None = None):
+        self.path = Path(path) if path else config_dir() / "gui.json"
+        self.data: dict = {}
+        self.problem: str | None = None
+        if self.path.exists():
+            try:
+                loaded = json.loads(self.path.read_text())
+                self.data = loaded if isinstance(loaded, dict) else {}
+            except (OSError, ValueError) as exc:
+                self.problem = f"settings file {self.path} could not be read ({exc}); starting with defaults"
+                try:
+                    self.path.replace(self.path.with_suffix(".json.broken"))
+                except OSError:
+                    pass
+
+    def get(self, key: str, default=None):
+        return self.data.get(key, default)
+
+    def set(self, key: str, value) -> None:
+        self.data[key] = value
+
+    def save(self) -> str | None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(".json.tmp")
+            tmp.write_text(json.dumps(self.data, indent=1, default=str))
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            return f"could not save settings to {self.path}: {exc}"
+        return None

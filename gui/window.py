@@ -1,0 +1,651 @@
+"""The main window: header (start/stop, karaoke, indicators), Live and Files tabs.
+
+Threads: the UI thread only reads what the engine publishes (meters, stats,
+tap rings) on a 50 Hz QTimer and writes parameters through the ParamStore.
+Device listing, engine start (model load and warm-up) and stop, and file
+separation run as ``Job``s. ParamStore listeners may fire on the OSC thread;
+they only emit a queued signal, so widgets are touched on the UI thread.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QByteArray, Qt, QTimer, Signal
+from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtWidgets import (
+    QFileDialog, QHBoxLayout, QLabel, QMainWindow, QMessageBox, QPushButton, QSizePolicy, QTabWidget, QVBoxLayout,
+    QWidget,
+)
+
+from stream_engine.params import KEY_RANGE, ParamStore, Params
+from .audio import DEMO_SOURCE, FILE_SOURCE_PREFIX, LiveConfig, LiveSession, active_effects, carry_params, idle_status
+from .files_tab import FilesTab
+from .jobs import run_job
+from .live_tab import LiveTab, gain_text
+from .settings import Settings, data_dir
+from .widgets import Indicator
+
+TICK_MS = 20  # meter / spectrogram refresh (50 Hz)
+MODEL_FILE = "__model_file__"
+INPUT_FILE = "__input_file__"
+
+
+def stems_for(model: str | None, profile: str = "live") -> tuple[str, ...]:
+    """The stems a model will produce, from its card, without loading it."""
+    from stream_engine.separators.registry import BUILTINS, bundled_models, default_model
+
+    name = model or default_model(profile)
+    if name in BUILTINS:
+        return ("vocals", "accompaniment")
+    card = bundled_models().get(name)
+    if card is None:
+        path = Path(name)
+        try:
+            card = json.loads(path.with_suffix(".json").read_text())
+        except (OSError, ValueError):
+            card = {}
+    stems = card.get("stems") if isinstance(card, dict) else None
+    return tuple(stems) if stems else ("vocals", "accompaniment")
+
+
+class MainWindow(QMainWindow):
+    params_changed = Signal(object, object)  # (old, new), re-emitted on the UI thread
+    state_changed = Signal(str)
+
+    def __init__(self, args, settings: Settings | None = None):
+        super().__init__()
+        self.args = args
+        self.settings = settings or Settings()
+        self.errors: list[str] = []
+        self.state = "idle"  # idle | starting | running | stopping
+        self.session: LiveSession | None = None
+        self.osc = None
+        self.devices = []
+        self.devices_ready = False
+        self.timings: dict[str, float] = {}
+        self._restart_after_stop = False
+        self._running_fx: dict = {}
+        self._error_box: QMessageBox | None = None
+        self._reported_worker_error = False
+        self._last_stats = None
+        self._bad_until = {"misses": 0.0, "xruns": 0.0}
+        self._ticks = 0
+        self._snap = np.zeros(2048, np.float32)
+        self.setWindowTitle("stemstream")
+
+        # -- header ---------------------------------------------------------------
+        self.start_button = QPushButton("▶  Start")
+        self.start_button.setObjectName("start")
+        self.start_button.setToolTip("Start or stop the live engine (Space)")
+        self.start_button.clicked.connect(self.toggle_start)
+        self.karaoke = QPushButton("KARAOKE")
+        self.karaoke.setObjectName("karaoke")
+        self.karaoke.setCheckable(True)
+        self.karaoke.setToolTip("Karaoke mix: vocals down to the guide level (K; OSC /stemstream/karaoke/on)")
+        self.karaoke.toggled.connect(self._karaoke_toggled)
+        self.state_label = QLabel("stopped")
+        self.state_label.setObjectName("state")
+        self.state_label.setMinimumWidth(180)
+        self.state_label.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Preferred)
+        self.latency_ind = Indicator("Latency", "Input-to-output latency (algorithmic + device). Red: above the "
+                                               "profile's target")
+        self.cpu_ind = Indicator("CPU", "Share of real time the separation worker is busy. Red: above 80 %")
+        self.miss_ind = Indicator("Misses", "Blocks whose separated audio was late (the dry mix played instead). "
+                                            "Red for 3 s after a new miss")
+        self.xrun_ind = Indicator("Xruns", "Device over/underruns reported by PortAudio. Red for 3 s after a new one")
+        self.osc_label = QLabel("OSC off")
+        self.osc_label.setObjectName("osc")
+        self.osc_label.setToolTip("OSC control surface (UDP, 127.0.0.1): /stemstream/...")
+        header = QHBoxLayout()
+        header.addWidget(self.start_button)
+        header.addWidget(self.karaoke)
+        header.addWidget(self.state_label, 1)
+        for w in (self.latency_ind, self.cpu_ind, self.miss_ind, self.xrun_ind, self.osc_label):
+            header.addWidget(w)
+
+        # -- tabs -----------------------------------------------------------------
+        self.live = LiveTab()
+        out_dir = Path(self.settings.get("files_out", str(data_dir() / "separated")))
+        self.files = FilesTab(out_dir)
+        self.tabs = QTabWidget()
+        self.tabs.addTab(self.live, "Live")
+        self.tabs.addTab(self.files, "Files")
+        central = QWidget()
+        v = QVBoxLayout(central)
+        v.setContentsMargins(8, 8, 8, 4)
+        v.addLayout(header)
+        v.addWidget(self.tabs, 1)
+        self.setCentralWidget(central)
+        self.statusBar().showMessage("ready")
+
+        self._fill_models()
+        self._restore()
+        self.params_changed.connect(self._show_params)
+        self.store = ParamStore(self._initial_params())
+        self._unsub = self.store.subscribe(lambda old, new: self.params_changed.emit(old, new))
+        self._use_stems(self.store.current.stems)
+        self._show_params(None, self.store.current)
+        self._start_osc()
+        self._wire()
+
+        self.timer = QTimer(self)
+        self.timer.setTimerType(Qt.PreciseTimer)
+        self.timer.setInterval(TICK_MS)
+        self.timer.timeout.connect(self._tick)
+        self.timer.start()
+        self.load_devices()
+
+    # ================================================================ set-up
+    def _fill_models(self) -> None:
+        from stream_engine.separators.registry import available, default_model
+
+        for box in (self.live.model_box, self.files.model_box):
+            box.addItem("default (per profile)", None)
+            for name in available():
+                box.addItem(name, name)
+        self.live.model_box.addItem("Model file…", MODEL_FILE)
+        self.live.model_box.setItemData(0, f"The profile's default model (live: {default_model('live')})",
+                                        Qt.ToolTipRole)
+
+    def _restore(self) -> None:
+        s, a = self.settings, self.args
+        geometry = s.get("geometry")
+        if geometry and not a.screenshot:
+            self.restoreGeometry(QByteArray.fromBase64(geometry.encode()))
+        else:
+            self.resize(1280, 720)
+        model = a.model or s.get("model")
+        if model:
+            self._select_model(model)
+        profile = a.profile or s.get("profile", "live")
+        idx = self.live.profile_box.findData(profile)
+        self.live.profile_box.setCurrentIndex(max(0, idx))
+        self.live.key_stage.setChecked(bool(s.get("key_stage", True) if a.key_shift is None else a.key_shift))
+        mic = s.get("mic_channel")
+        self.live.mic_box.setCurrentIndex(max(0, self.live.mic_box.findData(mic)))
+        files_model = s.get("files_model")
+        if files_model:
+            self.files.model_box.setCurrentIndex(max(0, self.files.model_box.findData(files_model)))
+        self.files.profile_box.setCurrentText(s.get("files_profile", "quality"))
+        self.tabs.setCurrentIndex(1 if (a.tab or s.get("tab")) == "files" else 0)
+        self.live.fx.set_stems(("vocals", "accompaniment"), s.get("fx", {}))
+
+    def _select_model(self, model: str) -> None:
+        box = self.live.model_box
+        idx = box.findData(model)
+        if idx < 0:
+            box.insertItem(box.count() - 1, Path(model).name, model)
+            box.setItemData(box.count() - 2, model, Qt.ToolTipRole)
+            idx = box.count() - 2
+        box.setCurrentIndex(idx)
+
+    def _initial_params(self) -> Params:
+        stems = stems_for(self.live.model_box.currentData(), self.live.profile_box.currentData())
+        p = Params.for_stems(stems)
+        saved = self.settings.get("params") or {}
+        try:
+            p = p.with_(karaoke=bool(saved.get("karaoke", True)), guide=float(saved.get("guide", p.guide)),
+                        key=int(saved.get("key", 0)), mic_gain=float(saved.get("mic_gain", 1.0)))
+            for stem, sp in (saved.get("stems") or {}).items():
+                if stem in stems:
+                    p = p.with_stem(stem, gain=float(sp.get("gain", 1.0)), mute=bool(sp.get("mute", False)),
+                                    solo=bool(sp.get("solo", False)))
+        except (TypeError, ValueError, AttributeError):
+            pass
+        return p
+
+    def _wire(self) -> None:
+        lt = self.live
+        lt.guide.valueChanged.connect(lambda v: self._update(lambda p: p.with_(guide=v / 100.0)))
+        lt.key.valueChanged.connect(self._key_moved)
+        lt.mic.valueChanged.connect(lambda v: self._update(lambda p: p.with_(mic_gain=v / 100.0)))
+        lt.rescan_requested.connect(self.load_devices)
+        lt.model_box.activated.connect(self._model_chosen)
+        lt.input_box.activated.connect(self._input_chosen)
+        lt.spec_source.currentIndexChanged.connect(lambda _i: lt.spectrogram.clear())
+        lt.fx.param_changed.connect(self._fx_edited)
+        lt.fx.structure_changed.connect(self._fx_structure)
+        lt.fx.message.connect(self.statusBar().showMessage)
+        self.files.message.connect(self.statusBar().showMessage)
+        self.files.error.connect(self.show_error)
+        for keys, slot in ((("Space",), self.toggle_start), (("K",), self.karaoke.toggle),
+                           (("Up", "+", "="), lambda: self.nudge_key(1)), (("Down", "-"), lambda: self.nudge_key(-1))):
+            for k in keys:
+                sc = QShortcut(QKeySequence(k), self)
+                sc.setContext(Qt.WindowShortcut)
+                sc.activated.connect(slot)
+
+    # ================================================================ devices
+    def load_devices(self) -> None:
+        from .audio import list_devices, rescan_devices
+
+        if self.state != "idle" and self.devices_ready:
+            self.statusBar().showMessage("stop the engine before rescanning devices")
+            return
+        self.live.rescan.setEnabled(False)
+        first = not self.devices_ready
+
+        def work():
+            if not first:
+                rescan_devices()
+            return list_devices()
+
+        run_job(work, on_done=self._devices_loaded, on_error=self._devices_failed, name="stemstream-devices")
+
+    def _devices_failed(self, message: str) -> None:
+        self._devices_loaded(([], message))
+
+    def _devices_loaded(self, result) -> None:
+        devices, problem = result
+        self.devices = devices
+        self.devices_ready = True
+        self.timings.setdefault("devices_listed", time.perf_counter())
+        self.live.rescan.setEnabled(True)
+        if problem:
+            self.show_error(problem)
+        s, a = self.settings, self.args
+        want_in = a.input or s.get("input")
+        want_out = a.output or s.get("output")
+        ib, ob = self.live.input_box, self.live.output_box
+        for box in (ib, ob):
+            box.clear()
+        for d in devices:
+            if d.max_in:
+                ib.addItem(d.label, d.key)
+            if d.max_out:
+                ob.addItem(d.label, d.key)
+        ib.addItem("Demo song (played through the engine)", DEMO_SOURCE)
+        ib.addItem("Audio file…", INPUT_FILE)
+        if want_in and str(want_in).startswith(FILE_SOURCE_PREFIX):
+            self._add_input_file(str(want_in)[len(FILE_SOURCE_PREFIX):])
+        elif want_in:
+            self._select_device(ib, want_in, "in")
+        else:
+            self._select_default(ib, 0)
+        if want_out:
+            self._select_device(ob, want_out, "out")
+        else:
+            self._select_default(ob, 1)
+        self.statusBar().showMessage(f"{len(devices)} audio devices on "
+                                     f"{len({d.hostapi for d in devices})} host APIs" if devices else "no audio devices")
+        if a.start or a.screenshot and (a.tab or "live") == "live":
+            QTimer.singleShot(0, self.start)
+        if a.screenshot and a.separate:
+            self.tabs.setCurrentWidget(self.files)
+            self.files.add_files([Path(p) for p in a.separate])
+            self.files.separate_all()
+
+    def _select_device(self, box, spec, need) -> None:
+        from .audio import DEMO_SOURCE as demo, find_device
+
+        if spec in ("demo", demo):
+            box.setCurrentIndex(box.findData(demo))
+            return
+        d = find_device(spec, self.devices, need)
+        if d is None:
+            self.show_error(f"{'input' if need == 'in' else 'output'} device {spec!r} not found; "
+                            f"using {box.currentText() or 'nothing'}")
+            return
+        box.setCurrentIndex(max(0, box.findData(d.key)))
+
+    def _select_default(self, box, which: int) -> None:
+        try:
+            import sounddevice as sd
+
+            index = sd.default.device[which]
+        except Exception:  # noqa: BLE001
+            return
+        for d in self.devices:
+            if d.index == index:
+                box.setCurrentIndex(max(0, box.findData(d.key)))
+
+    def _input_chosen(self, _index: int) -> None:
+        if self.live.input_box.currentData() == INPUT_FILE:
+            name, _ = QFileDialog.getOpenFileName(self, "Play a file through the engine", str(Path.home()),
+                                                  "Audio (*.wav *.flac *.ogg *.mp3 *.aif *.aiff);;All files (*)")
+            if name:
+                self._add_input_file(name)
+            else:
+                self.live.input_box.setCurrentIndex(max(0, self.live.input_box.findData(DEMO_SOURCE)))
+
+    def _add_input_file(self, path: str) -> None:
+        ib = self.live.input_box
+        data = FILE_SOURCE_PREFIX + path
+        if ib.findData(data) < 0:
+            ib.insertItem(ib.count() - 1, f"File: {Path(path).name}", data)
+        ib.setCurrentIndex(ib.findData(data))
+
+    def _model_chosen(self, _index: int) -> None:
+        box = self.live.model_box
+        if box.currentData() == MODEL_FILE:
+            name, _ = QFileDialog.getOpenFileName(self, "Separator model", str(Path.home()),
+                                                  "Models (*.onnx *.pt *.ts *.torchscript);;All files (*)")
+            if name:
+                self._select_model(name)
+            else:
+                box.setCurrentIndex(0)
+
+    # ================================================================ params
+    def _update(self, change) -> None:
+        self.store.update(change)
+
+    def _use_stems(self, stems) -> None:
+        stems = tuple(stems)
+        self.stems = stems
+        self.live.set_stems(stems)
+        for s, strip in self.live.strips.items():
+            strip.gain_changed.connect(lambda stem, g: self._update(lambda p: p.with_stem(stem, gain=g)))
+            strip.mute_changed.connect(lambda stem, on: self._update(lambda p: p.with_stem(stem, mute=on)))
+            strip.solo_changed.connect(lambda stem, on: self._update(lambda p: p.with_stem(stem, solo=on)))
+        self.live.fx.set_stems(stems)
+
+    def _show_params(self, old, new: Params) -> None:
+        """The store changed (GUI, OSC, anything): show it, sending nothing back."""
+        if new is not self.store.current and old is not None:
+            new = self.store.current  # a later change is queued; show the newest
+        for stem, strip in self.live.strips.items():
+            strip.show_params(new.stem(stem))
+        lt = self.live
+        for w, value in ((lt.guide, round(new.guide * 100)), (lt.key, int(new.key)), (lt.mic, round(new.mic_gain * 100))):
+            if w.value() != value:
+                w.blockSignals(True)
+                w.setValue(value)
+                w.blockSignals(False)
+        lt.guide_label.setText(f"{new.guide * 100:.0f} %")
+        lt.key_label.setText(f"{new.key:+d} st" if new.key else "0 st")
+        lt.mic_label.setText(gain_text(new.mic_gain))
+        if self.karaoke.isChecked() != new.karaoke:
+            self.karaoke.blockSignals(True)
+            self.karaoke.setChecked(new.karaoke)
+            self.karaoke.blockSignals(False)
+        self.karaoke.setText("KARAOKE  ON" if new.karaoke else "KARAOKE  OFF")
+        if old is not None and old.fx is not new.fx:
+            for key, value in new.fx.items():
+                if old.fx.get(key) != value:
+                    stem, index, name = key
+                    row = self._editor_row(stem, index)
+                    if row is not None:
+                        self.live.fx.show_param(stem, row, name, float(value))
+
+    def _karaoke_toggled(self, on: bool) -> None:
+        self._update(lambda p: p.with_(karaoke=on))
+
+    def _key_moved(self, value: int) -> None:
+        self._update(lambda p: p.with_(key=int(value)))
+        if value and self.state == "running" and not self.session.config.key_shift:
+            self.statusBar().showMessage("key change needs the Key change stage: tick it (applies on restart)")
+
+    def nudge_key(self, delta: int) -> None:
+        self._update(lambda p: p.with_(key=int(min(max(p.key + delta, KEY_RANGE[0]), KEY_RANGE[1]))))
+
+    def _editor_row(self, stem: str, active_index: int):
+        active = active_effects(self._running_fx.get(stem, []))
+        return active[active_index][0] if 0 <= active_index < len(active) else None
+
+    def _fx_edited(self, stem: str, row: int, name: str, value: float) -> None:
+        """A parameter box moved: reach the running chain through Params.fx if it has that slot."""
+        if self.state != "running":
+            return
+        running = self._running_fx.get(stem, [])
+        edited = self.live.fx.chains.get(stem, [])
+        same = [(e.get("type"), e.get("path"), bool(e.get("bypass"))) for e in running] == \
+               [(e.get("type"), e.get("path"), bool(e.get("bypass"))) for e in edited]
+        if not same:
+            return
+        active = [i for i, _ in active_effects(running)]
+        if row in active:
+            index = active.index(row)
+            self._running_fx[stem][row].setdefault("params", {})[name] = value
+            self._update(lambda p: p.with_fx(stem, index, name, float(value)))
+
+    def _fx_structure(self) -> None:
+        if self.state == "running":
+            self.restart()
+
+    # ================================================================ OSC
+    def _start_osc(self) -> None:
+        from stream_engine.osc import OscServer
+
+        if self.osc is not None:
+            self.osc.close()
+            self.osc = None
+        port = self.args.osc_port if self.args.osc_port is not None else int(self.settings.get("osc_port", 9000))
+        if port < 0:
+            self.osc_label.setText("OSC off")
+            return
+        try:
+            self.osc = OscServer(self.store, list(self.stems), self._osc_status, port=port)
+        except OSError as exc:
+            self.osc_label.setText("OSC off")
+            self.show_error(f"OSC server could not listen on 127.0.0.1:{port} ({exc}); "
+                            f"the app works without it (choose another port with --osc-port)")
+            return
+        self.osc_label.setText(f"OSC :{self.osc.port}")
+
+    def _osc_status(self) -> dict:
+        session = self.session
+        if session is not None and self.state == "running":
+            return session.status()
+        return idle_status(self.stems)
+
+    def _swap_store(self, store: ParamStore) -> None:
+        self._unsub()
+        self.store = store
+        self._unsub = self.store.subscribe(lambda old, new: self.params_changed.emit(old, new))
+        self._use_stems(store.current.stems)
+        self._start_osc()
+        self._show_params(None, store.current)
+
+    # ================================================================ engine
+    def config(self) -> LiveConfig:
+        lt = self.live
+        inp = lt.input_box.currentData()
+        return LiveConfig(input=inp if inp != INPUT_FILE else None, output=lt.output_box.currentData(),
+                          model=lt.model_box.currentData() if lt.model_box.currentData() != MODEL_FILE else None,
+                          profile=lt.profile_box.currentData(), key_shift=lt.key_stage.isChecked(),
+                          mic_channel=lt.mic_box.currentData(), fx=copy.deepcopy(lt.fx.chains),
+                          block=self.args.block)
+
+    def toggle_start(self) -> None:
+        if self.state == "idle":
+            self.start()
+        elif self.state == "running":
+            self.stop()
+
+    def start(self) -> None:
+        if self.state != "idle":
+            return
+        cfg = self.config()
+        wanted = stems_for(cfg.model, cfg.profile)
+        if set(wanted) != set(self.store.current.stems):
+            self._swap_store(ParamStore(carry_params(self.store.current, wanted)))
+        session = LiveSession(cfg, self.store)
+        self.session = session
+        self._reported_worker_error = False
+        self._set_state("starting")
+        self.timings["start_clicked"] = time.perf_counter()
+        run_job(session.start, on_done=self._started, on_error=self._start_failed, name="stemstream-start")
+
+    def _started(self, session: LiveSession) -> None:
+        if session is not self.session:
+            return
+        if session.store is not self.store:
+            self._swap_store(session.store)
+        elif tuple(session.stems) != self.stems:
+            self._use_stems(session.stems)
+        self._running_fx = copy.deepcopy(session.config.fx)
+        self.live.spectrogram.set_rate(session.rate)
+        self.timings.setdefault("stream_started", session.timings.get("stream_started", time.perf_counter()))
+        self._last_stats = None
+        self._set_state("running")
+        rep = session.latency_report
+        self.latency_ind.setToolTip(self.latency_ind.toolTip().split("\n\n")[0] + "\n\n" + rep.describe())
+        ins, outs = session.device_names
+        self.statusBar().showMessage(f"running: {ins} → {outs} at {session.rate} Hz, model "
+                                     f"{session.engine.pipeline.separator.spec.name}, block {session.engine.block}")
+        if session.warnings:
+            self.show_error("Some effects could not load and are bypassed:\n" + "\n".join(session.warnings))
+        if self._restart_after_stop:
+            self._restart_after_stop = False
+
+    def _start_failed(self, message: str) -> None:
+        self.session = None
+        self._set_state("idle")
+        self.show_error(f"Could not start the engine: {message}")
+
+    def stop(self) -> None:
+        if self.state != "running" or self.session is None:
+            return
+        session = self.session
+        self._set_state("stopping")
+        run_job(session.stop, on_done=lambda _r: self._stopped(), on_error=self._stop_failed, name="stemstream-stop")
+
+    def _stop_failed(self, message: str) -> None:
+        self.show_error(f"Stopping the audio stream failed: {message}")
+        self._stopped()
+
+    def _stopped(self) -> None:
+        self.session = None
+        self._set_state("idle")
+        for strip in list(self.live.strips.values()) + [self.live.main_strip]:
+            strip.set_levels(-120.0, -120.0)
+        if self._restart_after_stop:
+            self._restart_after_stop = False
+            self.start()
+
+    def restart(self) -> None:
+        if self.state == "running":
+            self._restart_after_stop = True
+            self.stop()
+        elif self.state == "idle":
+            self.start()
+
+    def _set_state(self, state: str) -> None:
+        self.state = state
+        b = self.start_button
+        b.setEnabled(state in ("idle", "running"))
+        b.setText({"idle": "▶  Start", "starting": "Starting…", "running": "■  Stop", "stopping": "Stopping…"}[state])
+        b.setProperty("running", state == "running")
+        b.style().unpolish(b)
+        b.style().polish(b)
+        busy = state != "idle"
+        for w in (self.live.input_box, self.live.output_box, self.live.model_box, self.live.profile_box,
+                  self.live.mic_box, self.live.key_stage, self.live.rescan):
+            w.setEnabled(not busy)
+        self.state_label.setText({"idle": "stopped", "starting": "loading model, opening devices…",
+                                  "running": "running", "stopping": "stopping…"}[state])
+        if state != "running":
+            for ind in (self.latency_ind, self.cpu_ind, self.miss_ind, self.xrun_ind):
+                ind.set_idle()
+        self.state_changed.emit(state)
+
+    # ================================================================ the tick
+    def _tick(self) -> None:
+        self._ticks += 1
+        session = self.session
+        if self.state != "running" or session is None or session.engine is None:
+            return
+        levels = session.levels()
+        db = 20.0 * np.log10(np.maximum(levels, 1e-6))
+        for i, stem in enumerate(session.stems):
+            strip = self.live.strips.get(stem)
+            if strip is not None:
+                strip.set_levels(float(db[i, 0]), float(db[i, 1]))
+        self.live.main_strip.set_levels(float(db[-1, 0]), float(db[-1, 1]))
+        source = self.live.spec_source.currentData()
+        if source is None:
+            session.input_snapshot(self._snap)
+        elif source in session.stems:
+            session.stem_snapshot(source, self._snap)
+        self.live.spectrogram.push(self._snap)
+        if self._ticks % 5 == 0:
+            self._indicators(session)
+
+    def _indicators(self, session: LiveSession) -> None:
+        st = session.stats()
+        now = time.perf_counter()
+        last = self._last_stats or st
+        for key in ("misses", "xruns"):
+            if st[key] > last[key]:
+                self._bad_until[key] = now + 3.0
+        self._last_stats = st
+        rep = session.latency_report
+        self.latency_ind.set(f"{rep.ms:.1f} ms", session.algorithmic_ms > session.target_ms)
+        self.cpu_ind.set(f"{st['cpu']:.0f} %", st["cpu"] > 80.0)
+        self.miss_ind.set(str(st["misses"]), now < self._bad_until["misses"])
+        self.xrun_ind.set(str(st["xruns"]), now < self._bad_until["xruns"])
+        if st["error"] is not None and not self._reported_worker_error:
+            self._reported_worker_error = True
+            self.state_label.setText("separation failed: playing the dry input")
+            self.cpu_ind.set("error", True)
+            self.show_error(f"The separation worker stopped: {type(st['error']).__name__}: {st['error']}\n"
+                            "The input plays unseparated; Stop and Start again, or pick another model.")
+
+    # ================================================================ misc
+    def show_error(self, message: str) -> None:
+        """Tell the user without blocking anything (non-modal box, status bar)."""
+        self.errors.append(message)
+        self.statusBar().showMessage(message.splitlines()[0], 15000)
+        if self.args.screenshot or self.args.no_dialogs:
+            return
+        if self._error_box is None:
+            self._error_box = QMessageBox(QMessageBox.Warning, "stemstream", "", QMessageBox.Ok, self)
+            self._error_box.setWindowModality(Qt.NonModal)
+        self._error_box.setText(message)
+        self._error_box.open()
+
+    def meter_frames(self) -> int:
+        return self.live.main_strip.meter.frames
+
+    def save_settings(self) -> None:
+        s = self.settings
+        p = self.store.current
+        s.set("geometry", bytes(self.saveGeometry().toBase64()).decode())
+        s.set("tab", "files" if self.tabs.currentWidget() is self.files else "live")
+        s.set("input", self.live.input_box.currentData() if self.live.input_box.currentData() != INPUT_FILE else None)
+        s.set("output", self.live.output_box.currentData())
+        s.set("model", self.live.model_box.currentData() if self.live.model_box.currentData() != MODEL_FILE else None)
+        s.set("profile", self.live.profile_box.currentData())
+        s.set("key_stage", self.live.key_stage.isChecked())
+        s.set("mic_channel", self.live.mic_box.currentData())
+        s.set("fx", self.live.fx.chains)
+        s.set("params", {"karaoke": p.karaoke, "guide": p.guide, "key": p.key, "mic_gain": p.mic_gain,
+                         "stems": {n: {"gain": sp.gain, "mute": sp.mute, "solo": sp.solo} for n, sp in p.stems.items()}})
+        s.set("files_out", self.files.out_edit.text())
+        s.set("files_model", self.files.model_box.currentData())
+        s.set("files_profile", self.files.profile_box.currentData())
+        if self.osc is not None and self.args.osc_port is None:
+            s.set("osc_port", self.osc.port)
+        problem = s.save()
+        if problem:
+            self.statusBar().showMessage(problem)
+
+    def shutdown(self) -> None:
+        """Stop audio and OSC (waits for the stream to close: called when quitting)."""
+        if getattr(self, "_shut", False):
+            return
+        self._shut = True
+        self.timer.stop()
+        if not self.args.screenshot:
+            self.save_settings()
+        self.files.stop_playback()
+        session, self.session = self.session, None
+        if session is not None:
+            try:
+                session.stop()
+            except Exception:  # noqa: BLE001
+                pass
+        if self.osc is not None:
+            self.osc.close()
+            self.osc = None
+        self._unsub()
+
+    def closeEvent(self, event) -> None:
+        self.shutdown()
+        super().closeEvent(event)
+
