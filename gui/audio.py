@@ -296,12 +296,12 @@ class LiveSession:
 
     # -- building (worker thread) -----------------------------------------
     def start(self) -> "LiveSession":
-        from plugins.effects import EffectChain, StemEffects
+        from plugins.effects import StemEffects
         from stream_engine.pipeline import Pipeline
-        from stream_engine.pitch import KeyShift
         from stream_engine.profiles import get_profile
         from stream_engine.realtime import RealtimeEngine
         from stream_engine.separators.registry import load_separator
+        from stream_engine.stages import build_stages
 
         cfg = self.config
         self.timings["start"] = time.perf_counter()
@@ -337,21 +337,16 @@ class LiveSession:
         stems = separator.spec.stems
         self.stems = stems
         channels = 2
-        stages = []
-        chains = {}
+        fx = {}
         for stem, specs in (cfg.fx or {}).items():
-            if stem not in stems:
-                continue
             active = [s for _, s in active_effects(specs)]
-            if active:
-                chain = EffectChain(active, rate, channels, name=f"{stem} chain")
-                chains[stem] = chain
-                self.warnings += [f"{stem}: {e}" for e in chain.errors]
-        if chains:
-            self.effects = StemEffects(stems, chains, rate, channels)
-            stages.append(self.effects)
-        if cfg.key_shift:
-            stages.append(KeyShift(stems, rate, channels))
+            if stem in stems and active:
+                fx[stem] = active
+        stages = build_stages(stems, rate, channels, fx=fx, key_change=cfg.key_shift)
+        for stage in stages:
+            if isinstance(stage, StemEffects):
+                self.effects = stage
+                self.warnings += list(stage.errors)
         self.tap = StemTap(stems)
         stages.append(self.tap)
         pipeline = Pipeline(separator, rate, channels, profile, stages=stages)
@@ -362,10 +357,12 @@ class LiveSession:
             self.store.update(lambda p: p.with_(fx=MappingProxyType({})))
 
         input_channels = None
-        if in_dev is not None and in_dev.max_in == 1:
-            input_channels = [0, 0]
-        mic = cfg.mic_channel if (in_dev is not None and cfg.mic_channel is not None
-                                  and cfg.mic_channel < in_dev.max_in) else None
+        mic = None
+        if in_dev is not None:
+            mic = cfg.mic_channel if cfg.mic_channel is not None and cfg.mic_channel < in_dev.max_in else None
+            in_ch = min(in_dev.max_in, max(2, (mic or 0) + 1))
+            music = [c for c in range(in_ch) if c != mic][:2] or [0]
+            input_channels = (music * 2)[:2]
         routes = {"main": [0, 1]} if out_dev.max_out >= 2 else {"main": [0]}
         engine = RealtimeEngine(pipeline, block, routes=routes, store=self.store, input_channels=input_channels,
                                 mic_channel=mic)
@@ -375,8 +372,6 @@ class LiveSession:
         if src_path is not None:
             self.source = FileSource(src_path, rate, channels, max_block=max(8192, 4 * block))
             in_ch = 0
-        else:
-            in_ch = min(in_dev.max_in, max(2, (mic or 0) + 1))
         out_ch = engine.out_channels
         engine.start()
         try:

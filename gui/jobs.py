@@ -14,6 +14,7 @@ from typing import Callable
 from PySide6.QtCore import QObject, Signal
 
 _alive: set["Job"] = set()  # keep jobs referenced until they report
+_relays: set = set()
 
 
 class Job(QObject):
@@ -49,12 +50,36 @@ class Job(QObject):
             _alive.discard(self)
 
 
+class _Relay(QObject):
+    """Lives on the UI thread; its bound-method slots receive the job's queued
+    signals there and call plain callables (lambdas included) on that thread."""
+
+    def __init__(self, job: Job, on_done, on_error, on_progress):
+        super().__init__()
+        self.on_done, self.on_error, self.on_progress = on_done, on_error, on_progress
+        job.finished.connect(self.done)
+        job.failed.connect(self.error)
+        job.progress.connect(self.progress)
+        self.job = job  # both stay referenced until the result is delivered
+        _relays.add(self)
+
+    def done(self, result):
+        _relays.discard(self)
+        if self.on_done is not None:
+            self.on_done(result)
+
+    def error(self, message):
+        _relays.discard(self)
+        if self.on_error is not None:
+            self.on_error(message)
+
+    def progress(self, fraction):
+        if self.on_progress is not None:
+            self.on_progress(fraction)
+
+
 def run_job(fn: Callable, *args, on_done=None, on_error=None, on_progress=None, name="stemstream-job", **kwargs) -> Job:
+    """Run ``fn`` in the background; the callbacks run on the UI thread."""
     job = Job(fn, *args, name=name, **kwargs)
-    if on_done is not None:
-        job.finished.connect(on_done)
-    if on_error is not None:
-        job.failed.connect(on_error)
-    if on_progress is not None:
-        job.progress.connect(on_progress)
+    job._relay = _Relay(job, on_done, on_error, on_progress)
     return job.start()

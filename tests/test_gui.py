@@ -1,0 +1,252 @@
+"""The desktop app with real parts: a JACK dummy server, UDP OSC, files on disk.
+
+Qt runs offscreen here (set before Qt is imported); one test runs the
+``--screenshot`` command under a real X server (``xvfb-run``).
+"""
+
+import os
+
+os.environ["QT_QPA_PLATFORM"] = "offscreen"  # before any Qt import
+
+import json
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("PySide6")
+pytest.importorskip("pytestqt")
+
+import gui  # noqa: E402,F401 - pins None for PySide6 6.12 on CPython 3.11 (see gui/__init__.py)
+from pythonosc.osc_message_builder import build_msg  # noqa: E402
+from pythonosc.osc_packet import OscPacket  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+START_TIMEOUT_MS = 30000  # model warm-up on a busy 2-core machine
+
+
+@pytest.fixture(scope="module")
+def jack():
+    """A private JACK dummy server (own name, so parallel runs do not meet);
+    PortAudio is (re)initialised after it is up and let go before it stops."""
+    if not shutil.which("jackd"):
+        pytest.skip("jackd not installed")
+    from gui.audio import JackServer, rescan_devices
+
+    previous = os.environ.get("JACK_DEFAULT_SERVER")
+    server = JackServer(name=f"stemstream-gui-test-{os.getpid()}")
+    server.start()
+    try:
+        rescan_devices()
+    except OSError as exc:
+        server.stop()
+        pytest.skip(f"PortAudio unavailable: {exc}")
+    yield server
+    import sounddevice as sd
+
+    sd._terminate()
+    server.stop()
+    if previous is None:
+        os.environ.pop("JACK_DEFAULT_SERVER", None)
+    else:
+        os.environ["JACK_DEFAULT_SERVER"] = previous
+    sd._initialize()
+
+
+@pytest.fixture
+def make_window(qtbot, tmp_path, monkeypatch):
+    monkeypatch.setenv("STEMSTREAM_CONFIG_DIR", str(tmp_path / "config"))
+    windows = []
+
+    def make(*argv):
+        from gui.app import build_parser
+        from gui.window import MainWindow
+
+        args = build_parser().parse_args(["--osc-port", "0", *argv])
+        w = MainWindow(args)
+        qtbot.addWidget(w)
+        w.show()
+        qtbot.waitUntil(lambda: w.devices_ready, timeout=10000)
+        windows.append(w)
+        return w
+
+    yield make
+    for w in windows:
+        w.shutdown()
+
+
+def _start(qtbot, w):
+    from PySide6.QtCore import Qt
+
+    errors = len(w.errors)
+    qtbot.mouseClick(w.start_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: w.state == "running" or len(w.errors) > errors, timeout=START_TIMEOUT_MS)
+    assert w.state == "running", w.errors
+
+
+def _stop(qtbot, w):
+    from PySide6.QtCore import Qt
+
+    qtbot.mouseClick(w.start_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: w.state == "idle", timeout=10000)
+
+
+class OscClient:
+    def __init__(self, port):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.server = ("127.0.0.1", port)
+
+    def send(self, address, *args):
+        self.sock.sendto(build_msg(address, list(args)).dgram, self.server)
+
+    def wait_for(self, address, qtbot, timeout=5.0):
+        """Next value sent to ``address`` (the Qt loop keeps running meanwhile)."""
+        deadline = time.monotonic() + timeout
+        self.sock.settimeout(0.05)
+        while time.monotonic() < deadline:
+            try:
+                data, _ = self.sock.recvfrom(65536)
+            except socket.timeout:
+                qtbot.wait(10)
+                continue
+            for m in OscPacket(data).messages:
+                if m.message.address == address:
+                    return list(m.message.params)
+        raise TimeoutError(f"no {address} within {timeout}s")
+
+    def close(self):
+        self.sock.close()
+
+
+def test_start_and_stop_on_jack_dummy(qtbot, jack, make_window):
+    w = make_window("--input", "JACK", "--output", "JACK", "--model", "passthrough", "--profile", "live",
+                    "--no-key-shift")
+    assert "JACK" in w.live.input_box.currentData() and "JACK" in w.live.output_box.currentData()
+    _start(qtbot, w)
+    session = w.session
+    qtbot.waitUntil(lambda: session.stats()["callbacks"] > 20, timeout=10000)  # the JACK clock drives it
+    assert w.start_button.text().endswith("Stop")
+    qtbot.waitUntil(lambda: "ms" in w.latency_ind.text(), timeout=2000)
+    assert not w.live.model_box.isEnabled()  # no model change under a running engine
+    _stop(qtbot, w)
+    assert w.session is None and session.stream is None
+    assert w.live.model_box.isEnabled()
+    assert w.errors == []
+
+
+def test_meters_move_when_audio_flows(qtbot, jack, make_window):
+    """The demo song played through the engine on the JACK clock (the dummy's
+    capture ports are silent) lights the stem meters and the spectrogram."""
+    w = make_window("--input", "demo", "--output", "JACK", "--model", "dsp-center", "--profile", "live",
+                    "--no-key-shift")
+    silent = w.live.spectrogram.image.copy()
+    _start(qtbot, w)
+    strips = w.live.strips
+    qtbot.waitUntil(lambda: all(s.meter.peak > -40 for s in strips.values()), timeout=10000)
+    qtbot.waitUntil(lambda: w.live.main_strip.meter.rms > -50, timeout=5000)
+    assert w.meter_frames() > 0
+    w.live.spec_source.setCurrentIndex(w.live.spec_source.findData("vocals"))
+    qtbot.wait(300)
+    assert (w.live.spectrogram.image != silent).any()
+    _stop(qtbot, w)
+
+
+def test_fader_changes_the_engine_parameter_and_reaches_osc_subscribers(qtbot, make_window):
+    w = make_window("--model", "passthrough")
+    client = OscClient(w.osc.port)
+    try:
+        client.send("/stemstream/subscribe", "127.0.0.1", client.port)
+        client.wait_for("/stemstream/stem/vocals/gain", qtbot)  # the initial state
+        w.live.strips["vocals"].fader.setValue(50)
+        assert w.store.current.stem("vocals").gain == pytest.approx(0.5)
+        assert client.wait_for("/stemstream/stem/vocals/gain", qtbot) == [pytest.approx(0.5)]
+        w.live.strips["accompaniment"].mute.click()
+        assert w.store.current.stem("accompaniment").mute is True
+        w.nudge_key(+1)
+        assert w.store.current.key == 1
+        assert client.wait_for("/stemstream/karaoke/key", qtbot) == [1]
+    finally:
+        client.close()
+
+
+def test_osc_message_moves_the_fader(qtbot, make_window):
+    w = make_window("--model", "passthrough")
+    client = OscClient(w.osc.port)
+    try:
+        client.send("/stemstream/stem/accompaniment/gain", 1.5)
+        qtbot.waitUntil(lambda: w.live.strips["accompaniment"].fader.value() == 150, timeout=5000)
+        client.send("/stemstream/karaoke/key", -3)
+        qtbot.waitUntil(lambda: w.live.key.value() == -3, timeout=5000)
+        client.send("/stemstream/karaoke/on", 0)
+        qtbot.waitUntil(lambda: not w.karaoke.isChecked(), timeout=5000)
+        client.send("/stemstream/stem/vocals/solo", 1)
+        qtbot.waitUntil(lambda: w.live.strips["vocals"].solo.isChecked(), timeout=5000)
+    finally:
+        client.close()
+    assert w.store.current.stem("accompaniment").gain == pytest.approx(1.5)
+
+
+def test_broken_model_file_shows_an_error_and_the_app_stays_usable(qtbot, jack, make_window, tmp_path):
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"this is not an onnx model" * 10)
+    w = make_window("--input", "demo", "--output", "JACK", "--model", str(broken), "--profile", "live",
+                    "--no-key-shift")
+    from PySide6.QtCore import Qt
+
+    qtbot.mouseClick(w.start_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: bool(w.errors) and w.state == "idle", timeout=START_TIMEOUT_MS)
+    assert "broken.onnx" in w.errors[-1], w.errors
+    assert w._error_box is not None and w._error_box.isVisible()
+    assert w.start_button.isEnabled() and w.isVisible()
+    w._error_box.close()
+    w.live.model_box.setCurrentIndex(w.live.model_box.findData("passthrough"))
+    _start(qtbot, w)
+    _stop(qtbot, w)
+
+
+def test_file_separated_in_the_files_tab_appears_with_its_stems(qtbot, make_window, tmp_path):
+    w = make_window("--model", "passthrough")
+    files = w.files
+    files.out_edit.setText(str(tmp_path / "out"))
+    files.model_box.setCurrentIndex(files.model_box.findData("passthrough"))
+    files.add_demo()
+    files.separate_all()
+    assert files.job is not None  # separation runs in the background
+    qtbot.waitUntil(lambda: files.job is None, timeout=30000)
+    assert w.errors == []
+    stems = files.stems_of("demo_song")
+    assert set(stems) == {"vocals", "accompaniment", "instrumental", "karaoke"}
+    for name, path in files.results["demo_song"].items():
+        assert path.exists() and path.parent == tmp_path / "out" / "demo_song"
+    assert files.progress.value() == 1000
+    copied = files.export_to(list(files.results["demo_song"].values()), tmp_path / "export")
+    assert len(copied) == 4 and all(p.exists() for p in copied)
+
+
+@pytest.mark.skipif(not shutil.which("xvfb-run"), reason="xvfb-run not installed")
+@pytest.mark.skipif(not shutil.which("jackd"), reason="jackd not installed")
+def test_screenshot_command_under_xvfb(tmp_path):
+    shot = tmp_path / "live.png"
+    timings = tmp_path / "timings.json"
+    env = dict(os.environ, STEMSTREAM_CONFIG_DIR=str(tmp_path / "config"))
+    env.pop("QT_QPA_PLATFORM", None)  # the real X server
+    env.pop("JACK_DEFAULT_SERVER", None)
+    cmd = ["xvfb-run", "-a", sys.executable, "-m", "gui.app", "--jack-dummy", "--screenshot", str(shot),
+           "--after", "1", "--model", "passthrough", "--profile", "live", "--input", "demo", "--no-key-shift",
+           "--osc-port", "0", "--timings", str(timings)]
+    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    data = shot.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", data[16:24])
+    assert (width, height) == (1280, 720)
+    t = json.loads(timings.read_text())
+    assert t["errors"] == []
+    assert t["engine"]["callbacks"] > 0 and "launch_to_first_sound_s" in t
