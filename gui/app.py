@@ -92,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--key-shift", dest="key_shift", action="store_true", default=None,
                    help="include the key-change stage (adds 43 ms)")
     p.add_argument("--no-key-shift", dest="key_shift", action="store_false")
+    p.add_argument("--fx", action="append", metavar="STEM=PRESET",
+                   help="load an effect preset into a stem's chain (repeatable), e.g. vocals=vocal")
+    p.add_argument("--spectrogram", metavar="SOURCE", help="spectrogram source: input (default) or a stem name")
     p.add_argument("--osc-port", type=int, help="OSC UDP port on 127.0.0.1 (0: any free port, -1: off; default 9000)")
     p.add_argument("--start", action="store_true", help="start the engine once the devices are listed")
     p.add_argument("--jack-dummy", action="store_true", help="start a private JACK dummy server (jackd) first")

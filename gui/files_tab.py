@@ -9,7 +9,7 @@ from pathlib import Path
 from PySide6.QtCore import Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (
-    QAbstractItemView, QComboBox, QFileDialog, QGroupBox, QHBoxLayout, QLabel, QLineEdit, QListWidget,
+    QAbstractItemView, QComboBox, QFileDialog, QGroupBox, QHBoxLayout, QLabel, QLineEdit, QListWidget, QListWidgetItem,
     QProgressBar, QPushButton, QSlider, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget,
 )
 
@@ -19,7 +19,33 @@ from .audio import StemPlayer
 from .jobs import Job
 from .separate import separate_one
 
+IDLE_HINT = "Double-click a stem to play it; click another stem while it plays to compare at the same position."
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff", ".opus"}
+
+
+def stem_levels(files: dict) -> dict[str, tuple[float, float]]:
+    """{stem: (peak dBFS, rms dBFS)} of each written file (run in the worker)."""
+    import numpy as np
+    import soundfile as sf
+
+    out = {}
+    for name, path in files.items():
+        peak = square = 0.0
+        count = 0
+        with sf.SoundFile(str(path)) as f:
+            for block in f.blocks(blocksize=1 << 16, dtype="float32", always_2d=True):
+                peak = max(peak, float(np.max(np.abs(block))) if block.size else 0.0)
+                square += float(np.sum(np.square(block, dtype=np.float64)))
+                count += block.size
+        rms = (square / count) ** 0.5 if count else 0.0
+        out[name] = tuple(20.0 * np.log10(max(v, 1e-6)) for v in (peak, rms))
+    return out
+
+
+def _db_text(value) -> str:
+    if value is None:
+        return ""
+    return "-inf" if value <= -119 else f"{value:.1f} dB"
 
 
 class DropList(QListWidget):
@@ -37,6 +63,16 @@ class DropList(QListWidget):
             event.acceptProposedAction()
 
     dragMoveEvent = dragEnterEvent
+
+    def paintEvent(self, event):
+        super().paintEvent(event)
+        if self.count() == 0:
+            from PySide6.QtGui import QColor, QPainter
+
+            p = QPainter(self.viewport())
+            p.setPen(QColor(130, 136, 146))
+            p.drawText(self.viewport().rect(), Qt.AlignCenter, "Drop audio files or folders here\nor use Add files…")
+            p.end()
 
     def dropEvent(self, event):
         paths = [Path(u.toLocalFile()) for u in event.mimeData().urls() if u.isLocalFile()]
@@ -59,6 +95,7 @@ class FilesTab(QWidget):
         super().__init__(parent)
         self.queue: list[Path] = []
         self.results: dict[str, dict[str, Path]] = {}
+        self.levels: dict[str, dict[str, tuple]] = {}
         self.job = None
         self.player = StemPlayer()
         self.output_device = None  # set by the window from the Live tab's output
@@ -126,9 +163,10 @@ class FilesTab(QWidget):
         lv.addWidget(self.progress)
 
         self.tree = QTreeWidget()
-        self.tree.setHeaderLabels(["Track / stem", "Duration", "File"])
-        self.tree.setColumnWidth(0, 220)
-        self.tree.setColumnWidth(1, 80)
+        self.tree.setHeaderLabels(["Track / stem", "Duration", "Peak", "RMS", "File"])
+        self.tree.setColumnWidth(0, 190)
+        for col in (1, 2, 3):
+            self.tree.setColumnWidth(col, 78)
         self.tree.setToolTip("Double-click a stem to play it; while playing, clicking another stem of the same "
                              "track switches to it at the same position (compare)")
         self.tree.itemDoubleClicked.connect(self._play_item)
@@ -142,7 +180,8 @@ class FilesTab(QWidget):
         self.position.setRange(0, 1000)
         self.position.setToolTip("Playback position")
         self.position.sliderMoved.connect(lambda v: self.player.seek(v / 1000.0))
-        self.now_playing = QLabel("")
+        self.now_playing = QLabel(IDLE_HINT)
+        self.now_playing.setStyleSheet("color:#9aa0aa;")
         export = QPushButton("Export…")
         export.setToolTip("Copy the selected track's stems (or the selected stem) to a folder")
         export.clicked.connect(self._export)
@@ -177,7 +216,10 @@ class FilesTab(QWidget):
             p = Path(p)
             if p not in self.queue:
                 self.queue.append(p)
-                self.files.addItem(str(p))
+                item = QListWidgetItem(str(p))
+                item.setData(Qt.UserRole, str(p))
+                item.setToolTip(str(p))
+                self.files.addItem(item)
 
     def add_demo(self) -> None:
         from stream_engine.demo import DEMO_SONG
@@ -233,7 +275,8 @@ class FilesTab(QWidget):
 
         def work():
             job = holder[0]
-            return separate_one(path, out, model, profile, fmt, progress=job.progress.emit, cancel=job.cancel)
+            files = separate_one(path, out, model, profile, fmt, progress=job.progress.emit, cancel=job.cancel)
+            return files, stem_levels(files)
 
         fmt = self.format_box.currentText()
         job = Job(work, name="stemstream-separate")
@@ -247,19 +290,29 @@ class FilesTab(QWidget):
     def _one_progress(self, fraction: float) -> None:
         self.progress.setValue(int(1000 * (self._done_files + fraction) / max(1, self._total)))
 
-    def _one_done(self, files: dict) -> None:
+    def _one_done(self, result) -> None:
+        files, levels = result
         track = self._current.stem
         self.results[track] = {k: Path(v) for k, v in files.items()}
+        self.levels[track] = levels
+        self._mark(self._current, "✓")
         self._show_result(track)
         self.message.emit(f"{self._current.name}: {len(files)} files in {Path(next(iter(files.values()))).parent}")
         self.separated.emit(track)
         self._next()
 
     def _one_failed(self, message: str) -> None:
+        self._mark(self._current, "✗")
         self.error.emit(f"Separation of {self._current.name} failed: {message}")
         if "cancelled" in message:
             self._todo = []
         self._next()
+
+    def _mark(self, path: Path, sign: str) -> None:
+        for i in range(self.files.count()):
+            item = self.files.item(i)
+            if item.data(Qt.UserRole) == str(path):
+                item.setText(f"{sign}  {path}")
 
     def _cancel(self) -> None:
         if self.job is not None:
@@ -272,14 +325,18 @@ class FilesTab(QWidget):
             if self.tree.topLevelItem(i).text(0) == track:
                 self.tree.takeTopLevelItem(i)
                 break
-        top = QTreeWidgetItem([track, "", str(next(iter(self.results[track].values())).parent)])
+        top = QTreeWidgetItem([track, "", "", "", str(next(iter(self.results[track].values())).parent)])
+        levels = self.levels.get(track, {})
         for name, path in self.results[track].items():
             try:
                 seconds = sf.info(str(path)).duration
                 dur = f"{int(seconds // 60)}:{seconds % 60:04.1f}"
             except Exception:  # noqa: BLE001
                 dur = "?"
-            child = QTreeWidgetItem([name, dur, path.name])
+            peak, rms = levels.get(name, (None, None))
+            child = QTreeWidgetItem([name, dur, _db_text(peak), _db_text(rms), path.name])
+            for col in (1, 2, 3):
+                child.setTextAlignment(col, Qt.AlignRight | Qt.AlignVCenter)
             child.setData(0, Qt.UserRole, (track, name))
             top.addChild(child)
         self.tree.addTopLevelItem(top)
@@ -321,7 +378,7 @@ class FilesTab(QWidget):
     def stop_playback(self) -> None:
         self.player.stop()
         self._timer.stop()
-        self.now_playing.setText("")
+        self.now_playing.setText(IDLE_HINT)
 
     def _tick(self) -> None:
         if self.player.length:

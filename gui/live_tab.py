@@ -38,7 +38,7 @@ class StemStrip(QFrame):
         title = QLabel(stem.upper() if controls else "MAIN")
         title.setAlignment(Qt.AlignCenter)
         title.setStyleSheet("font-weight:bold; letter-spacing:1px;")
-        self.meter = LevelMeter(stereo_width=18)
+        self.meter = LevelMeter(stereo_width=24)
         self.level = QLabel("-inf")
         self.level.setAlignment(Qt.AlignCenter)
         self.level.setStyleSheet("color:#9aa0aa; font-size:10px;")
@@ -84,6 +84,7 @@ class StemStrip(QFrame):
                 row.addWidget(b)
             layout.addLayout(row)
         self.setMinimumWidth(96)
+        self.setMaximumWidth(200)
 
     def _fader_moved(self, value: int) -> None:
         gain = value / 100.0
@@ -180,9 +181,17 @@ class LiveTab(QWidget):
             grid.addWidget(slider, r, 1)
             grid.addWidget(lab, r, 2)
 
+        self.latency_group = QGroupBox("Latency")
+        self.latency_text = QLabel("Start the engine to see where the latency comes from.")
+        self.latency_text.setWordWrap(True)
+        self.latency_text.setStyleSheet("color:#aab2be;")
+        self.latency_text.setToolTip("Every part that delays the sound, in ms at the stream rate")
+        QVBoxLayout(self.latency_group).addWidget(self.latency_text)
+
         left = QVBoxLayout()
         left.addWidget(setup)
         left.addWidget(karaoke)
+        left.addWidget(self.latency_group)
         left.addStretch(1)
         left_w = QWidget()
         left_w.setLayout(left)
@@ -232,6 +241,13 @@ class LiveTab(QWidget):
         layout.addLayout(center, 1)
         layout.addWidget(scroll)
 
+    def show_latency(self, report, target_ms: float) -> None:
+        rows = [f"<tr><td>{name}</td><td align='right'>&nbsp;{1000.0 * n / report.sample_rate:.1f} ms</td></tr>"
+                for name, n in report.parts.items() if n]
+        rows.append(f"<tr><td><b>total</b></td><td align='right'>&nbsp;<b>{report.ms:.1f} ms</b></td></tr>")
+        self.latency_text.setText(f"<table width='100%'>{''.join(rows)}</table>"
+                                  f"<span style='color:#7f8794'>profile target ≤ {target_ms:g} ms (engine part)</span>")
+
     def set_stems(self, stems) -> None:
         """Rebuild the strips for ``stems`` (order kept)."""
         while self.strip_row.count():
@@ -241,8 +257,8 @@ class LiveTab(QWidget):
                 w.deleteLater()
         self.strips = {s: StemStrip(s) for s in stems}
         for strip in self.strips.values():
-            self.strip_row.addWidget(strip)
-        self.strip_row.addStretch(1)
+            self.strip_row.addWidget(strip, 1)
+        self.strip_row.addSpacing(16)
         self.strip_row.addWidget(self.main_strip)
         current = self.spec_source.currentData()
         self.spec_source.blockSignals(True)

@@ -92,8 +92,10 @@ class MainWindow(QMainWindow):
         self.state_label.setObjectName("state")
         self.state_label.setMinimumWidth(180)
         self.state_label.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Preferred)
-        self.latency_ind = Indicator("Latency", "Input-to-output latency (algorithmic + device). Red: above the "
-                                               "profile's target")
+        self.latency_ind = Indicator("Latency", "Input-to-output latency: what the engine adds (device block, "
+                                               "hop, compute budget, model lookahead, effects and key), plus what "
+                                               "PortAudio reports for the device ('dev'). Red: the engine's part "
+                                               "is above the profile's target")
         self.cpu_ind = Indicator("CPU", "Share of real time the separation worker is busy. Red: above 80 %")
         self.miss_ind = Indicator("Misses", "Blocks whose separated audio was late (the dry mix played instead). "
                                             "Red for 3 s after a new miss")
@@ -132,6 +134,9 @@ class MainWindow(QMainWindow):
         self._show_params(None, self.store.current)
         self._start_osc()
         self._wire()
+        if a_spec := getattr(self.args, "spectrogram", None):
+            idx = self.live.spec_source.findData(None if a_spec == "input" else a_spec)
+            self.live.spec_source.setCurrentIndex(max(0, idx))
 
         self.timer = QTimer(self)
         self.timer.setTimerType(Qt.PreciseTimer)
@@ -168,12 +173,25 @@ class MainWindow(QMainWindow):
         self.live.key_stage.setChecked(bool(s.get("key_stage", True) if a.key_shift is None else a.key_shift))
         mic = s.get("mic_channel")
         self.live.mic_box.setCurrentIndex(max(0, self.live.mic_box.findData(mic)))
-        files_model = s.get("files_model")
+        files_model = a.model or s.get("files_model")
         if files_model:
-            self.files.model_box.setCurrentIndex(max(0, self.files.model_box.findData(files_model)))
+            fb = self.files.model_box
+            if fb.findData(files_model) < 0:
+                fb.addItem(Path(files_model).name, files_model)
+            fb.setCurrentIndex(fb.findData(files_model))
         self.files.profile_box.setCurrentText(s.get("files_profile", "quality"))
         self.tabs.setCurrentIndex(1 if (a.tab or s.get("tab")) == "files" else 0)
-        self.live.fx.set_stems(("vocals", "accompaniment"), s.get("fx", {}))
+        chains = dict(s.get("fx", {}) or {})
+        if a.fx:
+            from plugins.effects import load_preset
+            from stream_engine.stages import parse_fx
+
+            try:
+                for stem, preset in parse_fx(a.fx).items():
+                    chains[stem] = [dict(e) for e in load_preset(preset).get("effects", [])]
+            except (KeyError, OSError, ValueError) as exc:
+                self.show_error(f"--fx: {exc}")
+        self.live.fx.set_stems(("vocals", "accompaniment"), chains)
 
     def _select_model(self, model: str) -> None:
         box = self.live.model_box
@@ -485,6 +503,7 @@ class MainWindow(QMainWindow):
         self._set_state("running")
         rep = session.latency_report
         self.latency_ind.setToolTip(self.latency_ind.toolTip().split("\n\n")[0] + "\n\n" + rep.describe())
+        self.live.show_latency(rep, session.target_ms)
         ins, outs = session.device_names
         self.statusBar().showMessage(f"running: {ins} → {outs} at {session.rate} Hz, model "
                                      f"{session.engine.pipeline.separator.spec.name}, block {session.engine.block}")
@@ -574,8 +593,9 @@ class MainWindow(QMainWindow):
             if st[key] > last[key]:
                 self._bad_until[key] = now + 3.0
         self._last_stats = st
-        rep = session.latency_report
-        self.latency_ind.set(f"{rep.ms:.1f} ms", session.algorithmic_ms > session.target_ms)
+        device_ms = session.latency_report.ms - session.algorithmic_ms
+        self.latency_ind.set(f"{session.algorithmic_ms:.1f} ms" + (f" +{device_ms:.1f} dev" if device_ms >= 0.05 else ""),
+                             session.algorithmic_ms > session.target_ms)
         self.cpu_ind.set(f"{st['cpu']:.0f} %", st["cpu"] > 80.0)
         self.miss_ind.set(str(st["misses"]), now < self._bad_until["misses"])
         self.xrun_ind.set(str(st["xruns"]), now < self._bad_until["xruns"])

@@ -250,3 +250,54 @@ def test_screenshot_command_under_xvfb(tmp_path):
     t = json.loads(timings.read_text())
     assert t["errors"] == []
     assert t["engine"]["callbacks"] > 0 and "launch_to_first_sound_s" in t
+
+
+def test_effect_chain_edits_reach_the_running_engine(qtbot, jack, make_window):
+    """A parameter edit goes live through Params.fx; adding an effect rebuilds the engine."""
+    w = make_window("--input", "demo", "--output", "JACK", "--model", "passthrough", "--profile", "live",
+                    "--no-key-shift", "--fx", "vocals=vocal")
+    fx = w.live.fx
+    assert [e["type"] for e in fx.chains["vocals"]] == ["Compressor", "Reverb"]
+    _start(qtbot, w)
+    chain = w.session.effects.chains["vocals"]
+    fx.list.setCurrentRow(0)
+    fx._param_boxes["ratio"].setValue(6.0)
+    assert w.store.current.fx[("vocals", 0, "ratio")] == pytest.approx(6.0)
+    qtbot.waitUntil(lambda: chain.slots[0].plugin.ratio == pytest.approx(6.0), timeout=5000)
+    first = w.session
+    fx.type_box.setCurrentText("Gain")
+    fx._add_builtin()
+    from PySide6.QtCore import Qt
+
+    fx.list.item(1).setCheckState(Qt.Unchecked)  # bypass the reverb
+    assert fx.apply_button.isEnabled()
+    fx.apply_button.click()
+    qtbot.waitUntil(lambda: w.state == "running" and w.session is not first, timeout=START_TIMEOUT_MS)
+    labels = [s.type for s in w.session.effects.chains["vocals"].slots]
+    assert labels == ["Compressor", "Gain"]  # the bypassed reverb is out, the new gain in
+    assert w.session.effects.chains["vocals"].slots[0].plugin.ratio == pytest.approx(6.0)  # edit kept
+    assert w.errors == []
+    _stop(qtbot, w)
+
+
+def test_settings_and_shortcuts(qtbot, make_window):
+    from PySide6.QtCore import Qt
+
+    w = make_window("--model", "passthrough")
+    w.activateWindow()
+    qtbot.waitUntil(w.isActiveWindow, timeout=3000)
+    karaoke = w.store.current.karaoke
+    qtbot.keyClick(w, Qt.Key_K)
+    assert w.store.current.karaoke is (not karaoke)
+    qtbot.keyClick(w, Qt.Key_Up)
+    qtbot.keyClick(w, Qt.Key_Plus)
+    qtbot.keyClick(w, Qt.Key_Down)
+    assert w.store.current.key == 1
+    w.live.strips["vocals"].fader.setValue(40)
+    w.live.guide.setValue(30)
+    w.shutdown()  # saves the session
+    again = make_window()
+    p = again.store.current
+    assert p.stem("vocals").gain == pytest.approx(0.4) and p.guide == pytest.approx(0.3) and p.key == 1
+    assert again.live.model_box.currentData() == "passthrough"
+    assert again.live.strips["vocals"].fader.value() == 40
