@@ -162,6 +162,8 @@ def _timings(window) -> dict:
     out = {}
     session = window.session
     stamps = dict(window.timings)
+    if getattr(window.args, "jack_ready", None):
+        stamps["jack_ready"] = window.args.jack_ready
     if session is not None:
         for k in ("model_loaded", "engine_built", "stream_started"):
             if k in session.timings:
@@ -200,6 +202,7 @@ def main(argv=None) -> int:
             print(f"stemstream-gui: {exc}", file=sys.stderr)
             jack = None
         else:
+            args.jack_ready = time.perf_counter()
             args.input = args.input or "JACK"
             args.output = args.output or "JACK"
     from PySide6.QtCore import Qt

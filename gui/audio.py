@@ -485,17 +485,31 @@ class StemPlayer:
         self.stream = None
         self.length = 0
 
-    def load(self, files: dict[str, Path]) -> None:
+    @staticmethod
+    def read(files: dict[str, Path], device_rate: int | None = None) -> tuple[dict[str, np.ndarray], int]:
+        """Read the stems, resampled to ``device_rate`` if given (slow for long
+        files: call it off the UI thread)."""
         from stream_engine.audio_io import read_audio
 
-        self.close()
         tracks, rate = {}, None
         for name, path in files.items():
             data, rate = read_audio(path)
+            if device_rate and rate != device_rate:
+                import soxr
+
+                data = soxr.resample(data.T, rate, device_rate, "HQ").T
+                rate = device_rate
             if data.shape[0] == 1:
                 data = np.repeat(data, 2, axis=0)
             tracks[name] = np.ascontiguousarray(data[:2].T)
-        self.tracks, self.rate = tracks, rate or 44100
+        return tracks, rate or 44100
+
+    def load(self, files: dict[str, Path]) -> None:
+        self.set_tracks(*self.read(files))
+
+    def set_tracks(self, tracks: dict[str, np.ndarray], rate: int) -> None:
+        self.close()
+        self.tracks, self.rate = tracks, rate
         self.length = min(len(t) for t in tracks.values()) if tracks else 0
         self.position = 0
 

@@ -16,7 +16,7 @@ from PySide6.QtWidgets import (
 from stream_engine.profiles import PROFILES
 
 from .audio import StemPlayer
-from .jobs import Job
+from .jobs import Job, run_job
 from .separate import separate_one
 
 IDLE_HINT = "Double-click a stem to play it; click another stem while it plays to compare at the same position."
@@ -98,7 +98,8 @@ class FilesTab(QWidget):
         self.levels: dict[str, dict[str, tuple]] = {}
         self.job = None
         self.player = StemPlayer()
-        self.output_device = None  # set by the window from the Live tab's output
+        self.output_device = None  # set by the window from the Live tab's output (index)
+        self.output_rate = None  # that device's rate: stems are resampled to it
 
         self.files = DropList()
         add = QPushButton("Add files…")
@@ -355,16 +356,27 @@ class FilesTab(QWidget):
         if item is None or item.data(0, Qt.UserRole) is None:
             return
         track, stem = item.data(0, Qt.UserRole)
+        if getattr(self, "_loaded", None) == track:
+            self._play(stem)
+            return
+        self.now_playing.setText(f"loading {track}…")
+        run_job(StemPlayer.read, self.results[track], self.output_rate, name="stemstream-load-stems",
+                on_done=lambda result: self._loaded_stems(track, stem, result),
+                on_error=lambda message: self.error.emit(f"Cannot play {stem}: {message}"))
+
+    def _loaded_stems(self, track: str, stem: str, result) -> None:
+        self.player.set_tracks(*result)
+        self._loaded = track
+        self._play(stem)
+
+    def _play(self, stem: str) -> None:
         try:
-            if getattr(self, "_loaded", None) != track:
-                self.player.load(self.results[track])
-                self._loaded = track
             self.player.play(stem, self.output_device)
-        except Exception as exc:  # noqa: BLE001 - no device, unreadable file: tell, stay usable
+        except Exception as exc:  # noqa: BLE001 - no device: tell, stay usable
             self.player.close()
             self.error.emit(f"Cannot play {stem}: {exc}")
             return
-        self.now_playing.setText(f"▶ {track} / {stem}")
+        self.now_playing.setText(f"▶ {self._loaded} / {stem}")
         self._timer.start()
 
     def _switch_item(self, item, _previous=None) -> None:

@@ -170,7 +170,7 @@ class MainWindow(QMainWindow):
         profile = a.profile or s.get("profile", "live")
         idx = self.live.profile_box.findData(profile)
         self.live.profile_box.setCurrentIndex(max(0, idx))
-        self.live.key_stage.setChecked(bool(s.get("key_stage", True) if a.key_shift is None else a.key_shift))
+        self.live.key_stage.setChecked(bool(s.get("key_stage", False) if a.key_shift is None else a.key_shift))
         mic = s.get("mic_channel")
         self.live.mic_box.setCurrentIndex(max(0, self.live.mic_box.findData(mic)))
         files_model = a.model or s.get("files_model")
@@ -223,6 +223,7 @@ class MainWindow(QMainWindow):
         lt.key.valueChanged.connect(self._key_moved)
         lt.mic.valueChanged.connect(lambda v: self._update(lambda p: p.with_(mic_gain=v / 100.0)))
         lt.rescan_requested.connect(self.load_devices)
+        lt.output_box.currentIndexChanged.connect(self._output_changed)
         lt.model_box.activated.connect(self._model_chosen)
         lt.input_box.activated.connect(self._input_chosen)
         lt.spec_source.currentIndexChanged.connect(lambda _i: lt.spectrogram.clear())
@@ -321,6 +322,14 @@ class MainWindow(QMainWindow):
         for d in self.devices:
             if d.index == index:
                 box.setCurrentIndex(max(0, box.findData(d.key)))
+
+    def _output_changed(self, _index: int) -> None:
+        key = self.live.output_box.currentData()
+        device = next((d for d in self.devices if d.key == key), None)
+        self.files.stop_playback()
+        self.files._loaded = None  # reload at the new device's rate
+        self.files.output_device = device.index if device else None
+        self.files.output_rate = int(device.default_rate) if device else None
 
     def _input_chosen(self, _index: int) -> None:
         if self.live.input_box.currentData() == INPUT_FILE:

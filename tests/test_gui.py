@@ -301,3 +301,22 @@ def test_settings_and_shortcuts(qtbot, make_window):
     assert p.stem("vocals").gain == pytest.approx(0.4) and p.guide == pytest.approx(0.3) and p.key == 1
     assert again.live.model_box.currentData() == "passthrough"
     assert again.live.strips["vocals"].fader.value() == 40
+
+
+def test_files_tab_plays_and_compares_stems(qtbot, jack, make_window, tmp_path):
+    w = make_window("--output", "JACK", "--model", "passthrough")
+    files = w.files
+    files.out_edit.setText(str(tmp_path / "out"))
+    files.model_box.setCurrentIndex(files.model_box.findData("passthrough"))
+    files.add_demo()
+    files.separate_all()
+    qtbot.waitUntil(lambda: files.job is None, timeout=30000)
+    top = files.tree.topLevelItem(0)
+    vocals, accompaniment = top.child(0), top.child(1)
+    files._play_item(vocals)  # loads off the UI thread, then plays on the JACK output
+    qtbot.waitUntil(lambda: files.player.position > 4800, timeout=10000)
+    assert files.player.rate == 48000  # the 44.1 kHz stems resampled to the device
+    files.tree.setCurrentItem(accompaniment)
+    assert files.player.current == "accompaniment" and files.player.position > 0
+    files.stop_playback()
+    assert files.player.stream is None and w.errors == []
