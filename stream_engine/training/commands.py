@@ -51,7 +51,8 @@ def _export(args) -> int:
     try:
         paths = export_checkpoint(args.checkpoint, args.out, name=args.name, formats=formats,
                                   metrics_from=args.metrics, evaluate_on=args.evaluate, command=args.command_text,
-                                  window_seconds=args.window_seconds)
+                                  window_seconds=args.window_seconds,
+                                  export_command="stemstream " + " ".join(getattr(args, "_argv", None) or sys.argv[1:]))
     except (FileNotFoundError, SeparatorError, ValueError) as e:
         print(f"stemstream export: {e}", file=sys.stderr)
         return 2

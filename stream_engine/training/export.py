@@ -111,7 +111,10 @@ def card_for(model, name: str, fmt: str, ck: dict, window_seconds: float | None 
             "steps": ck.get("step"),
             "seed": cfg.get("seed"),
             "distillation": cfg.get("distill"),
-            "train_seconds": best_val.get("train_seconds") if best_val else None,
+            "train_seconds_to_best": best_val.get("train_seconds") if best_val else None,
+            "train_seconds_total": hist[-1].get("train_seconds") if hist else None,
+            "steps_total": hist[-1].get("step") if hist else None,
+            "machine": "2-core CPU (AMD EPYC), shared",
         },
         "command": cfg.get("command"),
         "full_band": FULL_BAND_NOTE,
@@ -168,7 +171,7 @@ def _write_card(card: dict, model_path: Path) -> Path:
 
 def export_model(model, ck: dict, out_dir: str | os.PathLike, name: str, formats=("onnx", "torchscript", "int8"),
                  window_seconds: float | None = None, command: str | None = None,
-                 extra_metrics: dict | None = None) -> list[Path]:
+                 extra_metrics: dict | None = None, export_command: str | None = None) -> list[Path]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model.eval()
@@ -191,6 +194,8 @@ def export_model(model, ck: dict, out_dir: str | os.PathLike, name: str, formats
         c = card_for(model, nm, fmt, ck, window_seconds)
         if command:
             c["command"] = command
+        if export_command:
+            c["export_command"] = export_command
         if extra_metrics:
             c.setdefault("metrics", {}).update(extra_metrics)
         return c
@@ -224,27 +229,27 @@ def export_model(model, ck: dict, out_dir: str | os.PathLike, name: str, formats
 def export_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, name: str | None = None,
                       formats=("onnx", "torchscript", "int8"), metrics_from: str | None = None,
                       evaluate_on: str | None = None, command: str | None = None,
-                      window_seconds: float | None = None) -> list[Path]:
+                      window_seconds: float | None = None, export_command: str | None = None) -> list[Path]:
     if not Path(checkpoint).is_file():
         raise FileNotFoundError(f"{checkpoint}: no such checkpoint")
     model, ck = model_from_checkpoint(checkpoint)
     name = name or ("stemstream-" + ck["kind"])
     extra = json.loads(Path(metrics_from).read_text()) if metrics_from else None
-    paths = export_model(model, ck, out_dir, name, formats, window_seconds, command, extra)
+    paths = export_model(model, ck, out_dir, name, formats, window_seconds, command, extra, export_command)
     if evaluate_on:
-        from stream_engine.evaluate import evaluate
         from stream_engine.separators.onnx_backend import OnnxSeparator
-        from stream_engine.separators.torchscript_backend import TorchScriptSeparator
 
-        for p in [p for p in paths if p.suffix in (".onnx", ".pt")]:
-            cls = OnnxSeparator if p.suffix == ".onnx" else TorchScriptSeparator
-            profile = "quality" if ck["kind"] == "teacher" else "live"
-            res = evaluate(Path(evaluate_on), lambda rate, p=p, cls=cls: cls.from_path(p, profile=profile), profile,
-                           progress=False)
+        from .evaluation import engine_eval
+
+        profile = "quality" if ck["kind"] == "teacher" else "live"
+        for p in [p for p in paths if p.suffix == ".onnx"]:
+            res = engine_eval(lambda rate, p=p: OnnxSeparator.from_path(p, profile=profile), evaluate_on, profile)
             cpath = p.with_suffix(".json")
             card = json.loads(cpath.read_text())
             card.setdefault("metrics", {})["engine_" + profile] = {
-                "data": str(evaluate_on), "sdr_mean_db": res["mean"], "sdr_median_db": res["median"],
-                "how": f"stemstream eval through the engine, profile {profile}"}
+                "data": str(evaluate_on), "tracks": len(res["tracks"]), "sdr_mean_db": res["mean"],
+                "sdr_median_db": res["median"], "eval_seconds": res["seconds"],
+                "how": f"through the engine (offline.separate_array), profile {profile}, at the data's rate; "
+                       f"mixture = sum of the stems"}
             cpath.write_text(json.dumps(card, indent=2) + "\n")
     return paths

@@ -234,7 +234,7 @@ class StreamingStudent(nn.Module):
 
     stems = ("vocals", "accompaniment")
 
-    def __init__(self, n_fft: int = 256, hop: int = 64, ctx_fft: int = 512, hidden: int = 256, layers: int = 2):
+    def __init__(self, n_fft: int = 256, hop: int = 128, ctx_fft: int = 512, hidden: int = 256, layers: int = 2):
         super().__init__()
         self.cfg = dict(n_fft=n_fft, hop=hop, ctx_fft=ctx_fft, hidden=hidden, layers=layers)
         self.n_fft, self.hop, self.ctx_fft = n_fft, hop, ctx_fft

@@ -55,7 +55,7 @@ PRESETS: dict[str, dict] = {
     "student": {
         **_BASE,
         "model": "student",
-        "model_cfg": {"n_fft": 256, "hop": 64, "ctx_fft": 512, "hidden": 256, "layers": 2},
+        "model_cfg": {"n_fft": 256, "hop": 128, "ctx_fft": 512, "hidden": 256, "layers": 2},
         "steps": 2000,
         "batch": 16,
         "seconds": 2.0,
