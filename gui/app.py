@@ -102,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tab", choices=["live", "files"], help="tab to show")
     p.add_argument("--after", type=float, default=3.0, help="seconds to run before the screenshot (default 3)")
     p.add_argument("--separate", nargs="+", metavar="FILE", help="with --screenshot: separate these files first")
+    p.add_argument("--play", metavar="STEM", help="with --separate: play this stem once separated")
     p.add_argument("--size", default="1280x720", help="window size for --screenshot (default 1280x720)")
     p.add_argument("--timings", metavar="FILE", help="write measured timings (JSON) on exit")
     p.add_argument("--no-dialogs", action="store_true", help="errors go to the status bar only")

@@ -62,7 +62,13 @@ class Device:
 
     @property
     def label(self) -> str:
-        return f"{self.name}  [{self.hostapi}]  {self.max_in} in / {self.max_out} out"
+        api = "JACK" if self.hostapi.startswith("JACK") else self.hostapi
+        return f"{self.name} · {api}"
+
+    @property
+    def description(self) -> str:
+        return (f"{self.name} on {self.hostapi}: {self.max_in} in / {self.max_out} out, "
+                f"{self.default_rate:g} Hz (PortAudio device {self.index})")
 
 
 def list_devices() -> tuple[list[Device], str | None]:

@@ -274,11 +274,12 @@ class MainWindow(QMainWindow):
         for box in (ib, ob):
             box.clear()
         for d in devices:
-            if d.max_in:
-                ib.addItem(d.label, d.key)
-            if d.max_out:
-                ob.addItem(d.label, d.key)
-        ib.addItem("Demo song (played through the engine)", DEMO_SOURCE)
+            for box, n in ((ib, d.max_in), (ob, d.max_out)):
+                if n:
+                    box.addItem(d.label, d.key)
+                    box.setItemData(box.count() - 1, d.description, Qt.ToolTipRole)
+        ib.addItem("Demo song (file)", DEMO_SOURCE)
+        ib.setItemData(ib.count() - 1, "The bundled demo song, looped, played through the live engine as its input", Qt.ToolTipRole)
         ib.addItem("Audio file…", INPUT_FILE)
         if want_in and str(want_in).startswith(FILE_SOURCE_PREFIX):
             self._add_input_file(str(want_in)[len(FILE_SOURCE_PREFIX):])
@@ -297,7 +298,16 @@ class MainWindow(QMainWindow):
         if a.screenshot and a.separate:
             self.tabs.setCurrentWidget(self.files)
             self.files.add_files([Path(p) for p in a.separate])
+            if a.play:
+                self.files.separated.connect(self._play_for_screenshot)
             self.files.separate_all()
+
+    def _play_for_screenshot(self, track: str) -> None:
+        top = self.files.tree.topLevelItem(self.files.tree.topLevelItemCount() - 1)
+        for k in range(top.childCount()):
+            if top.child(k).text(0) == self.args.play:
+                self.files.tree.setCurrentItem(top.child(k))
+                self.files._play_item(top.child(k))
 
     def _select_device(self, box, spec, need) -> None:
         from .audio import DEMO_SOURCE as demo, find_device
