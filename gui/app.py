@@ -117,6 +117,7 @@ class Screenshot:
         self.deadline = time.perf_counter() + 120.0
         self.ready_at = None
         self.frames0 = None
+        self.cpu0 = None
         from PySide6.QtCore import QTimer
 
         self.timer = QTimer()
@@ -140,6 +141,7 @@ class Screenshot:
             if self._ready() or now > self.deadline:
                 self.ready_at = now
                 self.frames0 = (self.w.meter_frames(), self.w._ticks, now)
+                self.cpu0 = time.process_time()
             return
         if now - self.ready_at >= self.args.after:
             self.timer.stop()
@@ -151,6 +153,7 @@ class Screenshot:
         dt = time.perf_counter() - t0
         w.timings["meter_paints_per_s"] = (w.meter_frames() - frames) / dt if dt > 0 else 0.0
         w.timings["ui_ticks_per_s"] = (w._ticks - ticks) / dt if dt > 0 else 0.0
+        w.timings["process_cpu_percent"] = 100.0 * (time.process_time() - self.cpu0) / dt if dt > 0 else 0.0
         path = Path(self.args.screenshot)
         path.parent.mkdir(parents=True, exist_ok=True)
         ok = w.grab().save(str(path), "PNG")
@@ -179,9 +182,9 @@ def _timings(window) -> dict:
                          "profile": session.config.profile, "block": session.engine.block, "rate": session.rate,
                          "latency_ms": round(session.latency_report.ms, 2)}
     for k, v in stamps.items():
-        if isinstance(v, float) and k not in ("meter_paints_per_s", "ui_ticks_per_s"):
+        if isinstance(v, float) and k not in ("meter_paints_per_s", "ui_ticks_per_s", "process_cpu_percent"):
             out[f"launch_to_{k}_s"] = round(v - LAUNCH, 3)
-    for k in ("meter_paints_per_s", "ui_ticks_per_s"):
+    for k in ("meter_paints_per_s", "ui_ticks_per_s", "process_cpu_percent"):
         if k in stamps:
             out[k] = round(stamps[k], 1)
     out["errors"] = window.errors

@@ -104,9 +104,11 @@ class StemStrip(QFrame):
             w.blockSignals(False)
         self.gain_label.setText(gain_text(p.gain))
 
-    def set_levels(self, peak_db: float, rms_db: float) -> None:
+    def set_levels(self, peak_db: float, rms_db: float, text: bool = True) -> None:
+        """Meter every call; the numbers only when ``text`` (they need not move at 50 Hz)."""
         self.meter.set_levels(peak_db, rms_db)
-        self.level.setText("-inf" if peak_db <= -119 else f"{peak_db:.0f} / {rms_db:.0f}")
+        if text:
+            self.level.setText("-inf" if peak_db <= -119 else f"{peak_db:.0f} / {rms_db:.0f}")
 
 
 class LiveTab(QWidget):

@@ -590,11 +590,12 @@ class MainWindow(QMainWindow):
             return
         levels = session.levels()
         db = 20.0 * np.log10(np.maximum(levels, 1e-6))
+        text = self._ticks % 5 == 0
         for i, stem in enumerate(session.stems):
             strip = self.live.strips.get(stem)
             if strip is not None:
-                strip.set_levels(float(db[i, 0]), float(db[i, 1]))
-        self.live.main_strip.set_levels(float(db[-1, 0]), float(db[-1, 1]))
+                strip.set_levels(float(db[i, 0]), float(db[i, 1]), text)
+        self.live.main_strip.set_levels(float(db[-1, 0]), float(db[-1, 1]), text)
         source = self.live.spec_source.currentData()
         if source is None:
             session.input_snapshot(self._snap)

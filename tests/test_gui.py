@@ -320,3 +320,18 @@ def test_files_tab_plays_and_compares_stems(qtbot, jack, make_window, tmp_path):
     assert files.player.current == "accompaniment" and files.player.position > 0
     files.stop_playback()
     assert files.player.stream is None and w.errors == []
+
+
+def test_failed_plugin_and_missing_device_show_messages(qtbot, jack, make_window, tmp_path):
+    w = make_window("--input", "demo", "--output", "no-such-device", "--model", "passthrough", "--profile", "live",
+                    "--no-key-shift")
+    assert any("no-such-device" in e and "not found" in e for e in w.errors), w.errors
+    from PySide6.QtCore import Qt
+
+    w.live.output_box.setCurrentIndex(w.live.output_box.findText("JACK", Qt.MatchContains))
+    w.live.fx.set_stems(w.stems, {"vocals": [{"type": "vst3", "path": str(tmp_path / "Broken.vst3")},
+                                             {"type": "Gain", "params": {"gain_db": -3.0}}]})
+    _start(qtbot, w)  # the engine runs; the broken slot is bypassed
+    assert any("could not load effect" in e for e in w.errors), w.errors
+    assert w.session.effects.chains["vocals"].slots[1].plugin is not None
+    _stop(qtbot, w)
