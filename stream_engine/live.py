@@ -1,0 +1,483 @@
+"""``stemstream devices`` and ``stemstream live``: the engine on a real audio device.
+
+One full-duplex PortAudio stream (sounddevice) whose callback is
+``RealtimeEngine.callback``; blocksize fixed to ``--block``, float32. The
+separator runs on the engine's worker thread, never in the callback.
+
+Channels: the music is read from input channels 1-2 (1 when the device has a
+single input); ``--mic CH`` adds the singer's microphone from input channel
+CH; the output channels come from the routing (``--route BUS=CH,CH``,
+channels counted from 1; default ``main=1,2``).
+
+PortAudio and JACK (measured): start jackd before sounddevice is imported
+(PortAudio enumerates JACK once, when it initialises; ``rescan()`` re-runs
+that), pick the JACK host API's device explicitly (``--host-api jack``), and
+terminate PortAudio before jackd stops (``release_portaudio()``). On JACK the
+engine's client is called ``stemstream`` (``--jack-name``), so its ports are
+``stemstream:in_N`` / ``stemstream:out_N``.
+
+sounddevice is imported only inside functions here, so ``import
+stream_engine.live`` never touches PortAudio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .profiles import PROFILES
+
+EXIT_OK = 0
+EXIT_RUNTIME = 1  # the device stopped / vanished, the worker failed
+EXIT_USAGE = 2  # bad arguments, no such device, cannot open the stream
+
+_client_name_buffer = None  # PortAudio keeps the pointer: keep the bytes alive
+
+
+class LiveError(RuntimeError):
+    """A clear, user-facing failure; ``code`` is the exit status."""
+
+    def __init__(self, message: str, code: int = EXIT_USAGE):
+        super().__init__(message)
+        self.code = code
+
+
+# -- PortAudio ---------------------------------------------------------------
+def portaudio():
+    """Import sounddevice (which initialises PortAudio) and make sure it is initialised."""
+    try:
+        import sounddevice as sd
+    except OSError as exc:  # libportaudio missing
+        raise LiveError(f"PortAudio is not available ({exc}); Debian: apt-get install libportaudio2") from None
+    if getattr(sd, "_initialized", 1) <= 0:
+        sd._initialize()
+    return sd
+
+
+def set_jack_client_name(name: str | None) -> None:
+    """Name the JACK client PortAudio opens (re-initialises PortAudio; no open streams)."""
+    global _client_name_buffer
+    sd = portaudio()
+    try:
+        lib = ctypes.CDLL(sd._libname)
+        setter = lib.PaJack_SetClientName
+    except (OSError, AttributeError):
+        return  # a PortAudio built without JACK: nothing to name
+    setter.argtypes = [ctypes.c_char_p]
+    setter.restype = ctypes.c_int
+    _client_name_buffer = ctypes.create_string_buffer((name or "PortAudio").encode()[:60])
+    _reinitialise(sd, lambda: setter(_client_name_buffer))
+
+
+def _reinitialise(sd, between=None) -> None:
+    while getattr(sd, "_initialized", 0) > 0:
+        sd._terminate()
+    if between is not None:
+        between()
+    sd._initialize()
+
+
+def rescan() -> None:
+    """Re-enumerate devices (after jackd started or a device was plugged in)."""
+    _reinitialise(portaudio())
+
+
+def release_portaudio() -> None:
+    """Terminate PortAudio (closes its JACK client): do this before jackd stops."""
+    if "sounddevice" not in sys.modules:
+        return
+    sd = sys.modules["sounddevice"]
+    while getattr(sd, "_initialized", 0) > 0:
+        sd._terminate()
+
+
+def list_devices() -> list[dict]:
+    sd = portaudio()
+    apis = sd.query_hostapis()
+    out = []
+    for d in sd.query_devices():
+        out.append({
+            "index": d["index"],
+            "name": d["name"],
+            "hostapi": apis[d["hostapi"]]["name"],
+            "inputs": d["max_input_channels"],
+            "outputs": d["max_output_channels"],
+            "default_rate": d["default_samplerate"],
+        })
+    return out
+
+
+def find_device(spec: str | int | None, kind: str, host_api: str | None = None, need: int = 1) -> dict:
+    """An index, or a (case-insensitive) substring of the device name.
+
+    ``kind`` is "input" or "output"; devices of the host API named by
+    ``host_api`` (substring) only; among several matches JACK comes first,
+    then the lowest index.
+    """
+    devices = list_devices()
+    key = "inputs" if kind == "input" else "outputs"
+    pool = devices
+    if host_api:
+        pool = [d for d in devices if host_api.lower() in d["hostapi"].lower()]
+        if not pool:
+            apis = sorted({d["hostapi"] for d in devices}) or ["none"]
+            hint = " (is jackd running? start it before stemstream)" if "jack" in host_api.lower() else ""
+            raise LiveError(f"no {kind} device on a host API matching {host_api!r}{hint}; "
+                            f"host APIs with devices: {', '.join(apis)}")
+    if spec is None:
+        hits = [d for d in pool if d[key] > 0]
+        if not hits:
+            raise LiveError(f"no {kind} device found; run `stemstream devices`")
+    elif str(spec).strip().lstrip("-").isdigit():
+        index = int(spec)
+        hits = [d for d in pool if d["index"] == index]
+        if not hits:
+            raise LiveError(f"no {kind} device with index {index}; run `stemstream devices`")
+    else:
+        hits = [d for d in pool if str(spec).lower() in d["name"].lower()]
+        if not hits:
+            raise LiveError(f"no {kind} device matching {spec!r}; run `stemstream devices`")
+    hits.sort(key=lambda d: ("jack" not in d["hostapi"].lower(), d[key] <= 0, d["index"]))
+    device = hits[0]
+    if device[key] < need:
+        jack = " (JACK dummy: start jackd with -C/-P N for more ports)" if "jack" in device["hostapi"].lower() else ""
+        raise LiveError(f"{kind} device {device['index']} {device['name']!r} ({device['hostapi']}) has "
+                        f"{device[key]} {key}, {need} needed{jack}")
+    return device
+
+
+def format_devices(devices: list[dict]) -> str:
+    if not devices:
+        return "no audio devices found (for JACK, start jackd first)"
+    lines = [f"{'idx':>3}  {'name':<40} {'host API':<28} {'in':>3} {'out':>3}  rate"]
+    for d in devices:
+        lines.append(f"{d['index']:>3}  {d['name'][:40]:<40} {d['hostapi'][:28]:<28} {d['inputs']:>3} "
+                     f"{d['outputs']:>3}  {d['default_rate']:.0f}")
+    return "\n".join(lines)
+
+
+# -- the command line ----------------------------------------------------------
+def add_parsers(subparsers) -> None:
+    p = subparsers.add_parser("devices", help="list audio devices (every PortAudio host API, JACK included)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_devices)
+
+    p = subparsers.add_parser("live", help="separate a live input and play the stems (full duplex)")
+    p.add_argument("--input", required=True, metavar="DEV", help="input device: index or part of the name")
+    p.add_argument("--output", required=True, metavar="DEV", help="output device: index or part of the name")
+    p.add_argument("--host-api", default=None, metavar="NAME",
+                   help="only devices of this host API (part of its name, e.g. jack, alsa)")
+    p.add_argument("--model", default=None,
+                   help="built-in name (passthrough, dsp-center), bundled model name, or a model file path")
+    p.add_argument("--profile", choices=list(PROFILES), default="live", help="default: %(default)s")
+    p.add_argument("--device", dest="compute_device", default="cpu", help="cpu or cuda (model backends only)")
+    p.add_argument("--block", type=int, default=None, help="device block in frames (default: the profile's)")
+    p.add_argument("--rate", type=int, default=None, help="sample rate (default: the device's)")
+    p.add_argument("--duration", type=float, default=None, metavar="SECONDS",
+                   help="stop after this long (headless runs); default: until Ctrl-C")
+    p.add_argument("--stats-json", default=None, metavar="FILE", help="write stats and latency here at the end")
+    p.add_argument("--route", nargs="+", action="extend", default=None, metavar="BUS=CH,CH",
+                   help="put a bus on output channels (from 1): a stem, main, instrumental, karaoke or mic; "
+                        "e.g. --route vocals=3,4 accompaniment=1,2 (default main=1,2)")
+    p.add_argument("--mic", type=int, default=None, metavar="CH", help="microphone on input channel CH (from 1)")
+    p.add_argument("--mic-gain", type=float, default=1.0, metavar="G", help="microphone gain, 0..2")
+    p.add_argument("--no-karaoke", action="store_true", help="main plays every stem at full level")
+    p.add_argument("--guide", type=float, default=None, help="karaoke guide vocal level, 0..1")
+    p.add_argument("--osc-port", type=int, default=None, metavar="P", help="OSC control on 127.0.0.1:P")
+    p.add_argument("--jack-name", default="stemstream", help="JACK client name (default: %(default)s)")
+    p.add_argument("--budget", type=int, default=None, metavar="FRAMES",
+                   help="compute budget the worker runs ahead by (default: measured at start)")
+    p.add_argument("--quiet", action="store_true", help="no status line while running")
+    p.set_defaults(func=cmd_live)
+
+
+def cmd_devices(args) -> int:
+    try:
+        devices = list_devices()
+    except LiveError as exc:
+        return _fail(exc)
+    except Exception as exc:  # noqa: BLE001 - PortAudio errors come in several types
+        return _fail(LiveError(f"cannot list audio devices: {exc}"))
+    print(json.dumps(devices, indent=2) if getattr(args, "json", False) else format_devices(devices))
+    return EXIT_OK
+
+
+def _fail(exc: LiveError) -> int:
+    print(f"stemstream: error: {exc}", file=sys.stderr)
+    return exc.code
+
+
+def cmd_live(args) -> int:
+    try:
+        return run_live(args)
+    except LiveError as exc:
+        return _fail(exc)
+
+
+class CallbackTimer:
+    """Wraps the engine callback to time each call (preallocated, no logging)."""
+
+    def __init__(self, callback, capacity: int = 1 << 16):
+        self.inner = callback
+        self.durations = np.zeros(capacity, np.float64)
+        self.count = 0
+        self.max = 0.0
+
+    def __call__(self, indata, outdata, frames, time_info, status):
+        started = time.perf_counter()
+        self.inner(indata, outdata, frames, time_info, status)
+        elapsed = time.perf_counter() - started
+        self.durations[self.count % len(self.durations)] = elapsed
+        self.count += 1
+        if elapsed > self.max:
+            self.max = elapsed
+
+    def percentiles_ms(self) -> dict:
+        n = min(self.count, len(self.durations))
+        if n == 0:
+            return {"count": 0, "p50": None, "p99": None, "max": None}
+        p50, p99 = np.percentile(self.durations[:n], [50, 99]) * 1000.0
+        return {"count": self.count, "p50": round(p50, 4), "p99": round(p99, 4), "max": round(self.max * 1000, 4)}
+
+
+def build_engine(args, rate: int, music_channels: int):
+    """Separator -> Pipeline -> RealtimeEngine as the arguments say."""
+    from .mixer import parse_route
+    from .params import GUIDE_RANGE, MIC_GAIN_RANGE, ParamStore, Params, clamp
+    from .pipeline import Pipeline
+    from .profiles import get_profile
+    from .realtime import RealtimeEngine
+    from .separators.base import SeparatorError
+    from .separators.registry import load_separator
+
+    profile = get_profile(args.profile)
+    block = args.block or profile.block
+    if block <= 0:
+        raise LiveError(f"--block must be positive, got {block}")
+    routes = {}
+    for item in args.route or []:
+        try:
+            bus, channels = parse_route(item)
+        except ValueError as exc:
+            raise LiveError(str(exc)) from None
+        routes[bus] = channels
+    try:
+        separator = load_separator(args.model, args.profile, sample_rate=rate, device=args.compute_device)
+    except SeparatorError as exc:
+        raise LiveError(str(exc)) from None
+    mic_gain, clamped = clamp(args.mic_gain, *MIC_GAIN_RANGE)
+    if clamped:
+        print(f"warning: --mic-gain {args.mic_gain} is outside {MIC_GAIN_RANGE}; using {mic_gain}", file=sys.stderr)
+    extra = {"mic_gain": mic_gain, "karaoke": not args.no_karaoke}
+    if args.guide is not None:
+        extra["guide"] = clamp(args.guide, *GUIDE_RANGE)[0]
+    store = ParamStore(Params.for_stems(separator.spec.stems, **extra))
+    pipeline = Pipeline(separator, rate, music_channels, profile)
+    try:
+        engine = RealtimeEngine(pipeline, block, routes=routes or None, store=store,
+                                input_channels=list(range(music_channels)),
+                                mic_channel=None if args.mic is None else args.mic - 1, budget=args.budget)
+    except ValueError as exc:  # unknown bus in the routing
+        raise LiveError(str(exc)) from None
+    return engine, store, separator
+
+
+def _stream_latency(stream) -> tuple[float, float]:
+    latency = stream.latency
+    if isinstance(latency, (tuple, list)):
+        return float(latency[0]), float(latency[1])
+    return float(latency), float(latency)
+
+
+def stats_dict(engine, latency, timer: CallbackTimer | None, extra: dict) -> dict:
+    stats = engine.stats.as_dict()
+    compute = stats.pop("compute_ms")
+    return {
+        **extra,
+        **stats,
+        "compute_ms": {k: (round(v, 4) if isinstance(v, float) else v) for k, v in compute.items()},
+        "callback_ms": timer.percentiles_ms() if timer is not None else None,
+        "latency": latency.as_dict(),
+        "algorithmic_latency": engine.latency().as_dict(),
+        "worker_error": None if engine.worker_error is None else repr(engine.worker_error),
+    }
+
+
+def run_live(args) -> int:
+    if args.mic is not None and args.mic < 1:
+        raise LiveError(f"--mic counts channels from 1, got {args.mic}")
+    if args.duration is not None and args.duration <= 0:
+        raise LiveError(f"--duration must be positive, got {args.duration}")
+    sd = portaudio()
+    jack_api = args.host_api is not None and "jack" in args.host_api.lower()
+    if args.jack_name and (jack_api or args.host_api is None):
+        set_jack_client_name(args.jack_name)
+    if jack_api and not any("jack" in d["hostapi"].lower() for d in list_devices()):
+        rescan()  # jackd may have started after PortAudio was initialised
+
+    mic_need = args.mic or 0
+    in_dev = find_device(args.input, "input", args.host_api, need=max(1, mic_need))
+    music_channels = 2 if in_dev["inputs"] >= 2 else 1
+    rate = args.rate or int(in_dev["default_rate"])
+    engine, store, separator = build_engine(args, rate, music_channels)
+    n_in = max(music_channels, mic_need)
+    n_out = engine.out_channels
+    out_dev = find_device(args.output, "output", args.host_api, need=n_out)
+
+    timer = CallbackTimer(engine.callback)
+    stopped = threading.Event()
+    try:
+        stream = sd.Stream(device=(in_dev["index"], out_dev["index"]), samplerate=rate, blocksize=engine.block,
+                           dtype="float32", channels=(n_in, n_out), callback=timer,
+                           finished_callback=stopped.set, latency="low")
+    except Exception as exc:  # noqa: BLE001 - sd.PortAudioError, ValueError for bad settings
+        raise LiveError(f"cannot open the stream ({in_dev['name']} -> {out_dev['name']}, {rate} Hz, "
+                        f"block {engine.block}, {n_in} in / {n_out} out): {exc}") from None
+    device_in, device_out = _stream_latency(stream)
+    latency = engine.latency(device_in, device_out)
+    print(f"live: {separator.spec.name}, profile {args.profile}, {rate} Hz, block {engine.block}, "
+          f"in {in_dev['name']!r} ({in_dev['hostapi']}) x{n_in}, out {out_dev['name']!r} x{n_out}")
+    print(f"latency: {latency.describe()}", flush=True)
+    if engine.latency().ms > PROFILES[args.profile].latency_target_ms:
+        print(f"warning: algorithmic latency {engine.latency().ms:.1f} ms is above the {args.profile} "
+              f"target of {PROFILES[args.profile].latency_target_ms:.0f} ms", file=sys.stderr)
+
+    osc = _start_osc(args, store, separator, engine)
+    interrupted = {"signal": None}
+    previous = _install_signal_handlers(interrupted)
+    code, reason = EXIT_OK, "duration reached" if args.duration else "stopped"
+    started = time.monotonic()
+    try:
+        engine.start()
+        try:
+            stream.start()
+        except Exception as exc:  # noqa: BLE001
+            raise LiveError(f"cannot start the stream: {exc}", EXIT_RUNTIME) from None
+        next_status = started + 1.0
+        while True:
+            now = time.monotonic()
+            if args.duration is not None and now - started >= args.duration:
+                break
+            if interrupted["signal"] is not None:
+                reason = f"stopped by {interrupted['signal']}"
+                break
+            if stopped.is_set() or not stream.active:
+                code, reason = EXIT_RUNTIME, "the audio device stopped (disconnected, or its server quit)"
+                break
+            if engine.worker_error is not None:
+                code, reason = EXIT_RUNTIME, f"separation failed: {engine.worker_error}"
+                break
+            if not args.quiet and sys.stderr.isatty() and now >= next_status:
+                s = engine.stats
+                print(f"\r{now - started:7.1f} s  misses {s.misses}  xruns {s.xruns}  cpu {s.cpu_percent():4.1f}%",
+                      end="", file=sys.stderr, flush=True)
+                next_status = now + 1.0
+            time.sleep(0.05)
+    except KeyboardInterrupt:
+        reason = "stopped by Ctrl-C"
+    finally:
+        _restore_signal_handlers(previous)
+        elapsed = time.monotonic() - started
+        for close in (stream.abort, stream.close):
+            try:
+                close()
+            except Exception:  # noqa: BLE001 - a vanished device fails to close: nothing left to do
+                pass
+        engine.stop()
+        if osc is not None:
+            osc.close()
+        release_portaudio()  # closes the JACK client now, before anyone stops jackd
+    if not args.quiet and sys.stderr.isatty():
+        print(file=sys.stderr)
+
+    info = {
+        "model": separator.spec.name,
+        "profile": args.profile,
+        "sample_rate": rate,
+        "block": engine.block,
+        "input_device": in_dev,
+        "output_device": out_dev,
+        "channels": {"in": n_in, "out": n_out},
+        "routes": {bus: [c + 1 for c in chans] for bus, chans in engine.router.routes.items()},
+        "device_latency_s": {"input": device_in, "output": device_out},
+        "seconds": round(elapsed, 3),
+        "exit": {"code": code, "reason": reason},
+    }
+    result = stats_dict(engine, latency, timer, info)
+    c = result["compute_ms"]
+    fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
+    print(f"{reason} after {elapsed:.1f} s: {result['callbacks']} callbacks, {result['xruns']} xruns, "
+          f"{result['misses']} misses, {result['dropped_frames']} dropped frames, cpu {result['cpu_percent']:.1f}%")
+    print(f"compute per call (ms): p50 {fmt(c['p50'])}, p95 {fmt(c['p95'])}, p99 {fmt(c['p99'])}, "
+          f"max {fmt(c['max'])}; callback max {fmt(result['callback_ms']['max'])} ms")
+    if args.stats_json:
+        try:
+            _write_json(Path(args.stats_json), result)
+        except OSError as exc:
+            print(f"stemstream: error: cannot write {args.stats_json}: {exc}", file=sys.stderr)
+            return code or EXIT_RUNTIME
+    if code:
+        print(f"stemstream: error: {reason}", file=sys.stderr)
+    return code
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=float))
+    tmp.replace(path)
+
+
+def _start_osc(args, store, separator, engine):
+    if args.osc_port is None:
+        return None
+    import importlib.util
+
+    if importlib.util.find_spec("stream_engine.osc") is None:
+        raise LiveError("--osc-port: OSC control is not available in this build")
+    try:
+        from .osc import OscServer
+    except ImportError as exc:
+        raise LiveError(f"--osc-port: OSC control needs python-osc ({exc})") from None
+    try:
+        server = OscServer(store, list(separator.spec.stems), status=engine.status, port=args.osc_port)
+    except OSError as exc:
+        raise LiveError(f"--osc-port {args.osc_port}: {exc}") from None
+    print(f"OSC on 127.0.0.1:{server.port}")
+    return server
+
+
+def _install_signal_handlers(flag: dict):
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum, _frame):
+        flag["signal"] = signal.Signals(signum).name
+
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous[sig] = signal.signal(sig, handler)
+    return previous
+
+
+def _restore_signal_handlers(previous) -> None:
+    for sig, handler in (previous or {}).items():
+        signal.signal(sig, handler)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="stemstream")
+    add_parsers(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

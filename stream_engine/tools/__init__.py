@@ -1,0 +1,1 @@
+"""Helpers for testing and measuring the live path (a JACK dummy server, a loopback probe)."""

@@ -1,0 +1,63 @@
+"""Shared fixtures: a real JACK dummy server for live tests, and test signals.
+
+``jack_server`` starts ``jackd --no-realtime -d dummy -r 48000 -p 256`` under
+a unique server name (8 capture and 8 playback ports) once per test session
+and points this process and its children at it (``JACK_DEFAULT_SERVER``).
+PortAudio is re-initialised after the server is up (it enumerates JACK only
+when it initialises) and terminated before the server stops.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+JACK_RATE = 48000
+JACK_PERIOD = 256
+JACK_PORTS = 8
+
+
+@pytest.fixture(scope="session")
+def jack_server():
+    """A running JACK dummy server (``stream_engine.tools.jack.JackServer``); skips without jackd."""
+    from stream_engine.tools.jack import JackError, JackServer
+
+    if not JackServer.available():
+        pytest.skip("jackd is not installed (Debian: apt-get install jackd2); CI installs it")
+    server = JackServer(name=f"stemstream-test-{os.getpid()}", rate=JACK_RATE, period=JACK_PERIOD,
+                        ports=JACK_PORTS)
+    try:
+        server.start()
+    except JackError as exc:
+        pytest.fail(f"could not start the JACK dummy server: {exc}")
+    from stream_engine import live
+
+    try:
+        live.rescan()  # PortAudio may have been initialised (by another test) before jackd was up
+    except Exception:  # noqa: BLE001 - no PortAudio: the tests using it say so themselves
+        pass
+    try:
+        yield server
+    finally:
+        live.release_portaudio()  # PortAudio's JACK client goes before the server does
+        server.stop()
+
+
+def tone(seconds: float, rate: int = 48000, freq: float = 440.0, channels: int = 2, amplitude: float = 0.3) -> np.ndarray:
+    """(frames, channels) float32 sine; channel c is detuned by c * 3 Hz so channels differ."""
+    t = np.arange(int(seconds * rate)) / rate
+    cols = [amplitude * np.sin(2 * np.pi * (freq + 3.0 * c) * t) for c in range(channels)]
+    return np.ascontiguousarray(np.stack(cols, axis=1), dtype=np.float32)
+
+
+def stereo_music(seconds: float, rate: int = 48000, seed: int = 0) -> np.ndarray:
+    """(frames, 2) float32: a centred 'voice' (vibrato tone) over wide noise and a side tone."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * rate)
+    t = np.arange(n) / rate
+    voice = 0.25 * np.sin(2 * np.pi * (330 + 8 * np.sin(2 * np.pi * 5 * t)) * t)
+    left = voice + 0.05 * rng.standard_normal(n) + 0.1 * np.sin(2 * np.pi * 110 * t)
+    right = voice + 0.05 * rng.standard_normal(n) - 0.1 * np.sin(2 * np.pi * 110 * t)
+    return np.ascontiguousarray(np.stack([left, right], axis=1), dtype=np.float32)
