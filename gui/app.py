@@ -235,6 +235,10 @@ def main(argv=None) -> int:
     window.show()
     window.timings["window_shown"] = time.perf_counter()
     shot = Screenshot(window, args, app) if args.screenshot else None
+    import signal
+
+    for sig in (signal.SIGINT, signal.SIGTERM):  # Ctrl+C / kill: quit cleanly (settings saved, jackd stopped)
+        signal.signal(sig, lambda *_: app.quit())  # runs on the UI timer's next Python call
     code = app.exec()
     if args.timings:
         Path(args.timings).write_text(json.dumps(_timings(window), indent=1))
