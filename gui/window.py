@@ -406,7 +406,7 @@ class MainWindow(QMainWindow):
                 if old.fx.get(key) != value:
                     stem, index, name = key
                     row = self._editor_row(stem, index)
-                    if row is not None:
+                    if row is not None and self._same_chain(stem):
                         self.live.fx.show_param(stem, row, name, float(value))
 
     def _karaoke_toggled(self, on: bool) -> None:
@@ -429,16 +429,20 @@ class MainWindow(QMainWindow):
         if self.state != "running":
             return
         running = self._running_fx.get(stem, [])
-        edited = self.live.fx.chains.get(stem, [])
-        same = [(e.get("type"), e.get("path"), bool(e.get("bypass"))) for e in running] == \
-               [(e.get("type"), e.get("path"), bool(e.get("bypass"))) for e in edited]
-        if not same:
+        if not self._same_chain(stem):
             return
         active = [i for i, _ in active_effects(running)]
         if row in active:
             index = active.index(row)
             self._running_fx[stem][row].setdefault("params", {})[name] = value
             self._update(lambda p: p.with_fx(stem, index, name, float(value)))
+
+    def _same_chain(self, stem: str) -> bool:
+        """The editor's chain for ``stem`` has the running engine's structure (edits map 1:1)."""
+        def shape(chain):
+            return [(e.get("type"), e.get("path"), bool(e.get("bypass"))) for e in chain]
+
+        return shape(self._running_fx.get(stem, [])) == shape(self.live.fx.chains.get(stem, []))
 
     def _fx_structure(self) -> None:
         if self.state == "running":
