@@ -276,6 +276,15 @@ def test_effect_chain_edits_reach_the_running_engine(qtbot, jack, make_window):
     labels = [s.type for s in w.session.effects.chains["vocals"].slots]
     assert labels == ["Compressor", "Gain"]  # the bypassed reverb is out, the new gain in
     assert w.session.effects.chains["vocals"].slots[0].plugin.ratio == pytest.approx(6.0)  # edit kept
+    client = OscClient(w.osc.port)  # OSC edits the same slot and the editor follows
+    try:
+        fx.list.setCurrentRow(0)
+        client.send("/stemstream/fx/vocals/0/ratio", 4.0)
+        qtbot.waitUntil(lambda: fx._param_boxes["ratio"].value() == pytest.approx(4.0), timeout=5000)
+        chain = w.session.effects.chains["vocals"]
+        qtbot.waitUntil(lambda: chain.slots[0].plugin.ratio == pytest.approx(4.0), timeout=5000)
+    finally:
+        client.close()
     assert w.errors == []
     _stop(qtbot, w)
 
