@@ -344,3 +344,19 @@ def test_failed_plugin_and_missing_device_show_messages(qtbot, jack, make_window
     assert any("could not load effect" in e for e in w.errors), w.errors
     assert w.session.effects.chains["vocals"].slots[1].plugin is not None
     _stop(qtbot, w)
+
+
+def test_separation_failing_mid_stream_is_reported_and_stop_still_works(qtbot, jack, make_window):
+    w = make_window("--input", "demo", "--output", "JACK", "--model", "passthrough", "--profile", "live",
+                    "--no-key-shift")
+    _start(qtbot, w)
+
+    def broken(*_args, **_kw):
+        raise RuntimeError("model exploded")
+
+    w.session.engine.pipeline.process = broken  # the worker's next block fails; audio goes on dry
+    qtbot.waitUntil(lambda: any("model exploded" in e for e in w.errors), timeout=5000)
+    assert w.cpu_ind.bad and "dry" in w.state_label.text()
+    callbacks = w.session.stats()["callbacks"]
+    qtbot.waitUntil(lambda: w.session.stats()["callbacks"] > callbacks + 5, timeout=5000)  # the device goes on
+    _stop(qtbot, w)
