@@ -251,6 +251,12 @@ def main(argv=None) -> int:
         except Exception:  # noqa: BLE001
             pass
         jack.stop()
+    from .jobs import wait_all
+
+    if not wait_all(5.0):  # a model still loading: a QThread must not be destroyed while it runs
+        print("stemstream-gui: a background job did not finish; exiting anyway", file=sys.stderr)
+        sys.stderr.flush()
+        os._exit(code or 1)
     if shot is not None and not getattr(shot, "ok", False):
         return 1
     return code

@@ -1,6 +1,6 @@
 """Run slow work (model loading, separation, device start/stop) off the UI thread.
 
-A ``Job`` runs a function on a plain Python thread and reports back through Qt
+A ``Job`` runs a function on its own ``QThread`` and reports back through Qt
 signals; signals emitted from another thread are queued, so the slots run on
 the UI thread. The UI never joins or waits on a job.
 """
@@ -11,10 +11,20 @@ import threading
 import traceback
 from typing import Callable
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, QThread, Signal
 
 _alive: set["Job"] = set()  # keep jobs referenced until they report
 _relays: set = set()
+
+
+class _Runner(QThread):
+    def __init__(self, target: Callable, name: str):
+        super().__init__()
+        self._target = target
+        self.setObjectName(name)
+
+    def run(self) -> None:
+        self._target()
 
 
 class Job(QObject):
@@ -26,7 +36,8 @@ class Job(QObject):
         super().__init__()
         self._fn, self._args, self._kwargs = fn, args, kwargs
         self.cancel = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread = _Runner(self._run, name)
+        self._thread.finished.connect(self._release)  # queued: runs on the UI thread once run() returned
 
     def start(self) -> "Job":
         _alive.add(self)
@@ -34,7 +45,10 @@ class Job(QObject):
         return self
 
     def is_running(self) -> bool:
-        return self._thread.is_alive()
+        return self._thread.isRunning()
+
+    def _release(self) -> None:
+        _alive.discard(self)
 
     def _run(self) -> None:
         try:
@@ -46,8 +60,6 @@ class Job(QObject):
             self.failed.emit(message)
         else:
             self.finished.emit(result)
-        finally:
-            _alive.discard(self)
 
 
 class _Relay(QObject):
@@ -83,3 +95,17 @@ def run_job(fn: Callable, *args, on_done=None, on_error=None, on_progress=None, 
     job = Job(fn, *args, name=name, **kwargs)
     job._relay = _Relay(job, on_done, on_error, on_progress)
     return job.start()
+
+
+def wait_all(timeout_s: float = 5.0) -> bool:
+    """At quit only: ask running jobs to cancel and wait for them; False if some still run."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    for job in list(_alive):
+        job.cancel.set()
+    for job in list(_alive):
+        left_ms = max(0, int(1000 * (deadline - time.monotonic())))
+        if not job._thread.wait(left_ms):
+            return False
+    return True
