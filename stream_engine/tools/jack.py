@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 
 
@@ -39,10 +40,15 @@ class JackServer:
     """
 
     def __init__(self, name: str | None = None, rate: int = 48000, period: int = 256, ports: int = 8,
-                 log_path: str | None = None):
+                 realtime: bool | None = False, log_path: str | None = None):
+        """``realtime``: False runs ``--no-realtime``; True asks for real-time scheduling; None tries
+        real time and says in ``self.realtime`` whether the system granted it (jackd runs either way)."""
         self.name = name or f"stemstream-{os.getpid()}-{time.monotonic_ns() % 100000}"
         self.rate, self.period, self.ports = rate, period, ports
-        self.log_path = log_path
+        self.want_realtime = realtime
+        self.realtime = False
+        self._own_log = log_path is None
+        self.log_path = log_path or tempfile.mkstemp(prefix="jackd-", suffix=".log")[1]
         self.proc: subprocess.Popen | None = None
         self._saved_env: dict[str, str | None] = {}
 
@@ -55,15 +61,29 @@ class JackServer:
         return dict(os.environ, JACK_DEFAULT_SERVER=self.name, JACK_NO_START_SERVER="1")
 
     def command(self) -> list[str]:
-        return ["jackd", "-n", self.name, "--no-realtime", "-d", "dummy", "-r", str(self.rate),
+        mode = ["--realtime"] if self.want_realtime in (True, None) else ["--no-realtime"]
+        return ["jackd", "-n", self.name, *mode, "-d", "dummy", "-r", str(self.rate),
                 "-p", str(self.period), "-C", str(self.ports), "-P", str(self.ports)]
+
+    def log(self) -> str:
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def xrun_counts(self) -> dict[str, int]:
+        """What jackd logged so far: its own timer running late, and clients that missed a cycle."""
+        log = self.log()
+        return {"server_late": log.count("JackTimedDriver::Process XRun"),
+                "client_late": log.count("was not finished")}
 
     def start(self, timeout: float = 20.0) -> "JackServer":
         if not self.available():
             raise JackError("jackd and the JACK tools are not installed (Debian: apt-get install jackd2)")
-        log = open(self.log_path, "w") if self.log_path else subprocess.DEVNULL
-        self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, env=self.env,
-                                     preexec_fn=_die_with_parent)
+        with open(self.log_path, "w") as log:
+            self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, env=self.env,
+                                         preexec_fn=_die_with_parent)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -72,6 +92,11 @@ class JackServer:
                 for key in ("JACK_DEFAULT_SERVER", "JACK_NO_START_SERVER"):
                     self._saved_env[key] = os.environ.get(key)
                 os.environ.update(JACK_DEFAULT_SERVER=self.name, JACK_NO_START_SERVER="1")
+                log = self.log()
+                self.realtime = "starting in realtime mode" in log and "Cannot use real-time scheduling" not in log
+                if self.want_realtime is True and not self.realtime:
+                    self.stop()
+                    raise JackError("jackd could not get real-time scheduling")
                 return self
             time.sleep(0.1)
         self.stop()
@@ -87,6 +112,11 @@ class JackServer:
                 self.proc.kill()
                 self.proc.wait(timeout=5)
         self.proc = None
+        if self._own_log:
+            try:
+                os.unlink(self.log_path)
+            except OSError:
+                pass
         for key, value in self._saved_env.items():
             if value is None:
                 os.environ.pop(key, None)

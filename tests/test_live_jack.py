@@ -1,0 +1,299 @@
+"""The live path on a real JACK server (dummy driver: real time, no hardware).
+
+The engine runs in this process on a sounddevice stream (``LiveStream``, the
+code ``stemstream live`` runs); the probe (``stream_engine.tools.jack_probe``)
+is a second process and JACK client. ``jack_connect`` wires them:
+
+    probe:out -> engine:in ... engine:out -> probe:in      (round trip)
+    probe:out_R -> probe:in_R                               (reference loop)
+
+The reference loop measures what the probe and JACK's cycle-breaking add on
+their own; the engine's port-to-port latency is round trip minus reference.
+Timing figures are printed, not asserted (shared, noisy machine); the
+latencies asserted are sample counts, which JACK makes exact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stream_engine import live
+from stream_engine.params import ParamStore, Params
+from stream_engine.pipeline import Pipeline
+from stream_engine.profiles import get_profile
+from stream_engine.realtime import RealtimeEngine
+from stream_engine.separators.registry import load_separator
+from stream_engine.tools.jack_probe import Probe, delay
+
+RATE = 48000
+BLOCK = 256
+REPO = Path(__file__).resolve().parent.parent
+PERIOD = 24000  # clicks 0.5 s apart on each probe channel: far more than any live latency
+
+
+def make_engine(model="passthrough", profile="live", routes=None, mic=None, karaoke=False, budget=None):
+    separator = load_separator(model, profile, sample_rate=RATE)
+    store = ParamStore(Params.for_stems(separator.spec.stems, karaoke=karaoke))
+    pipeline = Pipeline(separator, RATE, 2, get_profile(profile))
+    return RealtimeEngine(pipeline, BLOCK, routes=routes, store=store, mic_channel=mic, budget=budget)
+
+
+@contextmanager
+def engine_on_jack(jack_server, engine, client: str, inputs: int = 2):
+    """The engine on a JACK stream whose client is called ``client``."""
+    live.set_jack_client_name(client)
+    device = live.find_device(None, "output", "jack", need=max(inputs, engine.out_channels))
+    stream = live.LiveStream(engine, device["index"], device["index"], inputs, RATE)
+    stream.open()
+    try:
+        stream.start()
+        jack_server.wait_for_ports(client, inputs + engine.out_channels)
+        yield stream
+    finally:
+        stream.stop()
+
+
+def run_probe(jack_server, tmp_path, wiring, inputs, outputs, seconds=4.0, **options):
+    """Start the probe, apply ``wiring`` [(source, destination)], play and record."""
+    probe = Probe("probe", inputs=inputs, outputs=outputs, seconds=seconds, period=PERIOD, **options)
+
+    def wire():
+        jack_server.wait_for_ports("probe", inputs + outputs)
+        clients = {p.split(":")[0] for pair in wiring for p in pair}
+        jack_server.isolate(*clients)
+        for source, destination in wiring:
+            jack_server.connect(source, destination)
+
+    return probe.run(str(tmp_path / "probe.npz"), wire, env=jack_server.env)
+
+
+def ms(samples: float) -> float:
+    return 1000.0 * samples / RATE
+
+
+def _dsp_center_run(jack_server, seconds: float) -> dict:
+    engine = make_engine("dsp-center", "live", karaoke=True)
+    before = jack_server.xrun_counts()
+    with engine_on_jack(jack_server, engine, "stemstream-a") as stream:
+        latency = stream.latency()
+        time.sleep(seconds)
+        active = stream.active
+    after = jack_server.xrun_counts()
+    stats = engine.stats.as_dict()
+    c = stats["compute_ms"]
+    cb = stream.timer.percentiles_ms()
+    stalls = after["server_late"] - before["server_late"]
+    print(f"\nJACK dummy ({'real-time' if jack_server.realtime else 'no real-time'} scheduling), dsp-center live, "
+          f"block {BLOCK}, {seconds:.0f} s: {stats['callbacks']} callbacks, {stats['xruns']} xruns, "
+          f"{stats['misses']} misses, {stats['dropped_frames']} dropped frames, cpu {stats['cpu_percent']:.1f}%")
+    print(f"compute per call ms: p50 {c['p50']:.3f} p95 {c['p95']:.3f} p99 {c['p99']:.3f} max {c['max']:.3f}; "
+          f"callback ms: p50 {cb['p50']:.4f} p99 {cb['p99']:.4f} max {cb['max']:.4f}; "
+          f"budget {engine.budget} frames; worker priority raised: {stream.tuning.worker_boosted}")
+    print(f"latency: {latency.describe()}; jackd's own thread late {stalls} times, "
+          f"late client cycles {after['client_late'] - before['client_late']}")
+    assert active and engine.worker_error is None
+    assert stats["callbacks"] > 0.8 * seconds * RATE / BLOCK
+    return {**stats, "stalls": stalls}
+
+
+def test_dsp_center_stream_on_jack(jack_server):
+    """dsp-center, live profile, 256 frames, 10 s through JACK: 0 xruns, 0 misses.
+
+    jackd's own (real-time, otherwise idle) thread running late means the
+    machine stalled everything (measured here while other jobs trained
+    models: single separator calls of 10 ms against a p99 of 0.3 ms, at the
+    same moments). Such a run proves nothing either way and is repeated, up
+    to three runs; a run without stalls must have no xrun and no miss.
+    """
+    for attempt in range(3):
+        run = _dsp_center_run(jack_server, 10.0)
+        if run["stalls"] == 0:
+            assert run["xruns"] == 0, f"{run['xruns']} xruns on a machine that did not stall"
+            assert run["misses"] == 0, f"{run['misses']} misses on a machine that did not stall"
+            return
+        print(f"attempt {attempt + 1}: the machine stalled {run['stalls']} times (jackd's own thread late); again")
+    # every run stalled: the engine must still not fall apart (a wrong budget misses on every block)
+    assert run["misses"] <= 5 * run["stalls"] + 2, run
+    assert run["xruns"] <= 5 * run["stalls"] + 2, run
+
+
+def test_loopback_latency_matches_report(jack_server, tmp_path):
+    """Clicks through the engine (passthrough, karaoke off: output == input) arrive after the reported latency."""
+    engine = make_engine("passthrough", "live")
+    with engine_on_jack(jack_server, engine, "stemstream-b") as stream:
+        reported = stream.latency()
+        wiring = [("probe:out_0", "stemstream-b:in_0"), ("probe:out_1", "stemstream-b:in_1"),
+                  ("stemstream-b:out_0", "probe:in_0"), ("stemstream-b:out_1", "probe:in_1"),
+                  ("probe:out_2", "probe:in_2")]
+        result = run_probe(jack_server, tmp_path, wiring, inputs=3, outputs=3)
+    # a miss would play the dry input at the same delay, so the lag holds either way; count them anyway
+    print(f"\nengine during the loopback: {engine.stats.misses} misses, {engine.stats.xruns} xruns")
+    lags = [delay(result.played[:, c], result.recorded[:, c], PERIOD // 2) for c in range(3)]
+    reference, quality = lags[2]
+    assert quality > 0.95, f"reference loop lost the clicks ({quality:.2f})"
+    round_trips = [lag for lag, _ in lags[:2]]
+    for lag, q in lags[:2]:
+        assert q > 0.95, f"clicks did not come back through the engine (match {q:.2f})"
+    assert round_trips[0] == round_trips[1]
+    measured = round_trips[0] - reference
+    print(f"\nloopback: round trip {round_trips[0]} samples, probe reference loop {reference}, "
+          f"engine port to port {measured} samples = {ms(measured):.2f} ms; reported {reported.samples} samples = "
+          f"{reported.ms:.2f} ms ({reported.describe()}); difference {measured - reported.samples} samples; "
+          f"engine alone (no device) {engine.latency().samples} samples")
+    assert abs(measured - reported.samples) <= BLOCK
+
+
+def test_routing_stems_to_their_ports(jack_server, tmp_path):
+    """--route vocals=3,4 accompaniment=1,2: passthrough puts the input on 3,4 and silence on 1,2."""
+    from stream_engine.mixer import parse_route
+
+    routes = dict(parse_route(r) for r in ("vocals=3,4", "accompaniment=1,2"))
+    engine = make_engine("passthrough", "live", routes=routes)
+    assert engine.out_channels == 4
+    client = "stemstream-c"
+    with engine_on_jack(jack_server, engine, client) as stream:
+        reported = stream.latency()
+        wiring = [("probe:out_0", f"{client}:in_0"), ("probe:out_1", f"{client}:in_1"),
+                  ("probe:out_2", "probe:in_4")]
+        wiring += [(f"{client}:out_{k}", f"probe:in_{k}") for k in range(4)]
+        result = run_probe(jack_server, tmp_path, wiring, inputs=5, outputs=3)
+    rec, played = result.recorded, result.played
+    reference, q_ref = delay(played[:, 2], rec[:, 4], PERIOD // 2)
+    assert q_ref > 0.95
+    # accompaniment (ports 1, 2) is silence; vocals (ports 3, 4) carry left and right, in order
+    silence = float(np.max(np.abs(rec[:, :2])))
+    left, q_left = delay(played[:, 0], rec[:, 2], PERIOD // 2)
+    right, q_right = delay(played[:, 1], rec[:, 3], PERIOD // 2)
+    print(f"\nrouting: ports 1-2 (accompaniment) peak {silence:.2e}; port 3 <- left at {left - reference} samples "
+          f"(match {q_left:.3f}), port 4 <- right at {right - reference} samples (match {q_right:.3f}); "
+          f"reported {reported.samples}")
+    assert silence < 1e-6
+    assert q_left > 0.95 and q_right > 0.95
+    assert left == right
+    assert abs((left - reference) - reported.samples) <= BLOCK
+    # the left clicks are only on port 3 and the right clicks only on port 4
+    for port, other in ((2, 1), (3, 0)):
+        clicks = np.flatnonzero(np.abs(rec[:, port]) > 0.25)
+        expected = np.flatnonzero(played[:, port - 2]) + left
+        expected = expected[expected < len(rec)]
+        assert set(expected.tolist()) <= set(clicks.tolist())
+        assert len(clicks) == len(expected), f"port {port + 1} carries clicks of input {other + 1} too"
+
+
+def test_microphone_latency_is_the_device_block(jack_server, tmp_path):
+    """The mic bypasses the separator: mic-to-output latency is about one device block."""
+    engine = make_engine("passthrough", "live", mic=2)
+    client = "stemstream-d"
+    with engine_on_jack(jack_server, engine, client, inputs=3) as stream:
+        reported = stream.latency()
+        wiring = [("probe:out_0", f"{client}:in_0"), ("probe:out_1", f"{client}:in_1"),
+                  ("probe:out_2", f"{client}:in_2"), ("probe:out_3", "probe:in_2"),
+                  (f"{client}:out_0", "probe:in_0"), (f"{client}:out_1", "probe:in_1")]
+        # clicks on the mic (probe out 3) and the reference loop (out 4) only; the music inputs stay silent
+        result = run_probe(jack_server, tmp_path, wiring, inputs=3, outputs=4, click_channels=[3, 4])
+    rec, played = result.recorded, result.played
+    reference, q_ref = delay(played[:, 3], rec[:, 2], PERIOD // 2)
+    mic_left, q_left = delay(played[:, 2], rec[:, 0], PERIOD // 2)
+    mic_right, q_right = delay(played[:, 2], rec[:, 1], PERIOD // 2)
+    measured = mic_left - reference
+    print(f"\nmicrophone: mic to output {measured} samples = {ms(measured):.2f} ms (device block {BLOCK} = "
+          f"{ms(BLOCK):.2f} ms; PortAudio reports {round(sum(stream.device_latency) * RATE)} samples of device "
+          f"latency); music path reported {reported.samples} samples = {reported.ms:.2f} ms")
+    assert q_ref > 0.95 and q_left > 0.95 and q_right > 0.95
+    assert mic_left == mic_right
+    assert 0 < measured <= 2 * BLOCK
+    assert measured < reported.samples - BLOCK  # far below the separated music's latency
+
+
+def _cli(args, env, timeout=60):
+    cmd = [sys.executable, "-m", "stream_engine.cli", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout, cwd=REPO)
+
+
+def test_cli_live_writes_stats(jack_server, tmp_path):
+    stats_file = tmp_path / "stats.json"
+    r = _cli(["live", "--input", "system", "--output", "system", "--host-api", "jack", "--model", "dsp-center",
+              "--profile", "live", "--block", str(BLOCK), "--duration", "3", "--stats-json", str(stats_file),
+              "--jack-name", "stemstream-e"], jack_server.env)
+    print(r.stdout, r.stderr)
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr
+    assert "latency:" in r.stdout
+    stats = json.loads(stats_file.read_text())
+    for key in ("callbacks", "xruns", "misses", "dropped_frames", "cpu_percent", "compute_ms", "latency",
+                "callback_ms"):
+        assert key in stats, key
+    assert stats["callbacks"] > 0.5 * 3 * RATE / BLOCK
+    assert set(stats["compute_ms"]) >= {"p50", "p95", "p99", "max"}
+    assert stats["compute_ms"]["max"] is not None
+    lat = stats["latency"]
+    assert lat["total_samples"] == sum(p["samples"] for p in lat["parts"].values())
+    assert abs(lat["total_ms"] - 1000.0 * lat["total_samples"] / RATE) < 0.01
+    assert stats["exit"]["code"] == 0
+    assert not (tmp_path / "stats.json.tmp").exists()
+
+
+def test_cli_devices_lists_jack(jack_server):
+    r = _cli(["devices", "--json"], jack_server.env)
+    assert r.returncode == 0, r.stderr
+    devices = json.loads(r.stdout)
+    jack = [d for d in devices if "jack" in d["hostapi"].lower()]
+    assert jack and jack[0]["inputs"] >= 2 and jack[0]["outputs"] >= 2
+    assert _cli(["devices"], jack_server.env).stdout.count("JACK") >= 1
+
+
+@pytest.mark.parametrize("flag", ["--input", "--output"])
+def test_cli_missing_device_is_a_clear_error(jack_server, flag):
+    args = {"--input": "system", "--output": "system"}
+    args[flag] = "no-such-device"
+    r = _cli(["live", "--input", args["--input"], "--output", args["--output"], "--duration", "1"], jack_server.env)
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr
+    assert "no-such-device" in r.stderr and "stemstream devices" in r.stderr
+
+
+def test_cli_too_many_channels_is_a_clear_error(jack_server):
+    r = _cli(["live", "--input", "system", "--output", "system", "--host-api", "jack", "--route", "main=1,2",
+              "vocals=15,16", "--duration", "1"], jack_server.env)
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr
+    assert "16 needed" in r.stderr
+
+
+def test_cli_vanishing_server_is_a_clear_error(jack_server, tmp_path):
+    """jackd quits under a running `stemstream live`: a message and exit code 1, no traceback, no hang."""
+    from stream_engine.tools.jack import JackServer
+
+    private = JackServer(name=f"stemstream-vanish-{os.getpid()}", realtime=False, ports=2)
+    private.start()
+    env = dict(private.env)
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "stream_engine.cli", "live", "--input", "system", "--output",
+                                 "system", "--host-api", "jack", "--model", "passthrough", "--duration", "30",
+                                 "--stats-json", str(tmp_path / "s.json"), "--jack-name", "vanish"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
+        private.wait_for_ports("vanish", 4, timeout=30)
+        time.sleep(1.0)
+        private.proc.kill()  # the server dies without warning
+        started = time.monotonic()
+        out, err = proc.communicate(timeout=30)
+        took = time.monotonic() - started
+    finally:
+        if private.proc is not None:
+            private.proc.wait()
+        private.stop()
+    print(out, err, f"exited {took:.2f} s after jackd was killed")
+    assert proc.returncode == 1, (out, err)
+    assert "Traceback" not in err
+    assert "audio device stopped" in err
+    stats = json.loads((tmp_path / "s.json").read_text())
+    assert stats["exit"]["code"] == 1
