@@ -223,11 +223,12 @@ def test_cli_live_writes_stats(jack_server, tmp_path):
     stats_file = tmp_path / "stats.json"
     r = _cli(["live", "--input", "system", "--output", "system", "--host-api", "jack", "--model", "dsp-center",
               "--profile", "live", "--block", str(BLOCK), "--duration", "3", "--stats-json", str(stats_file),
-              "--jack-name", "stemstream-e"], jack_server.env)
+              "--jack-name", "stemstream-e", "--osc-port", "0"], jack_server.env)
     print(r.stdout, r.stderr)
     assert r.returncode == 0, r.stderr
     assert "Traceback" not in r.stderr
     assert "latency:" in r.stdout
+    assert "OSC on 127.0.0.1:" in r.stdout
     stats = json.loads(stats_file.read_text())
     for key in ("callbacks", "xruns", "misses", "dropped_frames", "cpu_percent", "compute_ms", "latency",
                 "callback_ms"):
@@ -297,3 +298,30 @@ def test_cli_vanishing_server_is_a_clear_error(jack_server, tmp_path):
     assert "audio device stopped" in err
     stats = json.loads((tmp_path / "s.json").read_text())
     assert stats["exit"]["code"] == 1
+
+
+def test_cli_interrupt_stops_cleanly(jack_server, tmp_path):
+    """Ctrl-C (SIGINT) ends a run without --duration: stats written, exit 0, no traceback."""
+    import signal
+
+    stats_file = tmp_path / "stats.json"
+    proc = subprocess.Popen([sys.executable, "-m", "stream_engine.cli", "live", "--input", "system", "--output",
+                             "system", "--host-api", "jack", "--model", "passthrough", "--stats-json",
+                             str(stats_file), "--jack-name", "stemstream-int"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=jack_server.env, cwd=REPO)
+    try:
+        jack_server.wait_for_ports("stemstream-int", 4, timeout=30)
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    print(out, err)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    assert "stopped by SIGINT" in out
+    stats = json.loads(stats_file.read_text())
+    assert stats["callbacks"] > 0 and stats["exit"]["reason"] == "stopped by SIGINT"
+    assert "stemstream-int:in_0" not in jack_server.ports_list()  # the JACK client is gone
