@@ -288,7 +288,7 @@ def build_engine(args, rate: int, music_channels: int):
     from .separators.registry import load_separator
 
     profile = get_profile(args.profile)
-    block = args.block or profile.block
+    block = profile.block if args.block is None else args.block
     if block <= 0:
         raise LiveError(f"--block must be positive, got {block}")
     routes = {}
@@ -456,6 +456,12 @@ def run_live(args) -> int:
         raise LiveError(f"--mic counts channels from 1, got {args.mic}")
     if args.duration is not None and args.duration <= 0:
         raise LiveError(f"--duration must be positive, got {args.duration}")
+    if args.block is not None and args.block <= 0:
+        raise LiveError(f"--block must be positive, got {args.block}")
+    if args.stats_json:
+        folder = Path(args.stats_json).resolve().parent
+        if not folder.is_dir():
+            raise LiveError(f"--stats-json {args.stats_json}: no such folder {folder}")
     sd = portaudio()
     jack_api = args.host_api is not None and "jack" in args.host_api.lower()
     if args.jack_name and (jack_api or args.host_api is None):

@@ -50,6 +50,7 @@ def make_engine(model="passthrough", profile="live", routes=None, mic=None, kara
 @contextmanager
 def engine_on_jack(jack_server, engine, client: str, inputs: int = 2):
     """The engine on a JACK stream whose client is called ``client``."""
+    jack_server.activate()  # another test may have pointed JACK_DEFAULT_SERVER elsewhere
     live.set_jack_client_name(client)
     device = live.find_device(None, "output", "jack", need=max(inputs, engine.out_channels))
     stream = live.LiveStream(engine, device["index"], device["index"], inputs, RATE)

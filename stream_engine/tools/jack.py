@@ -102,6 +102,10 @@ class JackServer:
         self.stop()
         raise JackError(f"jackd did not come up within {timeout:.0f} s: {' '.join(self.command())}")
 
+    def activate(self) -> None:
+        """Point this process at this server again (another server may have been started since)."""
+        os.environ.update(JACK_DEFAULT_SERVER=self.name, JACK_NO_START_SERVER="1")
+
     def stop(self) -> None:
         """Stop jackd (release PortAudio first: ``stream_engine.live.release_portaudio``)."""
         if self.proc is not None and self.proc.poll() is None:
