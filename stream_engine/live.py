@@ -216,8 +216,15 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--route", nargs="+", action="extend", default=None, metavar="BUS=CH,CH",
                    help="put a bus on output channels (from 1): a stem, main, instrumental, karaoke or mic; "
                         "e.g. --route vocals=3,4 accompaniment=1,2 (default main=1,2)")
+    p.add_argument("--routes", default=None, metavar="FILE",
+                   help="routing from a file: JSON {\"vocals\": [3, 4], ...} or lines BUS=CH,CH (channels from 1)")
     p.add_argument("--mic", type=int, default=None, metavar="CH", help="microphone on input channel CH (from 1)")
     p.add_argument("--mic-gain", type=float, default=1.0, metavar="G", help="microphone gain, 0..2")
+    p.add_argument("--mic-fx", default=None, metavar="PRESET",
+                   help="effect chain preset (or JSON file) for the microphone, e.g. mic-vocal")
+    p.add_argument("--fx", action="append", metavar="STEM=PRESET",
+                   help="effect chain preset on a stem; repeatable, e.g. --fx vocals=vocal")
+    p.add_argument("--key", type=int, default=0, help="shift the accompaniment by semitones (-12..12)")
     p.add_argument("--no-karaoke", action="store_true", help="main plays every stem at full level")
     p.add_argument("--guide", type=float, default=None, help="karaoke guide vocal level, 0..1")
     p.add_argument("--osc-port", type=int, default=None, metavar="P", help="OSC control on 127.0.0.1:P")
@@ -277,10 +284,58 @@ class CallbackTimer:
         return {"count": self.count, "p50": round(p50, 4), "p99": round(p99, 4), "max": round(self.max * 1000, 4)}
 
 
-def build_engine(args, rate: int, music_channels: int):
-    """Separator -> Pipeline -> RealtimeEngine as the arguments say."""
+def load_routes(path) -> dict[str, list[int]]:
+    """A routing file: JSON ``{"vocals": [3, 4]}`` or lines ``vocals=3,4`` (``#`` comments); channels from 1."""
     from .mixer import parse_route
-    from .params import GUIDE_RANGE, MIC_GAIN_RANGE, ParamStore, Params, clamp
+
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise LiveError(f"--routes {path}: {exc}") from None
+    routes = {}
+    if text.lstrip().startswith("{"):
+        try:
+            data = json.loads(text)
+            for bus, chans in data.items():
+                chans = [chans] if isinstance(chans, int) else list(chans)
+                routes.update([parse_route(f"{bus}={','.join(str(int(c)) for c in chans)}")])
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise LiveError(f"--routes {path}: {exc}") from None
+        return routes
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            try:
+                routes.update([parse_route(line)])
+            except ValueError as exc:
+                raise LiveError(f"--routes {path}: {exc}") from None
+    return routes
+
+
+def mic_chain(preset: str, rate: int):
+    """The microphone's effect chain as a RealtimeEngine mic_processor (runs in the callback)."""
+    from plugins.effects import EffectChain
+
+    try:
+        chain = EffectChain.from_preset(preset, rate, channels=1)
+    except (OSError, ValueError, KeyError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        raise LiveError(f"--mic-fx {preset}: {message}") from None
+    for error in chain.errors:
+        print(f"warning: --mic-fx {preset}: {error}", file=sys.stderr)
+
+    def process(mic_in, mic_out):
+        mic_out[:, 0] = chain.process(mic_in.T)[0]
+
+    process.latency = chain.latency
+    return process
+
+
+def build_engine(args, rate: int, music_channels: int):
+    """Separator -> Pipeline (+ effects, key) -> RealtimeEngine as the arguments say."""
+    from .mixer import parse_route
+    from .params import GUIDE_RANGE, KEY_RANGE, MIC_GAIN_RANGE, ParamStore, Params, clamp
+    from .stages import build_stages, parse_fx
     from .pipeline import Pipeline
     from .profiles import get_profile
     from .realtime import RealtimeEngine
@@ -291,7 +346,7 @@ def build_engine(args, rate: int, music_channels: int):
     block = profile.block if args.block is None else args.block
     if block <= 0:
         raise LiveError(f"--block must be positive, got {block}")
-    routes = {}
+    routes = load_routes(args.routes) if getattr(args, "routes", None) else {}
     for item in args.route or []:
         try:
             bus, channels = parse_route(item)
@@ -305,15 +360,28 @@ def build_engine(args, rate: int, music_channels: int):
     mic_gain, clamped = clamp(args.mic_gain, *MIC_GAIN_RANGE)
     if clamped:
         print(f"warning: --mic-gain {args.mic_gain} is outside {MIC_GAIN_RANGE}; using {mic_gain}", file=sys.stderr)
-    extra = {"mic_gain": mic_gain, "karaoke": not args.no_karaoke}
+    key, clamped = clamp(getattr(args, "key", 0) or 0, *KEY_RANGE)
+    if clamped:
+        print(f"warning: --key {args.key} is outside {KEY_RANGE}; using {key}", file=sys.stderr)
+    extra = {"mic_gain": mic_gain, "karaoke": not args.no_karaoke, "key": key}
     if args.guide is not None:
         extra["guide"] = clamp(args.guide, *GUIDE_RANGE)[0]
     store = ParamStore(Params.for_stems(separator.spec.stems, **extra))
-    pipeline = Pipeline(separator, rate, music_channels, profile)
+    try:
+        stages = build_stages(separator.spec.stems, rate, music_channels, parse_fx(getattr(args, "fx", None)),
+                              key_change=key != 0)
+    except (ValueError, OSError, ImportError, KeyError) as exc:
+        raise LiveError(exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)) from None
+    mic_fx = getattr(args, "mic_fx", None)
+    if mic_fx and args.mic is None:
+        raise LiveError("--mic-fx needs --mic CH (the microphone's input channel)")
+    processor = mic_chain(mic_fx, rate) if mic_fx else None
+    pipeline = Pipeline(separator, rate, music_channels, profile, stages=stages)
     try:
         engine = RealtimeEngine(pipeline, block, routes=routes or None, store=store,
                                 input_channels=list(range(music_channels)),
-                                mic_channel=None if args.mic is None else args.mic - 1, budget=args.budget)
+                                mic_channel=None if args.mic is None else args.mic - 1, mic_processor=processor,
+                                budget=args.budget)
     except ValueError as exc:  # unknown bus in the routing
         raise LiveError(str(exc)) from None
     return engine, store, separator

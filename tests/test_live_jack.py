@@ -326,3 +326,16 @@ def test_cli_interrupt_stops_cleanly(jack_server, tmp_path):
     stats = json.loads(stats_file.read_text())
     assert stats["callbacks"] > 0 and stats["exit"]["reason"] == "stopped by SIGINT"
     assert "stemstream-int:in_0" not in jack_server.ports_list()  # the JACK client is gone
+
+
+def test_routes_file(tmp_path):
+    """--routes FILE: JSON or BUS=CH,CH lines, channels counted from 1 (no device needed)."""
+    (tmp_path / "r.json").write_text('{"karaoke": [1, 2], "vocals": [3, 4], "mic": 5}')
+    (tmp_path / "r.txt").write_text("# stems to a DAW\nvocals=3,4\naccompaniment=1,2  # the band\n")
+    (tmp_path / "bad.txt").write_text("vocals=three\n")
+    assert live.load_routes(tmp_path / "r.json") == {"karaoke": [0, 1], "vocals": [2, 3], "mic": [4]}
+    assert live.load_routes(tmp_path / "r.txt") == {"vocals": [2, 3], "accompaniment": [0, 1]}
+    with pytest.raises(live.LiveError, match="bad route"):
+        live.load_routes(tmp_path / "bad.txt")
+    with pytest.raises(live.LiveError, match="No such file"):
+        live.load_routes(tmp_path / "missing.txt")
