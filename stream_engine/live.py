@@ -4,9 +4,9 @@ One full-duplex PortAudio stream (sounddevice) whose callback is
 ``RealtimeEngine.callback``; blocksize fixed to ``--block``, float32. The
 separator runs on the engine's worker thread, never in the callback.
 
-Channels: the music is read from input channels 1-2 (1 when the device has a
-single input); ``--mic CH`` adds the singer's microphone from input channel
-CH; the output channels come from the routing (``--route BUS=CH,CH``,
+Channels: ``--mic CH`` reads the singer's microphone from input channel CH;
+the music is read from the first two other input channels (one when that is
+all the device has); the output channels come from the routing (``--route BUS=CH,CH``,
 channels counted from 1; default ``main=1,2``).
 
 PortAudio and JACK (measured): start jackd before sounddevice is imported
@@ -331,7 +331,7 @@ def mic_chain(preset: str, rate: int):
     return process
 
 
-def build_engine(args, rate: int, music_channels: int):
+def build_engine(args, rate: int, music_inputs: list[int]):
     """Separator -> Pipeline (+ effects, key) -> RealtimeEngine as the arguments say."""
     from .mixer import parse_route
     from .params import GUIDE_RANGE, KEY_RANGE, MIC_GAIN_RANGE, ParamStore, Params, clamp
@@ -367,6 +367,7 @@ def build_engine(args, rate: int, music_channels: int):
     if args.guide is not None:
         extra["guide"] = clamp(args.guide, *GUIDE_RANGE)[0]
     store = ParamStore(Params.for_stems(separator.spec.stems, **extra))
+    music_channels = len(music_inputs)
     try:
         stages = build_stages(separator.spec.stems, rate, music_channels, parse_fx(getattr(args, "fx", None)),
                               key_change=key != 0)
@@ -379,7 +380,7 @@ def build_engine(args, rate: int, music_channels: int):
     pipeline = Pipeline(separator, rate, music_channels, profile, stages=stages)
     try:
         engine = RealtimeEngine(pipeline, block, routes=routes or None, store=store,
-                                input_channels=list(range(music_channels)),
+                                input_channels=list(music_inputs),
                                 mic_channel=None if args.mic is None else args.mic - 1, mic_processor=processor,
                                 budget=args.budget)
     except ValueError as exc:  # unknown bus in the routing
@@ -537,12 +538,12 @@ def run_live(args) -> int:
     if jack_api and not any("jack" in d["hostapi"].lower() for d in list_devices()):
         rescan()  # jackd may have started after PortAudio was initialised
 
-    mic_need = args.mic or 0
-    in_dev = find_device(args.input, "input", args.host_api, need=max(1, mic_need))
-    music_channels = 2 if in_dev["inputs"] >= 2 else 1
+    mic = None if args.mic is None else args.mic - 1
+    in_dev = find_device(args.input, "input", args.host_api, need=max(1, args.mic or 0))
+    music_inputs = [c for c in range(in_dev["inputs"]) if c != mic][:2] or [0]
     rate = args.rate or int(in_dev["default_rate"])
-    engine, store, separator = build_engine(args, rate, music_channels)
-    n_in = max(music_channels, mic_need)
+    engine, store, separator = build_engine(args, rate, music_inputs)
+    n_in = max(music_inputs + [mic if mic is not None else 0]) + 1
     n_out = engine.out_channels
     out_dev = find_device(args.output, "output", args.host_api, need=n_out)
 
@@ -617,7 +618,8 @@ def run_live(args) -> int:
         "block": engine.block,
         "input_device": in_dev,
         "output_device": out_dev,
-        "channels": {"in": n_in, "out": n_out},
+        "channels": {"in": n_in, "out": n_out, "music_inputs": [c + 1 for c in music_inputs],
+                     "mic_input": args.mic},
         "routes": {bus: [c + 1 for c in chans] for bus, chans in engine.router.routes.items()},
         "device_latency_s": {"input": device_in, "output": device_out},
         "seconds": round(elapsed, 3),
