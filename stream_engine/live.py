@@ -386,6 +386,9 @@ def build_engine(args, rate: int, music_inputs: list[int]):
                                 budget=args.budget)
     except ValueError as exc:  # unknown bus in the routing
         raise LiveError(str(exc)) from None
+    if args.mic is not None and not engine.router.mic_channels() and "main" not in engine.router.routes:
+        print("warning: the microphone goes to the main bus's channels, and main is not routed: "
+              "add --route mic=CH,CH", file=sys.stderr)
     return engine, store, separator
 
 
