@@ -87,7 +87,9 @@ class JackServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise JackError(f"jackd exited at start (code {self.proc.returncode}): {' '.join(self.command())}")
+                tail = " | ".join(self.log().strip().splitlines()[-3:])
+                raise JackError(f"jackd exited at start (code {self.proc.returncode}): {' '.join(self.command())}"
+                                f" [{tail}]")
             if any(p.startswith("system:playback") for p in self.ports_list()):
                 for key in ("JACK_DEFAULT_SERVER", "JACK_NO_START_SERVER"):
                     self._saved_env[key] = os.environ.get(key)
