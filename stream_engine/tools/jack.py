@@ -88,8 +88,9 @@ class JackServer:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 tail = " | ".join(self.log().strip().splitlines()[-3:])
-                raise JackError(f"jackd exited at start (code {self.proc.returncode}): {' '.join(self.command())}"
-                                f" [{tail}]")
+                code = self.proc.returncode
+                self.stop()
+                raise JackError(f"jackd exited at start (code {code}): {' '.join(self.command())} [{tail}]")
             if any(p.startswith("system:playback") for p in self.ports_list()):
                 for key in ("JACK_DEFAULT_SERVER", "JACK_NO_START_SERVER"):
                     self._saved_env[key] = os.environ.get(key)
