@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import gc
 import json
 import signal
 import sys
@@ -392,58 +391,6 @@ def build_engine(args, rate: int, music_inputs: list[int]):
     return engine, store, separator
 
 
-class RealtimeTuning:
-    """Process settings that keep a Python audio callback on time (restored on exit).
-
-    Measured on JACK dummy at 256 frames on a loaded 2-core machine: with
-    Python's default 5 ms GIL switch interval the device thread can wait
-    almost a whole period for the GIL while the worker computes ("client not
-    finished" xruns), so the interval drops to 0.5 ms while the stream runs.
-    The worker thread gets a higher scheduling priority (nice -10) where the
-    system allows it, so CPU-heavy neighbours delay it less (fewer misses);
-    where it does not, it runs as it is. The garbage collector is frozen
-    (``gc.freeze``) for the run: a full collection scans every object the
-    process holds while keeping the GIL (74 ms measured with torch imported),
-    long enough to miss many device periods.
-    """
-
-    SWITCH_INTERVAL = 0.0005
-    WORKER_NICE = -10
-
-    def __init__(self, engine):
-        self.engine = engine
-        self._interval = None
-        self.worker_boosted = False
-
-    def __enter__(self):
-        self._interval = sys.getswitchinterval()
-        sys.setswitchinterval(min(self._interval, self.SWITCH_INTERVAL))
-        gc.collect()
-        gc.freeze()  # what exists now is never scanned again: no long full collections mid-stream
-        return self
-
-    def boost_worker(self) -> bool:
-        """Call after ``engine.start()`` (the worker thread must exist)."""
-        import os
-
-        worker = getattr(self.engine, "_worker", None)
-        tid = getattr(worker, "native_id", None)
-        if tid is None or not hasattr(os, "setpriority"):
-            return False
-        try:
-            os.setpriority(os.PRIO_PROCESS, tid, self.WORKER_NICE)  # Linux: per thread
-            self.worker_boosted = True
-        except OSError:
-            self.worker_boosted = False
-        return self.worker_boosted
-
-    def __exit__(self, *exc):
-        if self._interval is not None:
-            sys.setswitchinterval(self._interval)
-            gc.unfreeze()
-            self._interval = None
-
-
 class LiveStream:
     """A RealtimeEngine on one full-duplex sounddevice stream.
 
@@ -463,7 +410,6 @@ class LiveStream:
         self.finished = finished
         self.stream = None
         self.device_latency = (0.0, 0.0)  # (input, output) seconds as PortAudio reports them, once open
-        self.tuning = RealtimeTuning(engine)
         self._running = False
 
     def open(self) -> "LiveStream":
@@ -487,9 +433,7 @@ class LiveStream:
     def start(self) -> None:
         if self.stream is None:
             self.open()
-        self.tuning.__enter__()
         self.engine.start()
-        self.tuning.boost_worker()
         self._running = True
         self.stream.start()
 
@@ -506,7 +450,6 @@ class LiveStream:
                 _abandon(stream)
         if self._running:
             self.engine.stop()
-            self.tuning.__exit__(None, None, None)
             self._running = False
 
     def __enter__(self):
@@ -542,7 +485,7 @@ def run_live(args) -> int:
         folder = Path(args.stats_json).resolve().parent
         if not folder.is_dir():
             raise LiveError(f"--stats-json {args.stats_json}: no such folder {folder}")
-    sd = portaudio()
+    portaudio()  # initialise PortAudio before the JACK client name and device look-ups
     jack_api = args.host_api is not None and "jack" in args.host_api.lower()
     if args.jack_name and (jack_api or args.host_api is None):
         set_jack_client_name(args.jack_name)
@@ -634,7 +577,7 @@ def run_live(args) -> int:
         "routes": {bus: [c + 1 for c in chans] for bus, chans in engine.router.routes.items()},
         "device_latency_s": {"input": device_in, "output": device_out},
         "seconds": round(elapsed, 3),
-        "worker_priority_raised": live.tuning.worker_boosted,
+        "worker_priority_raised": live.engine.tuning.worker_boosted,
         "exit": {"code": code, "reason": reason},
     }
     result = stats_dict(engine, latency, timer, info)

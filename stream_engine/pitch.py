@@ -80,7 +80,7 @@ class PhaseVocoderShifter:
         self.out = np.zeros((self.rows, self.H))
 
     def _frame(self) -> np.ndarray:
-        N, H, nb = self.N, self.H, self.nb
+        N, H = self.N, self.H
         spec = np.fft.rfft(self.inbuf * self.window, axis=-1)
         phase = np.angle(spec)
         dphi = phase - self.last_phase - self.omega

@@ -98,7 +98,7 @@ def _dsp_center_run(jack_server, seconds: float) -> dict:
           f"{stats['misses']} misses, {stats['dropped_frames']} dropped frames, cpu {stats['cpu_percent']:.1f}%")
     print(f"compute per call ms: p50 {c['p50']:.3f} p95 {c['p95']:.3f} p99 {c['p99']:.3f} max {c['max']:.3f}; "
           f"callback ms: p50 {cb['p50']:.4f} p99 {cb['p99']:.4f} max {cb['max']:.4f}; "
-          f"budget {engine.budget} frames; worker priority raised: {stream.tuning.worker_boosted}")
+          f"budget {engine.budget} frames; worker priority raised: {stream.engine.tuning.worker_boosted}")
     print(f"latency: {latency.describe()}; jackd's own thread late {stalls} times, "
           f"late client cycles {after['client_late'] - before['client_late']}")
     assert active and engine.worker_error is None
