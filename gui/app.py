@@ -197,9 +197,9 @@ def main(argv=None) -> int:
         args.tab = args.tab or ("files" if args.separate else "live")
     jack = None
     if args.jack_dummy:
-        from .audio import JackServer
+        from stream_engine.tools.jack import JackServer
 
-        jack = JackServer()
+        jack = JackServer(ports=2)  # stereo in and out, as the app routes them
         try:
             jack.start()  # before sounddevice is imported: PortAudio lists JACK at initialisation
         except RuntimeError as exc:
@@ -245,9 +245,9 @@ def main(argv=None) -> int:
     window.shutdown()
     if jack is not None:
         try:
-            import sounddevice as sd
+            from stream_engine.live import release_portaudio
 
-            sd._terminate()  # PortAudio lets go of JACK before jackd stops
+            release_portaudio()  # PortAudio lets go of JACK before jackd stops
         except Exception:  # noqa: BLE001
             pass
         jack.stop()

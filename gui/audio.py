@@ -1,21 +1,22 @@
-"""Live audio for the GUI: devices, a JACK dummy server, the engine session, taps.
+"""Live audio for the GUI: devices, the engine session, taps.
 
 Nothing here touches Qt. ``LiveSession.start`` and ``stop`` are slow (model
 load, warm-up, device open/close) and are called from worker threads; the UI
 only reads attributes (``engine.mixer.meters``, ``engine.stats``, the taps),
 which never block the audio side.
 
-sounddevice is imported lazily: PortAudio enumerates JACK when it is
-initialised, so a JACK server must already be running by then
-(``JackServer.start`` runs first when the app is asked for one).
+PortAudio, device enumeration, the stream and the JACK dummy server are the
+engine's (``stream_engine.live``: ``portaudio``, ``list_devices``, ``rescan``,
+``release_portaudio``, ``LiveStream``; ``stream_engine.tools.jack.JackServer``);
+this module only adapts them to what the window shows. sounddevice is
+imported lazily there: PortAudio enumerates JACK when it is initialised, so a
+JACK server must already be running by then (the app starts it first when
+asked for one).
 """
 
 from __future__ import annotations
 
 import math
-import os
-import shutil
-import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,37 +24,28 @@ from types import MappingProxyType
 
 import numpy as np
 
+from stream_engine import live
 from stream_engine.params import ParamStore, Params
 
 FILE_SOURCE_PREFIX = "file:"
 DEMO_SOURCE = "demo song"
 
 
-def sounddevice():
-    """Import sounddevice (initialises PortAudio); raises OSError without PortAudio."""
-    import sounddevice as sd
-
-    return sd
-
-
-def rescan_devices() -> None:
-    """Re-initialise PortAudio so devices (e.g. a JACK server started later) appear."""
-    sd = sounddevice()
-    try:
-        sd._terminate()
-    except Exception:  # noqa: BLE001 - not initialised
-        pass
-    sd._initialize()
-
-
 @dataclass(frozen=True)
 class Device:
+    """One entry of ``stream_engine.live.list_devices()`` in the shape the window uses
+    (a stable key for the settings, a label and a tooltip for the device boxes)."""
+
     index: int
     name: str
     hostapi: str
     max_in: int
     max_out: int
     default_rate: float
+
+    @classmethod
+    def from_live(cls, d: dict) -> "Device":
+        return cls(d["index"], d["name"], d["hostapi"], d["inputs"], d["outputs"], float(d["default_rate"]))
 
     @property
     def key(self) -> str:
@@ -72,22 +64,23 @@ class Device:
 
 
 def list_devices() -> tuple[list[Device], str | None]:
-    """Every PortAudio device on every host API, or ([], why not)."""
+    """Every PortAudio device on every host API (``stream_engine.live.list_devices``), or ([], why not)."""
     try:
-        sd = sounddevice()
-        apis = sd.query_hostapis()
-        devices = []
-        for i, d in enumerate(sd.query_devices()):
-            devices.append(Device(i, d["name"], apis[d["hostapi"]]["name"], d["max_input_channels"],
-                                  d["max_output_channels"], float(d["default_samplerate"])))
-        return devices, None
+        return [Device.from_live(d) for d in live.list_devices()], None
     except Exception as exc:  # noqa: BLE001 - no PortAudio, broken driver: the app still runs
         return [], f"audio devices unavailable: {type(exc).__name__}: {exc}"
 
 
 def find_device(spec, devices: list[Device], need: str) -> Device | None:
     """``spec``: index, ``host API: name`` key, or a case-insensitive part of a name
-    (JACK preferred among equal matches). ``need``: "in" or "out"."""
+    (JACK preferred among equal matches). ``need``: "in" or "out".
+
+    Not ``stream_engine.live.find_device``: the window looks up in the list it
+    already shows (on the UI thread, without re-enumerating PortAudio), by the
+    ``host API: name`` keys it saves in the settings (an exact key must win
+    over a longer name containing it, and "JACK" must match the host API),
+    and falls back to another choice instead of failing (None, not an error).
+    """
     if spec is None or spec == "":
         return None
     usable = [d for d in devices if (d.max_in if need == "in" else d.max_out) > 0]
@@ -101,57 +94,6 @@ def find_device(spec, devices: list[Device], need: str) -> Device | None:
     hits = [d for d in usable if low in d.key.lower()]
     hits.sort(key=lambda d: ("jack" not in d.hostapi.lower(), d.index))
     return hits[0] if hits else None
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: SIGTERM when the app dies, so no jackd is left behind (Linux)."""
-    try:
-        import ctypes
-        import signal
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except Exception:  # noqa: BLE001 - not Linux: the app stops jackd itself
-        pass
-
-
-class JackServer:
-    """``jackd --no-realtime -d dummy``: a real, clocked JACK server without hardware."""
-
-    def __init__(self, name: str | None = None, rate: int = 48000, period: int = 256, channels: int = 2):
-        self.name = name or f"stemstream-{os.getpid()}"
-        self.rate, self.period, self.channels = rate, period, channels
-        self.proc: subprocess.Popen | None = None
-
-    def start(self, timeout: float = 10.0) -> None:
-        if not shutil.which("jackd"):
-            raise RuntimeError("jackd is not installed (Debian: jackd2)")
-        cmd = ["jackd", "-n", self.name, "--no-realtime", "-d", "dummy", "-r", str(self.rate),
-               "-p", str(self.period), "-C", str(self.channels), "-P", str(self.channels)]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     preexec_fn=_die_with_parent)
-        os.environ["JACK_DEFAULT_SERVER"] = self.name  # what PortAudio's JACK client connects to
-        os.environ.setdefault("JACK_NO_START_SERVER", "1")
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"jackd exited at start (code {self.proc.returncode}): {' '.join(cmd)}")
-            ok = subprocess.run(["jack_wait", "-c", "-s", self.name], capture_output=True, text=True)
-            if "running" in ok.stdout and "not" not in ok.stdout:
-                return
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"jackd did not come up within {timeout:.0f} s")
-
-    def stop(self) -> None:
-        if self.proc is None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=5)
-        self.proc = None
 
 
 class TapRing:
@@ -281,7 +223,11 @@ def active_effects(specs) -> list[tuple[int, dict]]:
 
 
 class LiveSession:
-    """One running engine on one sounddevice stream. Built and stopped off the UI thread."""
+    """One running engine on one ``stream_engine.live.LiveStream``. Built and stopped off the UI thread.
+
+    ``stream`` is the LiveStream (None when stopped): full duplex from an input
+    device, or output-only with a ``FileSource`` as the engine's input.
+    """
 
     def __init__(self, config: LiveConfig, store: ParamStore):
         self.config = config
@@ -324,7 +270,7 @@ class LiveSession:
             in_dev = find_device(cfg.input, devices, "in") if cfg.input else None
             if cfg.input and in_dev is None:
                 raise RuntimeError(f"input device {cfg.input!r} not found; pick another one")
-        sd = sounddevice()
+        sd = live.portaudio()
         if out_dev is None:
             default_out = sd.default.device[1]
             if default_out is None or default_out < 0:
@@ -377,37 +323,27 @@ class LiveSession:
 
         if src_path is not None:
             self.source = FileSource(src_path, rate, channels, max_block=max(8192, 4 * block))
-            in_ch = 0
-        out_ch = engine.out_channels
-        engine.start()
+            stream = live.LiveStream(engine, None, out_dev.index, 0, rate, callback=self._callback,
+                                     source=self.source.next)
+        else:
+            stream = live.LiveStream(engine, in_dev.index, out_dev.index, in_ch, rate, callback=self._callback)
         try:
-            if in_ch:
-                stream = sd.Stream(device=(in_dev.index, out_dev.index), samplerate=rate, blocksize=block,
-                                   channels=(in_ch, out_ch), dtype="float32", callback=self._duplex)
-            else:
-                stream = sd.OutputStream(device=out_dev.index, samplerate=rate, blocksize=block,
-                                         channels=out_ch, dtype="float32", callback=self._output_only)
-            stream.start()
+            stream.start()  # opens the device, starts the worker (realtime tuning included), then the device
         except BaseException:
-            engine.stop()
+            stream.stop()
             raise
         self.stream = stream
         self.device_names = (in_dev.key if in_dev else f"file {src_path.name}", out_dev.key)
-        lat = stream.latency
-        lat_in, lat_out = (lat if isinstance(lat, tuple) else (0.0, lat))
-        self.latency_report = engine.latency(lat_in, lat_out)
+        self.latency_report = stream.latency()
         self.algorithmic_ms = engine.latency().ms
         self.target_ms = profile.latency_target_ms
         self.timings["stream_started"] = time.perf_counter()
         return self
 
-    # -- the callbacks: copy, nothing else ------------------------------------
-    def _duplex(self, indata, outdata, frames, time_info, status):
+    # -- the callback: copy, nothing else ---------------------------------------
+    def _callback(self, indata, outdata, frames, time_info, status):
+        """What LiveStream calls (``indata``: the device's, or the FileSource's frames)."""
         self.engine.callback(indata, outdata, frames, time_info, status)
-        self._first(outdata)
-
-    def _output_only(self, outdata, frames, time_info, status):
-        self.engine.callback(self.source.next(frames), outdata, frames, time_info, status)
         self._first(outdata)
 
     def _first(self, outdata) -> None:
@@ -422,8 +358,7 @@ class LiveSession:
         stream, self.stream = self.stream, None
         try:
             if stream is not None:
-                stream.stop()
-                stream.close()
+                stream.stop()  # the stream, then the worker; does not hang when the device vanished
         finally:
             if self.engine is not None:
                 self.engine.stop()
@@ -524,7 +459,7 @@ class StemPlayer:
             raise KeyError(f"no stem {name!r} loaded")
         self.current = name
         if self.stream is None:
-            sd = sounddevice()
+            sd = live.portaudio()
             self.stream = sd.OutputStream(device=device, samplerate=self.rate, channels=2, dtype="float32",
                                           callback=self._callback)
             self.stream.start()

@@ -241,7 +241,9 @@ class MainWindow(QMainWindow):
 
     # ================================================================ devices
     def load_devices(self) -> None:
-        from .audio import list_devices, rescan_devices
+        from stream_engine.live import rescan
+
+        from .audio import list_devices
 
         if self.state != "idle" and self.devices_ready:
             self.statusBar().showMessage("stop the engine before rescanning devices")
@@ -251,7 +253,7 @@ class MainWindow(QMainWindow):
 
         def work():
             if not first:
-                rescan_devices()
+                rescan()
             return list_devices()
 
         run_job(work, on_done=self._devices_loaded, on_error=self._devices_failed, name="stemstream-devices")

@@ -398,15 +398,23 @@ class LiveStream:
     ``inputs`` channels in, the routing's channels out); ``start()`` starts
     the worker then the device; ``stop()`` stops both. The callback is
     ``RealtimeEngine.callback``, timed by ``CallbackTimer``.
+
+    For other front ends (the desktop app): ``callback`` replaces what the
+    timer wraps (same signature as ``RealtimeEngine.callback``, which it
+    should call); ``source(frames) -> (frames, channels) float32`` feeds the
+    engine from something other than a device (a file played in a loop): the
+    stream is then output-only, ``input_device``/``inputs`` are unused and
+    ``device_latency`` is ``(0.0, output)``.
     """
 
-    def __init__(self, engine, input_device: int, output_device: int, inputs: int, rate: int | None = None,
-                 finished=None):
+    def __init__(self, engine, input_device: int | None, output_device: int, inputs: int, rate: int | None = None,
+                 finished=None, callback=None, source=None):
         self.engine = engine
         self.input_device, self.output_device = input_device, output_device
         self.inputs = inputs
         self.rate = rate or engine.rate
-        self.timer = CallbackTimer(engine.callback)
+        self.timer = CallbackTimer(callback or engine.callback)
+        self.source = source
         self.finished = finished
         self.stream = None
         self.device_latency = (0.0, 0.0)  # (input, output) seconds as PortAudio reports them, once open
@@ -415,6 +423,13 @@ class LiveStream:
     def open(self) -> "LiveStream":
         sd = portaudio()
         kwargs = {"finished_callback": self.finished} if self.finished is not None else {}
+        if self.source is not None:
+            self.stream = sd.OutputStream(device=self.output_device, samplerate=self.rate,
+                                          blocksize=self.engine.block, dtype="float32",
+                                          channels=self.engine.out_channels, callback=self._from_source,
+                                          latency="low", **kwargs)
+            self.device_latency = (0.0, float(self.stream.latency))
+            return self
         self.stream = sd.Stream(device=(self.input_device, self.output_device), samplerate=self.rate,
                                 blocksize=self.engine.block, dtype="float32",
                                 channels=(self.inputs, self.engine.out_channels), callback=self.timer,
@@ -425,6 +440,9 @@ class LiveStream:
         else:
             self.device_latency = (float(latency), float(latency))
         return self
+
+    def _from_source(self, outdata, frames, time_info, status):
+        self.timer(self.source(frames), outdata, frames, time_info, status)
 
     def latency(self):
         """The engine's latency report with PortAudio's device latencies added."""

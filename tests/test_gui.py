@@ -34,16 +34,17 @@ START_TIMEOUT_MS = 30000  # model warm-up on a busy 2-core machine
 def jack():
     """A private JACK dummy server (own name, so parallel runs do not meet);
     PortAudio is (re)initialised after it is up and let go before it stops."""
-    if not shutil.which("jackd"):
-        pytest.skip("jackd not installed")
-    from gui.audio import JackServer, rescan_devices
+    from stream_engine.live import LiveError, rescan
+    from stream_engine.tools.jack import JackServer
 
+    if not shutil.which("jackd") or not JackServer.available():
+        pytest.skip("jackd (and the JACK tools) not installed")
     previous = os.environ.get("JACK_DEFAULT_SERVER")
-    server = JackServer(name=f"stemstream-gui-test-{os.getpid()}")
+    server = JackServer(name=f"stemstream-gui-test-{os.getpid()}", ports=2)
     server.start()
     try:
-        rescan_devices()
-    except OSError as exc:
+        rescan()
+    except (OSError, LiveError) as exc:
         server.stop()
         pytest.skip(f"PortAudio unavailable: {exc}")
     yield server
