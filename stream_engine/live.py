@@ -228,6 +228,11 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--no-karaoke", action="store_true", help="main plays every stem at full level")
     p.add_argument("--guide", type=float, default=None, help="karaoke guide vocal level, 0..1")
     p.add_argument("--osc-port", type=int, default=None, metavar="P", help="OSC control on 127.0.0.1:P")
+    p.add_argument("--daw", default=None, metavar="PRESET",
+                   help="mirror the stem faders onto a DAW's OSC surface: reaper, ableton, ardour or a preset file")
+    p.add_argument("--daw-tracks", nargs="+", default=None, metavar="STEM=N",
+                   help="DAW track number per stem (default: the stems in order, from 1)")
+    p.add_argument("--daw-port", type=int, default=None, help="the DAW's OSC port (default: the preset's)")
     p.add_argument("--jack-name", default="stemstream", help="JACK client name (default: %(default)s)")
     p.add_argument("--budget", type=int, default=None, metavar="FRAMES",
                    help="compute budget the worker runs ahead by (default: measured at start)")
@@ -535,9 +540,13 @@ def run_live(args) -> int:
         print(f"warning: algorithmic latency {engine.latency().ms:.1f} ms is above the {args.profile} "
               f"target of {PROFILES[args.profile].latency_target_ms:.0f} ms", file=sys.stderr)
 
+    osc = None
     try:
         osc = _start_osc(args, store, separator, engine)
+        daw = _start_daw(args, store, separator)
     except LiveError:
+        if osc is not None:
+            osc.close()
         live.stop()
         release_portaudio()
         raise
@@ -579,6 +588,8 @@ def run_live(args) -> int:
         live.stop()
         if osc is not None:
             osc.close()
+        if daw is not None:
+            daw.close()
         release_portaudio()  # closes the JACK client now, before anyone stops jackd
     if not args.quiet and sys.stderr.isatty():
         print(file=sys.stderr)
@@ -639,6 +650,34 @@ def _start_osc(args, store, separator, engine):
         raise LiveError(f"--osc-port {args.osc_port}: {exc}") from None
     print(f"OSC on 127.0.0.1:{server.port}")
     return server
+
+
+def parse_daw_tracks(items, stems) -> dict[str, int]:
+    """``["vocals=3", "accompaniment=4"]`` -> {stem: track}; default: stems in order from 1."""
+    if not items:
+        return {stem: n for n, stem in enumerate(stems, start=1)}
+    tracks = {}
+    for item in items:
+        stem, _, number = item.partition("=")
+        if stem not in stems or not number.isdigit() or int(number) < 1:
+            raise LiveError(f"--daw-tracks {item!r}: write STEM=N with a stem of this model "
+                            f"({', '.join(stems)}) and a track number from 1")
+        tracks[stem] = int(number)
+    return tracks
+
+
+def _start_daw(args, store, separator):
+    if getattr(args, "daw", None) is None:
+        return None
+    from .osc.daw import DawMirror
+
+    tracks = parse_daw_tracks(args.daw_tracks, list(separator.spec.stems))
+    try:
+        mirror = DawMirror(store, args.daw, tracks, port=args.daw_port)
+    except (OSError, ValueError, KeyError) as exc:
+        raise LiveError(f"--daw {args.daw}: {exc}") from None
+    print(f"mirroring stem faders to {args.daw} at {mirror.host}:{mirror.port} (tracks {tracks})")
+    return mirror
 
 
 def _install_signal_handlers(flag: dict):

@@ -357,3 +357,27 @@ def test_routes_file(tmp_path):
         live.load_routes(tmp_path / "bad.txt")
     with pytest.raises(live.LiveError, match="No such file"):
         live.load_routes(tmp_path / "missing.txt")
+
+
+def test_cli_live_mirrors_faders_to_a_daw(jack_server):
+    """--daw reaper: the stems' faders arrive on a real UDP server standing in for REAPER."""
+    import socket
+
+    daw = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    daw.bind(("127.0.0.1", 0))
+    daw.settimeout(0.2)
+    r = _cli(["live", "--input", "system", "--output", "system", "--host-api", "jack", "--model", "passthrough",
+              "--duration", "1", "--jack-name", "stemstream-daw", "--daw", "reaper",
+              "--daw-port", str(daw.getsockname()[1]), "--daw-tracks", "vocals=3", "accompaniment=4"],
+             jack_server.env)
+    received = []
+    try:
+        while True:
+            received.append(daw.recv(65536))
+    except socket.timeout:
+        pass
+    finally:
+        daw.close()
+    assert r.returncode == 0, r.stderr
+    assert "mirroring stem faders to reaper" in r.stdout
+    assert any(b"/track/3/volume" in m for m in received) and any(b"/track/4/volume" in m for m in received)

@@ -276,3 +276,14 @@ def test_fx_parameters_validated_and_reach_the_plugin():
     finally:
         client.close()
         server.close()
+
+
+def test_live_daw_tracks_parse_and_reject():
+    from stream_engine.live import LiveError, parse_daw_tracks
+
+    stems = ["vocals", "accompaniment"]
+    assert parse_daw_tracks(None, stems) == {"vocals": 1, "accompaniment": 2}
+    assert parse_daw_tracks(["accompaniment=5"], stems) == {"accompaniment": 5}
+    for bad in (["drums=1"], ["vocals=0"], ["vocals"]):
+        with pytest.raises(LiveError, match="STEM=N"):
+            parse_daw_tracks(bad, stems)
