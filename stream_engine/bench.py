@@ -62,7 +62,7 @@ def run_bench(model: str | None, profile: str, seconds: float, rate: int = 48000
         "latency_target_ms": prof.latency_target_ms,
         "paced_run": {"seconds": len(source) / rate, **paced},
         "speed_one_thread": speed(model, profile, rate, source, threads=1),
-        "speed_all_threads": speed(model, profile, rate, source, threads=None),
+        "speed_all_threads": speed(model, profile, rate, source, threads=os.cpu_count()),
     }
 
 
