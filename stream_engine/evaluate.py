@@ -46,6 +46,21 @@ def load_track(folder: Path) -> tuple[dict[str, np.ndarray], int]:
     return {k: np.broadcast_to(v[:, :n], (channels, n)).copy() for k, v in stems.items()}, rates.pop()
 
 
+def base_stems(stems: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The stems that sum to the mixture.
+
+    An ``accompaniment`` (or ``instrumental``) beside drums, bass and other is
+    their sum and must not be counted twice; beside the vocals alone (MIR-1K)
+    it is a stem of its own.
+    """
+    parts = {k: v for k, v in stems.items() if k != "mixture"}
+    aggregates = [k for k in ("accompaniment", "instrumental") if k in parts]
+    if any(k not in aggregates and k != "vocals" for k in parts):
+        for k in aggregates:
+            del parts[k]
+    return parts
+
+
 def reference(stem: str, stems: dict[str, np.ndarray]) -> np.ndarray | None:
     if stem in stems:
         return stems[stem]
@@ -65,7 +80,7 @@ def evaluate(root: Path, make_separator: Callable[[int], Separator], profile: st
         stems, rate = load_track(folder)
         mixture = stems.get("mixture")
         if mixture is None:
-            mixture = np.sum([v for k, v in stems.items() if k not in ("accompaniment", "instrumental")], axis=0)
+            mixture = np.sum(list(base_stems(stems).values()), axis=0)
         if stream_rate and stream_rate != rate:
             import soxr
 

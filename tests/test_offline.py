@@ -177,3 +177,18 @@ def test_bad_effect_assignment_is_a_clear_error(tmp_path, capsys):
     assert "STEM=PRESET" in capsys.readouterr().err
     assert separate(tmp_path, src, extra=["--fx", "drums=vocal"])[0] == 2
     assert "drums" in capsys.readouterr().err
+
+
+def test_eval_mixture_of_vocals_and_accompaniment_folder(tmp_path):
+    """MIR-1K layout (vocals + accompaniment, no mixture): the mixture is their sum."""
+    track = tmp_path / "clip"
+    track.mkdir()
+    rng = np.random.default_rng(1)
+    for stem in ("vocals", "accompaniment"):
+        sf.write(track / f"{stem}.wav", 0.1 * rng.standard_normal(16000).astype(np.float32), 16000, subtype="FLOAT")
+    from stream_engine.evaluate import evaluate
+    from stream_engine.separators.registry import load_separator
+
+    scores = evaluate(tmp_path, lambda rate: load_separator("passthrough", "live"), "live", progress=False)["tracks"]["clip"]
+    assert abs(scores["vocals"]) < 0.1  # the mixture as the vocal estimate: 0 dB at equal energy
+    assert abs(scores["accompaniment"]) < 1e-3
