@@ -77,7 +77,10 @@ def chart(results_list: list[dict], path: Path) -> Path:
         name = f"{s}" if len(results_list) == 1 else f"{s} - {r.get('model')}"
         ax.bar(x + (i - (len(series) - 1) / 2) * width, vals, width, label=name)
     ax.set_xticks(x)
-    ax.set_xticklabels(labels, rotation=90 if len(labels) > 8 else 0, fontsize=7 if len(labels) > 20 else 9)
+    long_names = len(labels) > 8 or max(len(label) for label in labels) > 12
+    ax.set_xticklabels(labels, rotation=90 if len(labels) > 8 else (30 if long_names else 0),
+                       ha="center" if len(labels) > 8 or not long_names else "right",
+                       fontsize=7 if len(labels) > 20 else 9)
     ax.axhline(0, color="black", linewidth=0.6)
     ax.set_ylabel("SDR (dB)")
     ax.set_title(" vs ".join(f"{r.get('model')} ({r.get('profile')})" for r in results_list))
