@@ -31,7 +31,6 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 
 from .profiles import PROFILES
 
@@ -267,26 +266,22 @@ class CallbackTimer:
     """Wraps the engine callback to time each call (preallocated, no logging)."""
 
     def __init__(self, callback, capacity: int = 1 << 16):
+        from .stats import ComputeTimes
+
         self.inner = callback
-        self.durations = np.zeros(capacity, np.float64)
-        self.count = 0
-        self.max = 0.0
+        self.times = ComputeTimes(capacity)
 
     def __call__(self, indata, outdata, frames, time_info, status):
         started = time.perf_counter()
         self.inner(indata, outdata, frames, time_info, status)
-        elapsed = time.perf_counter() - started
-        self.durations[self.count % len(self.durations)] = elapsed
-        self.count += 1
-        if elapsed > self.max:
-            self.max = elapsed
+        self.times.add(time.perf_counter() - started)
+
+    @property
+    def max(self) -> float:
+        return self.times.max
 
     def percentiles_ms(self) -> dict:
-        n = min(self.count, len(self.durations))
-        if n == 0:
-            return {"count": 0, "p50": None, "p99": None, "max": None}
-        p50, p99 = np.percentile(self.durations[:n], [50, 99]) * 1000.0
-        return {"count": self.count, "p50": round(p50, 4), "p99": round(p99, 4), "max": round(self.max * 1000, 4)}
+        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in self.times.percentiles_ms().items()}
 
 
 def load_routes(path) -> dict[str, list[int]]:

@@ -20,17 +20,15 @@ def _fmt(v) -> str:
     return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.2f}"
 
 
+def _stems_and_tracks(results_list: list[dict]) -> tuple[list[str], list[str]]:
+    """Stem and track names over all results, in first-seen order."""
+    stems = list(dict.fromkeys(s for r in results_list for s in r.get("mean", {})))
+    tracks = list(dict.fromkeys(t for r in results_list for t in r.get("tracks", {})))
+    return stems, tracks
+
+
 def markdown(results_list: list[dict]) -> str:
-    stems = []
-    for r in results_list:
-        for s in r.get("mean", {}):
-            if s not in stems:
-                stems.append(s)
-    tracks = []
-    for r in results_list:
-        for t in r.get("tracks", {}):
-            if t not in tracks:
-                tracks.append(t)
+    stems, tracks = _stems_and_tracks(results_list)
     cols = [(r, s) for s in stems for r in results_list]
     multi = len(results_list) > 1
 
@@ -55,16 +53,7 @@ def chart(results_list: list[dict], path: Path) -> Path:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    stems = []
-    for r in results_list:
-        for s in r.get("mean", {}):
-            if s not in stems:
-                stems.append(s)
-    tracks = []
-    for r in results_list:
-        for t in r.get("tracks", {}):
-            if t not in tracks:
-                tracks.append(t)
+    stems, tracks = _stems_and_tracks(results_list)
     labels = tracks + ["mean", "median"]
     series = [(r, s) for r in results_list for s in stems]
     width = 0.8 / max(1, len(series))
