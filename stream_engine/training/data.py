@@ -130,10 +130,10 @@ def load_musdb(
     """MUSDB18 (stems.mp4) or MUSDB18-HQ (is_wav) through the ``musdb`` package."""
     try:
         import musdb  # noqa: F401
-    except ImportError as e:  # pragma: no cover - depends on the environment
+    except (ImportError, RuntimeError) as e:  # musdb's stempeg raises RuntimeError without ffmpeg
         raise ImportError(
-            "reading MUSDB18 needs the 'musdb' package: pip install musdb "
-            "(or pass a folder of <track>/<stem>.wav, e.g. MUSDB18-HQ, with --data)"
+            "reading MUSDB18 needs the 'musdb' package and ffmpeg: pip install musdb, apt-get install ffmpeg "
+            f"(or pass a folder of <track>/<stem>.wav, e.g. MUSDB18-HQ, with --data) [{e}]"
         ) from e
     db = musdb.DB(root=root, subsets=subset, split=split, is_wav=is_wav)
     tracks = []
