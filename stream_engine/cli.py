@@ -86,7 +86,8 @@ def cmd_separate(args) -> int:
         if r.nonfinite:
             print(f"warning: {path}: {r.nonfinite} NaN/inf samples were replaced by silence", file=sys.stderr)
         names = ", ".join(p.name for p in r.files.values())
-        print(f"{r.track}: {r.seconds:.1f} s in {r.elapsed:.2f} s ({r.speed:.1f}x real time) -> "
+        print(f"{r.track} ({make(44100).spec.name}, {args.profile}): {r.seconds:.1f} s in {r.elapsed:.2f} s "
+              f"({r.speed:.1f}x real time) -> "
               f"{out / r.track}/ [{names}]")
         print(f"  pipeline latency: {r.latency.describe()} (removed: the stems line up with the input)")
     return EXIT_ERROR if failures else 0
