@@ -31,6 +31,9 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from stream_engine.presets import list_preset_files
+from stream_engine.presets import user_preset_dir as _user_preset_dir
+
 log = logging.getLogger("stemstream.plugins")
 
 PACKAGE_PRESETS = Path(__file__).resolve().parent / "presets"
@@ -40,21 +43,12 @@ USER_PRESETS_ENV = "STEMSTREAM_FX_PRESETS"
 def user_preset_dir() -> Path:
     """Folder for the user's own effect presets (``$STEMSTREAM_FX_PRESETS`` or
     ``~/.config/stemstream/presets/effects``)."""
-    env = os.environ.get(USER_PRESETS_ENV)
-    if env:
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "stemstream" / "presets" / "effects"
+    return _user_preset_dir("effects", USER_PRESETS_ENV)
 
 
 def list_presets(user_dir: str | os.PathLike | None = None) -> dict[str, Path]:
     """Preset name -> JSON file; a user preset shadows a bundled one of the same name."""
-    found: dict[str, Path] = {}
-    for folder in (PACKAGE_PRESETS, Path(user_dir) if user_dir else user_preset_dir()):
-        if folder.is_dir():
-            for f in sorted(folder.glob("*.json")):
-                found[f.stem] = f
-    return found
+    return list_preset_files(PACKAGE_PRESETS, Path(user_dir) if user_dir else user_preset_dir())
 
 
 def load_preset(name_or_path, user_dir=None) -> dict:

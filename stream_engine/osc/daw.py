@@ -27,7 +27,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import socket
 from pathlib import Path
 from typing import Mapping
@@ -35,6 +34,7 @@ from typing import Mapping
 from pythonosc.osc_message_builder import build_msg
 
 from ..params import ParamStore, Params
+from ..presets import list_preset_files, user_preset_dir
 
 log = logging.getLogger("stemstream.osc.daw")
 
@@ -43,21 +43,12 @@ USER_DAW_PRESETS_ENV = "STEMSTREAM_DAW_PRESETS"
 
 
 def user_daw_preset_dir() -> Path:
-    env = os.environ.get(USER_DAW_PRESETS_ENV)
-    if env:
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "stemstream" / "presets" / "daw"
+    return user_preset_dir("daw", USER_DAW_PRESETS_ENV)
 
 
 def list_daw_presets(user_dir=None) -> dict[str, Path]:
     """Preset name -> JSON file; a user preset shadows a bundled one."""
-    found: dict[str, Path] = {}
-    for folder in (PACKAGE_DAW_PRESETS, Path(user_dir) if user_dir else user_daw_preset_dir()):
-        if folder.is_dir():
-            for f in sorted(folder.glob("*.json")):
-                found[f.stem] = f
-    return found
+    return list_preset_files(PACKAGE_DAW_PRESETS, Path(user_dir) if user_dir else user_daw_preset_dir())
 
 
 def load_daw_preset(preset, user_dir=None) -> dict:
