@@ -18,6 +18,7 @@ from stream_engine.profiles import PROFILES
 from .audio import StemPlayer
 from .jobs import Job, run_job
 from .separate import separate_one
+from .widgets import button
 
 IDLE_HINT = "Double-click a stem to play it; click another stem while it plays to compare at the same position."
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff", ".opus"}
@@ -102,12 +103,8 @@ class FilesTab(QWidget):
         self.output_rate = None  # that device's rate: stems are resampled to it
 
         self.files = DropList()
-        add = QPushButton("Add files…")
-        add.setToolTip("Pick audio files to separate")
-        add.clicked.connect(self._pick)
-        demo = QPushButton("Add demo song")
-        demo.setToolTip("The bundled demo song (composed for this project)")
-        demo.clicked.connect(self.add_demo)
+        add = button("Add files…", "Pick audio files to separate", self._pick)
+        demo = button("Add demo song", "The bundled demo song (composed for this project)", self.add_demo)
         clear = QPushButton("Clear")
         clear.clicked.connect(self._clear)
         self.files.files_dropped.connect(self.add_files)
@@ -183,9 +180,7 @@ class FilesTab(QWidget):
         self.position.sliderMoved.connect(lambda v: self.player.seek(v / 1000.0))
         self.now_playing = QLabel(IDLE_HINT)
         self.now_playing.setStyleSheet("color:#9aa0aa;")
-        export = QPushButton("Export…")
-        export.setToolTip("Copy the selected track's stems (or the selected stem) to a folder")
-        export.clicked.connect(self._export)
+        export = button("Export…", "Copy the selected track's stems (or the selected stem) to a folder", self._export)
         open_folder = QPushButton("Open folder")
         open_folder.clicked.connect(self._open_folder)
 

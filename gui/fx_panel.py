@@ -23,6 +23,8 @@ from PySide6.QtWidgets import (
     QListWidgetItem, QPushButton, QVBoxLayout, QWidget,
 )
 
+from .widgets import button
+
 BUILTIN_EFFECTS = ["Compressor", "Reverb", "Gain", "HighpassFilter", "LowpassFilter", "Delay", "Chorus",
                    "Limiter", "NoiseGate", "Phaser", "Distortion", "HighShelfFilter", "LowShelfFilter", "PeakFilter"]
 
@@ -77,32 +79,18 @@ class FxPanel(QWidget):
         self.type_box = QComboBox()
         self.type_box.addItems(BUILTIN_EFFECTS)
         self.type_box.setToolTip("Pedalboard built-in effect to add")
-        add = QPushButton("Add")
-        add.setToolTip("Add the chosen effect at the end of the chain")
-        add.clicked.connect(self._add_builtin)
-        vst = QPushButton("VST3…")
-        vst.setToolTip("Add a VST3 plugin bundle (e.g. /usr/lib/vst3/ZamCompX2.vst3)")
-        vst.clicked.connect(self._add_vst3)
-        up = QPushButton("▲")
-        up.setToolTip("Move the selected effect earlier")
-        up.clicked.connect(lambda: self._move(-1))
-        down = QPushButton("▼")
-        down.setToolTip("Move the selected effect later")
-        down.clicked.connect(lambda: self._move(1))
-        remove = QPushButton("Remove")
-        remove.setToolTip("Remove the selected effect")
-        remove.clicked.connect(self._remove)
+        add = button("Add", "Add the chosen effect at the end of the chain", self._add_builtin)
+        vst = button("VST3…", "Add a VST3 plugin bundle (e.g. /usr/lib/vst3/ZamCompX2.vst3)", self._add_vst3)
+        up = button("▲", "Move the selected effect earlier", lambda: self._move(-1))
+        down = button("▼", "Move the selected effect later", lambda: self._move(1))
+        remove = button("Remove", "Remove the selected effect", self._remove)
         for b in (up, down):
             b.setFixedWidth(34)
 
         self.preset_box = QComboBox()
         self.preset_box.setToolTip("Effect presets: bundled ones and your own")
-        load = QPushButton("Load")
-        load.setToolTip("Replace this stem's chain with the preset")
-        load.clicked.connect(self._load_preset)
-        save = QPushButton("Save…")
-        save.setToolTip("Save this stem's chain as a preset in your preset folder")
-        save.clicked.connect(self._save_preset)
+        load = button("Load", "Replace this stem's chain with the preset", self._load_preset)
+        save = button("Save…", "Save this stem's chain as a preset in your preset folder", self._save_preset)
 
         self.params_form = QFormLayout()
         self.params_form.setLabelAlignment(Qt.AlignRight)

@@ -7,7 +7,7 @@ import time
 import numpy as np
 from PySide6.QtCore import QRectF, QSize, Qt
 from PySide6.QtGui import QColor, QImage, QLinearGradient, QPainter, QPen
-from PySide6.QtWidgets import QLabel, QSizePolicy, QWidget
+from PySide6.QtWidgets import QLabel, QPushButton, QSizePolicy, QWidget
 
 FLOOR_DB = -60.0
 CEIL_DB = 6.0
@@ -183,3 +183,11 @@ class Indicator(QLabel):
         self.bad = False
         self.setText(f"{self.title}  {text}")
         self.setStyleSheet(self.STYLE_IDLE)
+
+
+def button(text: str, tooltip: str, on_click) -> QPushButton:
+    """A push button with its tooltip and click handler, in one line."""
+    b = QPushButton(text)
+    b.setToolTip(tooltip)
+    b.clicked.connect(on_click)
+    return b
