@@ -107,8 +107,12 @@ class OscClient:
     def send(self, address, *args):
         self.sock.sendto(build_msg(address, list(args)).dgram, self.server)
 
-    def wait_for(self, address, qtbot, timeout=5.0):
-        """Next value sent to ``address`` (the Qt loop keeps running meanwhile)."""
+    def wait_for(self, address, qtbot, timeout=5.0, value=None):
+        """Next value sent to ``address`` (the Qt loop keeps running meanwhile).
+
+        With ``value``, earlier messages to the address carrying other values
+        (e.g. the initial state sent on subscribe) are skipped.
+        """
         deadline = time.monotonic() + timeout
         self.sock.settimeout(0.05)
         while time.monotonic() < deadline:
@@ -118,9 +122,9 @@ class OscClient:
                 qtbot.wait(10)
                 continue
             for m in OscPacket(data).messages:
-                if m.message.address == address:
+                if m.message.address == address and (value is None or list(m.message.params) == value):
                     return list(m.message.params)
-        raise TimeoutError(f"no {address} within {timeout}s")
+        raise TimeoutError(f"no {address}{'' if value is None else f' = {value}'} within {timeout}s")
 
     def close(self):
         self.sock.close()
@@ -167,12 +171,12 @@ def test_fader_changes_the_engine_parameter_and_reaches_osc_subscribers(qtbot, m
         client.wait_for("/stemstream/stem/vocals/gain", qtbot)  # the initial state
         w.live.strips["vocals"].fader.setValue(50)
         assert w.store.current.stem("vocals").gain == pytest.approx(0.5)
-        assert client.wait_for("/stemstream/stem/vocals/gain", qtbot) == [pytest.approx(0.5)]
+        assert client.wait_for("/stemstream/stem/vocals/gain", qtbot, value=[0.5]) == [pytest.approx(0.5)]
         w.live.strips["accompaniment"].mute.click()
         assert w.store.current.stem("accompaniment").mute is True
         w.nudge_key(+1)
         assert w.store.current.key == 1
-        assert client.wait_for("/stemstream/karaoke/key", qtbot) == [1]
+        assert client.wait_for("/stemstream/karaoke/key", qtbot, value=[1]) == [1]
     finally:
         client.close()
 
