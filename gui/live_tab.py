@@ -248,7 +248,8 @@ class LiveTab(QWidget):
                 for name, n in report.parts.items() if n]
         rows.append(f"<tr><td><b>total</b></td><td align='right'>&nbsp;<b>{report.ms:.1f} ms</b></td></tr>")
         self.latency_text.setText(f"<table width='100%'>{''.join(rows)}</table>"
-                                  f"<span style='color:#7f8794'>profile target ≤ {target_ms:g} ms (engine part)</span>")
+                                  f"<span style='color:#7f8794'>algorithmic {report.algorithmic_ms:.1f} ms "
+                                  f"(profile target ≤ {target_ms:g} ms; compute budget and device excluded)</span>")
 
     def set_stems(self, stems) -> None:
         """Rebuild the strips for ``stems`` (order kept)."""

@@ -619,8 +619,8 @@ class MainWindow(QMainWindow):
             if st[key] > last[key]:
                 self._bad_until[key] = now + 3.0
         self._last_stats = st
-        device_ms = session.latency_report.ms - session.algorithmic_ms
-        self.latency_ind.set(f"{session.algorithmic_ms:.1f} ms" + (f" +{device_ms:.1f} dev" if device_ms >= 0.05 else ""),
+        device_ms = session.latency_report.ms - session.engine_ms
+        self.latency_ind.set(f"{session.engine_ms:.1f} ms" + (f" +{device_ms:.1f} dev" if device_ms >= 0.05 else ""),
                              session.algorithmic_ms > session.target_ms)
         self.cpu_ind.set(f"{st['cpu']:.0f} %", st["cpu"] > 80.0)
         self.miss_ind.set(str(st["misses"]), now < self._bad_until["misses"])

@@ -168,11 +168,13 @@ class RealtimeEngine:
         report.add("device block", self.block)
         report.add("hop and resampler buffering", self.holdback)
         if self.budget > self.block:
-            report.add("compute budget", self.budget - self.block)
-        for name, samples in self.pipeline.latency().parts.items():
-            report.add(name, samples)
+            report.add("compute budget", self.budget - self.block, algorithmic=False)
+        pipeline = self.pipeline.latency()
+        for name, samples in pipeline.parts.items():
+            report.add(name, samples, algorithmic=name not in pipeline.scheduled)
         if device_in or device_out:
-            report.add("device input/output (reported by PortAudio)", round((device_in + device_out) * self.rate))
+            report.add("device input/output (reported by PortAudio)", round((device_in + device_out) * self.rate),
+                       algorithmic=False)
         return report
 
     # -- lifecycle ----------------------------------------------------------

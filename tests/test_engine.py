@@ -63,6 +63,19 @@ def test_passthrough_live_stream_is_input_delayed_by_reported_latency(block):
     assert np.all(y[:delay] == 0)
 
 
+def test_algorithmic_latency_leaves_out_the_compute_budget_and_device():
+    """DESIGN.md's algorithmic latency holds for infinitely fast compute: budget and device are extra."""
+    engine = RealtimeEngine(Pipeline(load_separator("passthrough", "live"), 48000, 2, get_profile("live")), 256,
+                            budget=1024)
+    report = engine.latency(device_in=0.002, device_out=0.003)
+    framer = engine.pipeline.framer_latency
+    assert report.algorithmic_samples == 256 + engine.holdback + framer
+    assert report.samples == report.algorithmic_samples + (1024 - 256) + round(0.005 * 48000)
+    d = report.as_dict()
+    assert d["algorithmic_samples"] == report.algorithmic_samples
+    assert not d["parts"]["compute budget"]["algorithmic"] and d["parts"]["device block"]["algorithmic"]
+
+
 def test_crossfade_halves_sum_to_one():
     rise, fall = crossfade_halves(777)
     assert np.max(np.abs(rise + fall - 1.0)) < 1e-7
