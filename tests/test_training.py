@@ -11,8 +11,8 @@ torch = pytest.importorskip("torch")
 from stream_engine.training import data as D  # noqa: E402
 from stream_engine.training.fixtures import make_stem_folder  # noqa: E402
 from stream_engine.training.models import StreamingStudent, TFCTDFNet, count_parameters  # noqa: E402
-from stream_engine.training.train import (PRESETS, load_checkpoint, load_config, separation_loss,  # noqa: E402
-                                          train)
+from stream_engine.training.train import (PRESETS, distill_weight, load_checkpoint, load_config,  # noqa: E402
+                                          separation_loss, train)
 
 
 @pytest.fixture(scope="module")
@@ -141,6 +141,12 @@ def test_presets_fit_the_targets():
     assert s.latency / 16000 <= 0.012 + 1e-9
     assert PRESETS["student-nodistill"]["distill"] is None
     assert PRESETS["student-nodistill"]["model_cfg"] == PRESETS["student"]["model_cfg"]
+
+
+def test_distill_weight_follows_its_schedule():
+    assert distill_weight({"weight": 0.5}, 0.9) == 0.5
+    curriculum = {"weight": 1.0, "weight_end": 0.0}
+    assert [distill_weight(curriculum, p) for p in (0.0, 0.25, 1.0)] == [1.0, 0.75, 0.0]
 
 
 def test_commands(stems_dir, tmp_path, capsys):

@@ -25,7 +25,8 @@ def _train(args) -> int:
     over = {"data": args.data, "valid": args.valid, "seed": args.seed, "steps": args.steps, "threads": args.threads,
             "batch": args.batch, "val_every": args.val_every, "val_tracks": args.val_tracks, "minutes": args.minutes}
     if args.teacher:
-        over["distill"] = {"teacher": args.teacher, "weight": args.distill_weight}
+        over["distill"] = {"teacher": args.teacher, "weight": args.distill_weight,
+                           "weight_end": args.distill_weight_end}
     try:
         cfg = load_config(args.config, over)
     except (FileNotFoundError, ValueError, json.JSONDecodeError) as e:
@@ -77,7 +78,8 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--val-every", type=int)
     p.add_argument("--val-tracks", type=int, help="validate on the first N validation tracks only")
     p.add_argument("--teacher", help="teacher checkpoint for distillation (student presets)")
-    p.add_argument("--distill-weight", type=float, default=0.5)
+    p.add_argument("--distill-weight", type=float, default=0.5, help="soft-target weight in [0, 1]")
+    p.add_argument("--distill-weight-end", type=float, help="move the weight linearly to this by the end of the run")
     p.add_argument("--no-progress", action="store_true", help="log lines instead of a progress bar")
     p.add_argument("--list-presets", action="store_true")
     p.set_defaults(func=_train)

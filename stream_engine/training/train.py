@@ -37,7 +37,7 @@ _BASE = {
     "log_every": 10,
     "augment": {"gain_db": [-6.0, 3.0], "polarity": 0.5, "remix": 0.5, "eq": 0.2, "eq_db": 4.0, "pitch": 0.0},
     "clean_frac": 0.5,  # share of each batch with stem-consistent augmentation (distillation targets exist)
-    "distill": None,  # {"teacher": checkpoint path, "weight": soft-target weight in [0, 1]}
+    "distill": None,  # {"teacher": checkpoint path, "weight": soft-target weight in [0, 1], optional "weight_end"}
 }
 
 PRESETS: dict[str, dict] = {
@@ -220,6 +220,15 @@ def _rng_state(sampler: StemSampler) -> dict:
     return {"sampler": sampler.rng.bit_generator.state, "python": None}
 
 
+def distill_weight(distill: dict, progress: float) -> float:
+    """The soft-target weight at ``progress`` (0..1 of the run): ``weight``, moving linearly to
+    ``weight_end`` when that is given (a curriculum: the teacher's easier targets first, the
+    ground truth by the end)."""
+    w0 = float(distill["weight"])
+    w1 = distill.get("weight_end")
+    return w0 if w1 is None else w0 + (float(w1) - w0) * progress
+
+
 # ---------------------------------------------------------------------- teacher targets
 
 
@@ -362,7 +371,7 @@ def train(cfg: dict, out_dir: str | os.PathLike, resume: bool = False, log=print
             ref = ref[..., :-lat]
         loss = separation_loss(est, ref)
         if targets is not None:
-            w = float(distill["weight"])
+            w = distill_weight(distill, progress_at(step, train_time))
             sel = np.nonzero(index[:, 0] >= 0)[0]
             if len(sel):
                 soft = np.zeros((len(sel),) + ref_np.shape[1:], np.float32)
