@@ -1,18 +1,15 @@
-"""The singer's microphone chain, callable from the audio callback.
+"""The singer's microphone chain.
 
 ``MicChain`` matches ``stream_engine.realtime.MicProcessor``:
 ``mic(inp, out)`` with frames-major ``[frames, channels]`` float32 arrays
 (``out`` may be ``inp``): the chain's result is written into ``out``.
 
-It never raises and never blocks on a lock: a failing effect is bypassed (see
-``EffectChain``); an unexpected error copies the input through and is counted
-in ``failures`` (no logging from the callback). Pedalboard allocates the
-output array of each effect internally (small, ~1 KiB per effect per 256-frame
-mono block) and holds the GIL for the duration (measured by ``bench_mic``);
-there is no allocation-free Pedalboard entry point. If that is not acceptable
-for a given device, run the chain on its own thread with a one-block SPSC ring
-(adds one device block of monitoring latency) instead of calling it in the
-callback.
+The engine runs it on its own thread (``stream_engine.realtime.MicLane``),
+one device block behind the callback: Pedalboard allocates the output array
+of each effect and holds the GIL while it runs (measured by ``bench_mic``),
+which the audio callback must not do. It never raises: a failing effect is
+bypassed (see ``EffectChain``); an unexpected error copies the input through
+and is counted in ``failures``.
 """
 
 from __future__ import annotations
@@ -52,7 +49,7 @@ class MicChain:
         try:
             y = self.chain.process(inp.T)
             np.copyto(out, y.T)
-        except Exception:  # noqa: BLE001 - never raise into the audio callback
+        except Exception:  # noqa: BLE001 - never raise into the mic thread (the raw mic would play)
             self.failures += 1
             if out is not inp:
                 np.copyto(out, inp)

@@ -313,7 +313,7 @@ def load_routes(path) -> dict[str, list[int]]:
 
 
 def mic_chain(preset: str, rate: int):
-    """The microphone's effect chain as a RealtimeEngine mic_processor (runs in the callback)."""
+    """The microphone's effect chain as a RealtimeEngine mic_processor (run on its MicLane thread)."""
     from plugins.effects import EffectChain
 
     try:
@@ -489,6 +489,10 @@ def stats_dict(engine, latency, timer: CallbackTimer | None, extra: dict) -> dic
         "latency": latency.as_dict(),
         "algorithmic_latency": engine.latency().as_dict(),
         "worker_error": None if engine.worker_error is None else repr(engine.worker_error),
+        **({} if engine.mic_lane is None else {"mic_fx": {"late_blocks": engine.mic_lane.late,
+                                                          "latency_samples": engine.mic_lane.latency,
+                                                          "error": None if engine.mic_lane.error is None
+                                                          else repr(engine.mic_lane.error)}}),
     }
 
 

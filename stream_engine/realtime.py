@@ -63,25 +63,104 @@ class RealtimeTuning:
         return self
 
     def boost_worker(self) -> bool:
-        """Call after ``engine.start()`` (the worker thread must exist)."""
+        """Call after ``engine.start()`` (the worker thread, and the mic thread if any, must exist)."""
+        lane = getattr(self.engine, "mic_lane", None)
+        if lane is not None:
+            self._boost(lane._thread)
+        self.worker_boosted = self._boost(getattr(self.engine, "_worker", None))
+        return self.worker_boosted
+
+    def _boost(self, thread) -> bool:
         import os
 
-        worker = getattr(self.engine, "_worker", None)
-        tid = getattr(worker, "native_id", None)
+        tid = getattr(thread, "native_id", None)
         if tid is None or not hasattr(os, "setpriority"):
             return False
         try:
             os.setpriority(os.PRIO_PROCESS, tid, self.WORKER_NICE)  # Linux: per thread
-            self.worker_boosted = True
+            return True
         except OSError:
-            self.worker_boosted = False
-        return self.worker_boosted
+            return False
 
     def __exit__(self, *exc):
         if self._interval is not None:
             sys.setswitchinterval(self._interval)
             gc.unfreeze()
             self._interval = None
+
+
+class MicLane:
+    """The microphone's effect chain on its own thread, one device block behind the callback.
+
+    Effect hosts allocate their output and hold the GIL while they run
+    (Pedalboard does both), so the chain stays out of the callback, which
+    never allocates. The callback writes the raw mic into ``raw`` and reads
+    what the thread processed one block earlier from ``wet`` (prefilled with
+    one block of silence): monitoring latency is two device blocks plus the
+    chain's own. When the thread is late, the callback plays the raw mic from
+    the same position, so the timing holds, and counts a late block
+    (``late``); the thread's late frames are dropped when they arrive.
+    """
+
+    def __init__(self, processor: MicProcessor, block: int, rate: int):
+        self.processor = processor
+        self.delay = block
+        self.rate = rate
+        capacity = max(rate, 16 * block)
+        self.raw = Ring(1, capacity)
+        self.wet = Ring(1, capacity)
+        self._chunk = np.zeros((capacity, 1), np.float32)
+        self.late = 0
+        self.error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        self._running = False
+
+    @property
+    def latency(self) -> int:
+        return self.delay + int(getattr(self.processor, "latency", 0) or 0)
+
+    def start(self, thread: bool = True) -> None:
+        self.wet.write(np.zeros((self.delay, 1), np.float32))
+        self.late = 0
+        self._running = True
+        if thread:
+            self._thread = threading.Thread(target=self._run, name="stemstream-mic", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._running = False
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
+            self._thread = None
+
+    def _run(self) -> None:
+        idle = min(0.0005, self.delay / self.rate / 8)
+        try:
+            while self._running:
+                if not self.work_once():
+                    time.sleep(idle)
+        except BaseException as exc:  # the callback goes on with the raw mic (counted late)
+            self.error = exc
+            self._running = False
+
+    def work_once(self) -> bool:
+        """Process the raw mic waiting; False if there was none."""
+        available = self.raw.available()
+        if available == 0:
+            return False
+        chunk = self._chunk[: self.raw.read_into(self._chunk[:available])]
+        self.processor(chunk, chunk)
+        self.wet.write_dropping_late(chunk)
+        return True
+
+    def process(self, mic: np.ndarray, frames: int) -> None:
+        """Callback side, in place on ``mic`` (frames, 1): raw in, processed (one block old) out."""
+        self.raw.write(mic)
+        position = self.wet.consumed
+        ready = self.wet.read_into(mic, advance=frames)
+        if ready < frames:
+            self.late += 1
+            self.raw.copy_out(position + ready - self.delay, mic[ready:frames])
 
 
 class RealtimeEngine:
@@ -109,6 +188,8 @@ class RealtimeEngine:
         self.input_channels = np.array(input_channels or list(range(self.channels)), np.intp)
         self.mic_channel = mic_channel
         self.mic_processor = mic_processor
+        # an effect chain on the mic runs on its own thread (MicLane); the raw mic is mixed in the callback
+        self.mic_lane = MicLane(mic_processor, block, self.rate) if mic_processor is not None else None
         self.stats = Stats()
         self.holdback = self._measure_holdback()
         self.budget = budget if budget is not None else self._default_budget()
@@ -188,6 +269,8 @@ class RealtimeEngine:
         self.stats.compute = self.pipeline.compute  # per-call times, measured in the framer
         self._chunk = np.zeros((self.in_ring.capacity, self.channels), np.float32)
         self._running = True
+        if self.mic_lane is not None:
+            self.mic_lane.start(thread)
         if thread:
             self.tuning.__enter__()
             self._worker = threading.Thread(target=self._work, name="stemstream-worker", daemon=True)
@@ -196,6 +279,8 @@ class RealtimeEngine:
 
     def stop(self) -> None:
         self._running = False
+        if self.mic_lane is not None:
+            self.mic_lane.stop()
         if self._worker is not None:
             self._worker.join(timeout=5.0)
             self._worker = None
@@ -263,8 +348,8 @@ class RealtimeEngine:
     def _mix_mic(self, indata, outdata, frames: int) -> None:
         mic = self._scratch_mic[:frames]
         mic[:, 0] = indata[:, self.mic_channel]
-        if self.mic_processor is not None:
-            self.mic_processor(mic, mic)
+        if self.mic_lane is not None:
+            self.mic_lane.process(mic, frames)
         mic *= self.store.current.mic_gain
         for ch in self._mic_out:
             outdata[:, ch] += mic[:, 0]
@@ -339,6 +424,8 @@ def run_paced(engine: RealtimeEngine, source: np.ndarray, realtime: bool = True)
             engine.callback(source[k * block : (k + 1) * block], played[k * block : (k + 1) * block], block, None, None)
             if not realtime:
                 engine.work_once()
+                if engine.mic_lane is not None:
+                    engine.mic_lane.work_once()
     finally:
         engine.stop()
     return played

@@ -21,7 +21,7 @@ import numpy as np
 from stream_engine.params import ParamStore, Params
 from stream_engine.pipeline import Pipeline
 from stream_engine.profiles import get_profile
-from stream_engine.realtime import RealtimeEngine, run_paced
+from stream_engine.realtime import MicLane, RealtimeEngine, run_paced
 from stream_engine.separators.base import Separator, SeparatorSpec
 
 RATE = 48000
@@ -165,3 +165,27 @@ def test_always_too_slow_never_stalls_the_callback():
     assert engine.stats.dropped_frames > 0
     assert np.median(d) < PERIOD_MS / 10
     assert d.max() < SLOW_S * 1000 / 2, "the callback waited for the worker"
+
+
+def test_mic_effects_run_one_block_behind_and_a_late_block_plays_the_raw_mic():
+    """MicLane: the callback gets what the mic thread processed one block earlier; when the
+    thread skipped a turn, that block is the raw mic at the same position, and is counted."""
+    block, blocks, skipped = 64, 20, 10
+
+    def halve(inp, out):
+        np.multiply(inp, 0.5, out=out)
+
+    lane = MicLane(halve, block, RATE)
+    lane.start(thread=False)
+    x = np.random.default_rng(3).uniform(-1, 1, (block * blocks, 1)).astype(np.float32)
+    played = x.copy()
+    for k in range(blocks):
+        lane.process(played[k * block:(k + 1) * block], block)
+        if k != skipped:  # the thread runs between callbacks, except once
+            lane.work_once()
+    assert np.all(played[:block] == 0)  # the prefill
+    for k in range(1, blocks):
+        got, before = played[k * block:(k + 1) * block], x[(k - 1) * block:k * block]
+        expected = before if k == skipped + 1 else 0.5 * before
+        assert np.array_equal(got, expected), f"block {k}"
+    assert lane.late == 1

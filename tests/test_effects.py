@@ -118,7 +118,7 @@ def test_mic_chain_in_place_frames_major():
     from plugins.mic import MicChain
 
     mic = MicChain.from_preset("mic-vocal", SR, 1)
-    assert mic.latency == 0 and mic.errors == []  # monitoring latency is the device block alone
+    assert mic.latency == 0 and mic.errors == []  # monitoring latency: two device blocks (MicLane), nothing more
     x = _music(0.5, channels=1)
     whole = EffectChain.from_preset("mic-vocal", SR, 1).process(x)
     out = []

@@ -40,11 +40,13 @@ REPO = Path(__file__).resolve().parent.parent
 PERIOD = 24000  # clicks 0.5 s apart on each probe channel: far more than any live latency
 
 
-def make_engine(model="passthrough", profile="live", routes=None, mic=None, karaoke=False, budget=None):
+def make_engine(model="passthrough", profile="live", routes=None, mic=None, karaoke=False, budget=None,
+                mic_processor=None):
     separator = load_separator(model, profile, sample_rate=RATE)
     store = ParamStore(Params.for_stems(separator.spec.stems, karaoke=karaoke))
     pipeline = Pipeline(separator, RATE, 2, get_profile(profile))
-    return RealtimeEngine(pipeline, BLOCK, routes=routes, store=store, mic_channel=mic, budget=budget)
+    return RealtimeEngine(pipeline, BLOCK, routes=routes, store=store, mic_channel=mic, budget=budget,
+                          mic_processor=mic_processor)
 
 
 @contextmanager
@@ -209,10 +211,17 @@ def test_routing_stems_to_their_ports(jack_server, tmp_path):
         assert len(clicks) == len(expected), f"port {port + 1} carries clicks of input {other + 1} too"
 
 
-def test_microphone_latency_is_the_device_block(jack_server, tmp_path):
-    """The mic bypasses the separator: mic-to-output latency is about one device block."""
-    engine = make_engine("passthrough", "live", mic=2)
-    client = "stemstream-d"
+def _mic_gain(inp, out):
+    """A mic effect chain stand-in: the clicks stay clicks, the timing is the lane's."""
+    np.multiply(inp, 0.8, out=out)
+
+
+@pytest.mark.parametrize("fx", [False, True], ids=["raw", "with-fx"])
+def test_microphone_latency_is_one_block_raw_and_two_with_effects(jack_server, tmp_path, fx):
+    """The mic bypasses the separator: one device block raw; an effect chain runs on its own
+    thread (MicLane), one block behind the callback, so two blocks with effects."""
+    engine = make_engine("passthrough", "live", mic=2, mic_processor=_mic_gain if fx else None)
+    client = f"stemstream-d-{'fx' if fx else 'raw'}"
     with engine_on_jack(jack_server, engine, client, inputs=3) as stream:
         reported = stream.latency()
         wiring = [("probe:out_0", f"{client}:in_0"), ("probe:out_1", f"{client}:in_1"),
@@ -225,12 +234,17 @@ def test_microphone_latency_is_the_device_block(jack_server, tmp_path):
     mic_left, q_left = delay(played[:, 2], rec[:, 0], PERIOD // 2)
     mic_right, q_right = delay(played[:, 2], rec[:, 1], PERIOD // 2)
     measured = mic_left - reference
-    print(f"\nmicrophone: mic to output {measured} samples = {ms(measured):.2f} ms (device block {BLOCK} = "
-          f"{ms(BLOCK):.2f} ms; PortAudio reports {round(sum(stream.device_latency) * RATE)} samples of device "
-          f"latency); music path reported {reported.samples} samples = {reported.ms:.2f} ms")
-    assert q_ref > 0.95 and q_left > 0.95 and q_right > 0.95
+    late = engine.mic_lane.late if fx else 0
+    print(f"\nmicrophone ({'effects on the mic thread' if fx else 'raw'}): mic to output {measured} samples = "
+          f"{ms(measured):.2f} ms (device block {BLOCK} = {ms(BLOCK):.2f} ms; PortAudio reports "
+          f"{round(sum(stream.device_latency) * RATE)} samples of device latency); late mic blocks {late}; "
+          f"music path reported {reported.samples} samples = {reported.ms:.2f} ms")
+    gain = 0.8 if fx else 1.0  # the clicks arrive whole, through the chain
+    assert q_ref > 0.95 and q_left > 0.95 * gain and q_right > 0.95 * gain
     assert mic_left == mic_right
-    assert 0 < measured <= 2 * BLOCK
+    assert measured == (2 if fx else 1) * BLOCK
+    if fx:
+        assert engine.mic_lane.latency == BLOCK  # what the lane adds to the device block
     assert measured < reported.samples - BLOCK  # far below the separated music's latency
 
 
@@ -243,7 +257,7 @@ def test_cli_live_writes_stats(jack_server, tmp_path):
     stats_file = tmp_path / "stats.json"
     r = _cli(["live", "--input", "system", "--output", "system", "--host-api", "jack", "--model", "dsp-center",
               "--profile", "live", "--block", str(BLOCK), "--duration", "3", "--stats-json", str(stats_file),
-              "--jack-name", "stemstream-e", "--osc-port", "0"], jack_server.env)
+              "--jack-name", "stemstream-e", "--osc-port", "0", "--mic", "3", "--mic-fx", "mic-vocal"], jack_server.env)
     print(r.stdout, r.stderr)
     assert r.returncode == 0, r.stderr
     assert "Traceback" not in r.stderr
@@ -260,6 +274,7 @@ def test_cli_live_writes_stats(jack_server, tmp_path):
     assert lat["total_samples"] == sum(p["samples"] for p in lat["parts"].values())
     assert abs(lat["total_ms"] - 1000.0 * lat["total_samples"] / RATE) < 0.01
     assert stats["exit"]["code"] == 0
+    assert stats["mic_fx"]["latency_samples"] == BLOCK and stats["mic_fx"]["error"] is None
     assert not (tmp_path / "stats.json.tmp").exists()
 
 
