@@ -462,13 +462,20 @@ class MainWindow(QMainWindow):
             self.osc_label.setText("OSC off")
             return
         try:
-            self.osc = OscServer(self.store, list(self.stems), self._osc_status, port=port)
+            self.osc = OscServer(self.store, list(self.stems), self._osc_status, port=port,
+                                 fx_check=self._osc_fx_check)
         except OSError as exc:
             self.osc_label.setText("OSC off")
             self.show_error(f"OSC server could not listen on 127.0.0.1:{port} ({exc}); "
                             f"the app works without it (choose another port with --osc-port)")
             return
         self.osc_label.setText(f"OSC :{self.osc.port}")
+
+    def _osc_fx_check(self, stem: str, index: int, name: str, value: float):
+        """OSC effect parameters are checked against the running chains (none while stopped)."""
+        session = self.session
+        effects = getattr(session, "effects", None) if session is not None and self.state == "running" else None
+        return (value, None) if effects is None else effects.check_fx(stem, index, name, value)
 
     def _osc_status(self) -> dict:
         session = self.session

@@ -296,25 +296,40 @@ class StemEffects:
         for d in self._delays.values():
             d.reset()
 
-    def validate_fx(self, stem: str, index: int, name: str, value) -> str | None:
-        """An error message if ``(stem, index, name)`` names no settable effect
-        parameter, else None (for the OSC server's ``fx_validator``)."""
+    def check_fx(self, stem: str, index: int, name: str, value: float) -> tuple[float, str | None]:
+        """What to apply for ``(stem, index, name) = value`` (the OSC server's ``fx_check``):
+        ``(value, None)``, the value clamped into a VST3 parameter's range, or an error message
+        where no such parameter exists or the effect refuses the value."""
         chain = self.chains.get(stem)
         if chain is None:
-            return f"no effect chain on stem {stem!r}"
+            return value, f"no effect chain on stem {stem!r}"
         if not 0 <= index < len(chain.slots):
-            return f"stem {stem!r} has {len(chain.slots)} effects, no effect {index}"
+            return value, f"stem {stem!r} has {len(chain.slots)} effects, no effect {index}"
         slot = chain.slots[index]
         if slot.plugin is None:
-            return f"effect {index} ({slot.label}) on {stem!r} is bypassed: {slot.error}"
+            return value, f"effect {index} ({slot.label}) on {stem!r} is bypassed: {slot.error}"
         params = getattr(slot.plugin, "parameters", None)
-        known = set(params.keys()) if isinstance(params, Mapping) else {
-            a for a in dir(type(slot.plugin))
-            if not a.startswith("_") and isinstance(getattr(type(slot.plugin), a, None), property)
-        } - {"is_effect", "is_instrument"}
+        if isinstance(params, Mapping):  # a VST3 plugin: parameters know their range
+            if name not in params:
+                return value, f"effect {index} ({slot.label}) on {stem!r} has no parameter {name!r}; it has {sorted(params)}"
+            lo, hi = params[name].min_value, params[name].max_value
+            if lo is not None and hi is not None:
+                value = min(max(value, lo), hi)
+            return value, None
+        kind = type(slot.plugin)
+        known = {a for a in dir(kind) if not a.startswith("_") and isinstance(getattr(kind, a, None), property)}
+        known -= {"is_effect", "is_instrument"}
         if name not in known:
-            return f"effect {index} ({slot.label}) on {stem!r} has no parameter {name!r}; it has {sorted(known)}"
-        return None
+            return value, f"effect {index} ({slot.label}) on {stem!r} has no parameter {name!r}; it has {sorted(known)}"
+        try:  # Pedalboard's own effects check their values: ask a scratch instance, not the live one
+            scratch = kind()
+        except Exception:  # noqa: BLE001 - needs constructor arguments: the worker reports a refusal
+            return value, None
+        try:
+            setattr(scratch, name, value)
+        except (ValueError, TypeError) as exc:
+            return value, f"effect {index} ({slot.label}) on {stem!r}: {name}={value!r} refused: {exc}"
+        return value, None
 
     def apply_fx(self, fx: Mapping) -> None:
         """Push changed ``(stem, index, param) -> value`` entries into the plugins."""

@@ -644,7 +644,9 @@ def _start_osc(args, store, separator, engine):
     except ImportError as exc:
         raise LiveError(f"--osc-port: OSC control needs python-osc ({exc})") from None
     try:
-        server = OscServer(store, list(separator.spec.stems), status=engine.status, port=args.osc_port)
+        effects = next((stage for stage in engine.pipeline.stages if hasattr(stage, "check_fx")), None)
+        server = OscServer(store, list(separator.spec.stems), status=engine.status, port=args.osc_port,
+                           fx_check=None if effects is None else effects.check_fx)
     except OSError as exc:
         raise LiveError(f"--osc-port {args.osc_port}: {exc}") from None
     print(f"OSC on 127.0.0.1:{server.port}")

@@ -253,25 +253,34 @@ def test_daw_mirror_reaches_a_real_udp_server(rig, preset, expect):
         daw.close()
 
 
-def test_fx_parameters_validated_and_reach_the_plugin():
+def test_fx_parameters_validated_clamped_and_reach_the_plugin():
     import numpy as np
 
     from plugins.effects import EffectChain, StemEffects
 
     store = ParamStore(Params.for_stems(STEMS))
-    stage = StemEffects(STEMS, {"vocals": EffectChain.from_preset("vocal", 48000, 2)}, 48000, 2)
-    server = OscServer(store, STEMS, _status, port=0, meter_hz=0, fx_validator=stage.validate_fx)
+    stage = StemEffects(STEMS, {"vocals": EffectChain.from_preset("vocal", 48000, 2),
+                                "accompaniment": EffectChain.from_preset("zam-comp", 48000, 2)}, 48000, 2)
+    server = OscServer(store, STEMS, _status, port=0, meter_hz=0, fx_check=stage.check_fx)
     client = Client(server.port)
     try:
         client.send("/stemstream/fx/vocals/0/thresh", -10.0)
         addr, args = client.recv(want="/stemstream/error")
         assert "thresh" in args[1] and "threshold_db" in args[1]
-        client.send("/stemstream/fx/accompaniment/0/ratio", 2.0)
-        assert "no effect chain" in client.recv(want="/stemstream/error")[1][1]
+        client.send("/stemstream/fx/vocals/0/ratio", 0.5)  # Pedalboard's Compressor refuses ratios below 1
+        addr, args = client.recv(want="/stemstream/error")
+        assert "ratio" in args[1] and "not applied" in args[1]
+        assert ("vocals", 0, "ratio") not in store.current.fx
         client.send("/stemstream/fx/vocals/0/threshold_db", -30.0)
         assert _wait(lambda: ("vocals", 0, "threshold_db") in store.current.fx)
+        # a VST3 parameter outside its range (ZamCompX2 attack: 0.1..100 ms) is clamped and reported
+        client.send("/stemstream/fx/accompaniment/0/attack_ms", 500.0)
+        addr, args = client.recv(want="/stemstream/clamped")
+        assert args[0] == "/stemstream/fx/accompaniment/0/attack_ms" and args[1] == 500.0 and args[2] == 100.0
+        assert store.current.fx[("accompaniment", 0, "attack_ms")] == 100.0
         stage.process(np.zeros((2, 2, 64), np.float32), store.current)  # the worker's next block
         assert stage.chains["vocals"].slots[0].plugin.threshold_db == -30.0
+        assert abs(stage.chains["accompaniment"].slots[0].plugin.attack_ms - 100.0) < 1e-3
         assert stage.errors == []
     finally:
         client.close()

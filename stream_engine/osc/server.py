@@ -119,7 +119,7 @@ class OscServer:
 
     def __init__(self, store: ParamStore, stems: list[str], status: Callable[[], dict],
                  host: str = "127.0.0.1", port: int = 9000, allow_remote: bool = False, meter_hz: float = 30,
-                 fx_validator: Callable[[str, int, str, float], str | None] | None = None):
+                 fx_check: Callable[[str, int, str, float], tuple[float, str | None]] | None = None):
         if not allow_remote and not is_loopback(host):
             raise ValueError(f"binding OSC to {host!r} exposes the engine to the network; pass allow_remote=True")
         self.store = store
@@ -127,7 +127,7 @@ class OscServer:
         self.status = status
         self.allow_remote = allow_remote
         self.meter_hz = float(meter_hz)
-        self.fx_validator = fx_validator  # e.g. StemEffects.validate_fx: error message or None
+        self.fx_check = fx_check  # e.g. StemEffects.check_fx: (value to apply, error message or None)
         self.subscribers: list[tuple[str, int]] = []
         self._sub_lock = threading.Lock()
         self.counters = {"received": 0, "errors": 0, "clamped": 0, "refused": 0, "sent": 0, "send_errors": 0}
@@ -296,11 +296,16 @@ class OscServer:
             if not name.isidentifier():
                 raise OscError(f"{address}: bad effect parameter name {name!r}")
             v = float(self._number(address, args, "float"))
-            if self.fx_validator is not None:
+            if self.fx_check is not None:
+                applied = v
                 for s in stems:
-                    problem = self.fx_validator(s, idx, name, v)
+                    applied, problem = self.fx_check(s, idx, name, applied)
                     if problem:
                         raise OscError(f"{address}: {problem} (value {v!r} not applied)")
+                if applied != v:  # outside the plugin's range: clamped, reported once applied
+                    self.counters["clamped"] += 1
+                    self._pending_reports.append((sender, (PREFIX + "/clamped", address, v, float(applied))))
+                    v = float(applied)
 
             def change(p):
                 for s in stems:
