@@ -220,7 +220,11 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--mic", type=int, default=None, metavar="CH", help="microphone on input channel CH (from 1)")
     p.add_argument("--mic-gain", type=float, default=1.0, metavar="G", help="microphone gain, 0..2")
     p.add_argument("--mic-fx", default=None, metavar="PRESET",
-                   help="effect chain preset (or JSON file) for the microphone, e.g. mic-vocal")
+                   help="effect chain preset (or JSON file) for the microphone, e.g. mic-vocal; it runs on its "
+                   "own thread, one block behind (monitoring latency: two device blocks)")
+    p.add_argument("--mic-fx-in-callback", action="store_true",
+                   help="run the mic effect chain in the audio callback: one device block of monitoring latency, "
+                   "but effect hosts allocate memory there")
     p.add_argument("--fx", action="append", metavar="STEM=PRESET",
                    help="effect chain preset on a stem; repeatable, e.g. --fx vocals=vocal")
     p.add_argument("--key", type=int, default=0, help="shift the accompaniment by semitones (-12..12)")
@@ -382,6 +386,7 @@ def build_engine(args, rate: int, music_inputs: list[int]):
         engine = RealtimeEngine(pipeline, block, routes=routes or None, store=store,
                                 input_channels=list(music_inputs),
                                 mic_channel=None if args.mic is None else args.mic - 1, mic_processor=processor,
+                                mic_fx_in_callback=getattr(args, "mic_fx_in_callback", False),
                                 budget=args.budget)
     except ValueError as exc:  # unknown bus in the routing
         raise LiveError(str(exc)) from None
@@ -478,6 +483,18 @@ class LiveStream:
         self.stop()
 
 
+def _mic_fx_stats(engine) -> dict:
+    """Where the mic's effect chain ran, what it added (samples beyond the device block), its late blocks."""
+    lane = engine.mic_lane
+    if lane is not None:
+        return {"mic_fx": {"where": "own thread", "latency_samples": lane.latency, "late_blocks": lane.late,
+                           "error": None if lane.error is None else repr(lane.error)}}
+    if engine.mic_fx_in_callback:
+        return {"mic_fx": {"where": "callback", "latency_samples": int(getattr(engine.mic_processor, "latency", 0)),
+                           "late_blocks": 0, "error": None}}
+    return {}
+
+
 def stats_dict(engine, latency, timer: CallbackTimer | None, extra: dict) -> dict:
     stats = engine.stats.as_dict()
     compute = stats.pop("compute_ms")
@@ -489,10 +506,7 @@ def stats_dict(engine, latency, timer: CallbackTimer | None, extra: dict) -> dic
         "latency": latency.as_dict(),
         "algorithmic_latency": engine.latency().as_dict(),
         "worker_error": None if engine.worker_error is None else repr(engine.worker_error),
-        **({} if engine.mic_lane is None else {"mic_fx": {"late_blocks": engine.mic_lane.late,
-                                                          "latency_samples": engine.mic_lane.latency,
-                                                          "error": None if engine.mic_lane.error is None
-                                                          else repr(engine.mic_lane.error)}}),
+        **_mic_fx_stats(engine),
     }
 
 

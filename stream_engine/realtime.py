@@ -173,6 +173,7 @@ class RealtimeEngine:
         input_channels: list[int] | None = None,
         mic_channel: int | None = None,
         mic_processor: MicProcessor | None = None,
+        mic_fx_in_callback: bool = False,
         out_channels: int | None = None,
         budget: int | None = None,
     ):
@@ -189,8 +190,12 @@ class RealtimeEngine:
         self._music_columns = tuple(int(c) for c in self.input_channels)
         self.mic_channel = mic_channel
         self.mic_processor = mic_processor
-        # an effect chain on the mic runs on its own thread (MicLane); the raw mic is mixed in the callback
-        self.mic_lane = MicLane(mic_processor, block, self.rate) if mic_processor is not None else None
+        # An effect chain on the mic runs on its own thread (MicLane), one block behind, since effect
+        # hosts allocate; ``mic_fx_in_callback`` runs it in the callback instead: one block less
+        # monitoring latency, at the price of the callback's no-allocation rule (the user's choice).
+        self.mic_fx_in_callback = bool(mic_fx_in_callback and mic_processor is not None)
+        self.mic_lane = (MicLane(mic_processor, block, self.rate)
+                         if mic_processor is not None and not self.mic_fx_in_callback else None)
         self.stats = Stats()
         self.holdback = self._measure_holdback()
         self.budget = budget if budget is not None else self._default_budget()
@@ -375,6 +380,8 @@ class RealtimeEngine:
         mic[:, 0] = indata[:, self.mic_channel]
         if self.mic_lane is not None:
             self.mic_lane.process(mic, frames)
+        elif self.mic_fx_in_callback:
+            self.mic_processor(mic, mic)
         mic *= self.store.current.mic_gain
         for ch in self._mic_out:
             outdata[:, ch] += mic[:, 0]

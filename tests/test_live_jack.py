@@ -41,12 +41,12 @@ PERIOD = 24000  # clicks 0.5 s apart on each probe channel: far more than any li
 
 
 def make_engine(model="passthrough", profile="live", routes=None, mic=None, karaoke=False, budget=None,
-                mic_processor=None):
+                mic_processor=None, mic_fx_in_callback=False):
     separator = load_separator(model, profile, sample_rate=RATE)
     store = ParamStore(Params.for_stems(separator.spec.stems, karaoke=karaoke))
     pipeline = Pipeline(separator, RATE, 2, get_profile(profile))
     return RealtimeEngine(pipeline, BLOCK, routes=routes, store=store, mic_channel=mic, budget=budget,
-                          mic_processor=mic_processor)
+                          mic_processor=mic_processor, mic_fx_in_callback=mic_fx_in_callback)
 
 
 @contextmanager
@@ -216,12 +216,14 @@ def _mic_gain(inp, out):
     np.multiply(inp, 0.8, out=out)
 
 
-@pytest.mark.parametrize("fx", [False, True], ids=["raw", "with-fx"])
-def test_microphone_latency_is_one_block_raw_and_two_with_effects(jack_server, tmp_path, fx):
-    """The mic bypasses the separator: one device block raw; an effect chain runs on its own
-    thread (MicLane), one block behind the callback, so two blocks with effects."""
-    engine = make_engine("passthrough", "live", mic=2, mic_processor=_mic_gain if fx else None)
-    client = f"stemstream-d-{'fx' if fx else 'raw'}"
+@pytest.mark.parametrize("fx", [None, "thread", "callback"])
+def test_microphone_latency_is_one_block_raw_and_two_with_threaded_effects(jack_server, tmp_path, fx):
+    """The mic bypasses the separator: one device block raw. Its effect chain runs on its own
+    thread (MicLane), one block behind the callback: two blocks; run in the callback (the
+    user's choice, ``--mic-fx-in-callback``), one block again."""
+    engine = make_engine("passthrough", "live", mic=2, mic_processor=_mic_gain if fx else None,
+                         mic_fx_in_callback=fx == "callback")
+    client = f"stemstream-d-{fx or 'raw'}"
     with engine_on_jack(jack_server, engine, client, inputs=3) as stream:
         reported = stream.latency()
         wiring = [("probe:out_0", f"{client}:in_0"), ("probe:out_1", f"{client}:in_1"),
@@ -234,16 +236,16 @@ def test_microphone_latency_is_one_block_raw_and_two_with_effects(jack_server, t
     mic_left, q_left = delay(played[:, 2], rec[:, 0], PERIOD // 2)
     mic_right, q_right = delay(played[:, 2], rec[:, 1], PERIOD // 2)
     measured = mic_left - reference
-    late = engine.mic_lane.late if fx else 0
-    print(f"\nmicrophone ({'effects on the mic thread' if fx else 'raw'}): mic to output {measured} samples = "
+    late = engine.mic_lane.late if fx == "thread" else 0
+    print(f"\nmicrophone ({fx or 'raw'}): mic to output {measured} samples = "
           f"{ms(measured):.2f} ms (device block {BLOCK} = {ms(BLOCK):.2f} ms; PortAudio reports "
           f"{round(sum(stream.device_latency) * RATE)} samples of device latency); late mic blocks {late}; "
           f"music path reported {reported.samples} samples = {reported.ms:.2f} ms")
     gain = 0.8 if fx else 1.0  # the clicks arrive whole, through the chain
     assert q_ref > 0.95 and q_left > 0.95 * gain and q_right > 0.95 * gain
     assert mic_left == mic_right
-    assert measured == (2 if fx else 1) * BLOCK
-    if fx:
+    assert measured == (2 if fx == "thread" else 1) * BLOCK
+    if fx == "thread":
         assert engine.mic_lane.latency == BLOCK  # what the lane adds to the device block
     assert measured < reported.samples - BLOCK  # far below the separated music's latency
 
