@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -35,6 +36,30 @@ from stream_engine.presets import list_preset_files
 from stream_engine.presets import user_preset_dir as _user_preset_dir
 
 log = logging.getLogger("stemstream.plugins")
+
+_plugin_host = None  # the one thread that loads hosted (VST3) plugins, made on first use
+_plugin_host_lock = threading.Lock()
+
+
+def on_plugin_host(fn):
+    """Run ``fn()`` on the plugin-host thread and return its result.
+
+    JUCE (inside Pedalboard) takes the first thread that loads a VST3 as its
+    message thread; loading or resetting a plugin from any other thread later
+    fails ("must be reloaded on the main thread"), measured when the GUI had
+    loaded a chain from its engine thread and a later chain loaded on the
+    main thread. So every load goes through this one thread; processing with
+    ``reset=False``, ``reset()`` and parameter changes work from any thread.
+    """
+    global _plugin_host
+    from concurrent.futures import ThreadPoolExecutor
+
+    with _plugin_host_lock:
+        if _plugin_host is None:
+            _plugin_host = ThreadPoolExecutor(1, thread_name_prefix="stemstream-plugin-host")
+    if threading.current_thread().name.startswith("stemstream-plugin-host"):
+        return fn()
+    return _plugin_host.submit(fn).result()
 
 PACKAGE_PRESETS = Path(__file__).resolve().parent / "presets"
 USER_PRESETS_ENV = "STEMSTREAM_FX_PRESETS"
@@ -157,18 +182,23 @@ class Slot:
             self._mono_via_stereo = True
         plugin.reset()
 
+    def _make_and_probe(self):
+        plugin = self._make()
+        if self.is_external:
+            self._probe_channels(plugin)
+        return plugin
+
     def load(self) -> None:
         try:
-            self.plugin = self._make()
-            if self.is_external:
-                self._probe_channels(self.plugin)
+            self.plugin = on_plugin_host(self._make_and_probe) if self.is_external else self._make()
             reported = getattr(self.plugin, "reported_latency_samples", None)
             if self.is_external and reported is not None:
                 self.latency = int(reported)  # hosted plugins report it; no second instance
             elif reported:
                 self.latency = int(reported)
             else:
-                self.latency = _measure_latency(self._make, self.sample_rate, self.channels)
+                measure = lambda: _measure_latency(self._make, self.sample_rate, self.channels)  # noqa: E731
+                self.latency = on_plugin_host(measure) if self.is_external else measure()
             self.plugin.reset()
         except Exception as exc:  # noqa: BLE001 - a bad plugin must never crash the engine
             self._fail(f"could not load effect {self.label!r}: {type(exc).__name__}: {exc}")

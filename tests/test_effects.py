@@ -138,3 +138,26 @@ def test_stereo_vst3_on_mono_mic():
     x = _music(0.3, channels=1)
     y = _stream(chain, x, 256)
     assert y.shape == x.shape and np.abs(y).max() > 0.01 and chain.errors == []
+
+
+def test_vst3_chains_load_from_any_thread():
+    """JUCE takes the first thread that loads a VST3 as its message thread; loads from other
+    threads then failed (measured: the GUI's engine thread first, the main thread next). All
+    loads go through one plugin-host thread, so a chain loads wherever it is built."""
+    import threading
+
+    if not os.path.isdir(ZAM):
+        pytest.skip(f"{ZAM} not installed (Debian package zam-plugins)")
+    chains = {}
+    worker = threading.Thread(target=lambda: chains.setdefault("worker", EffectChain.from_preset("zam-comp", SR, 2)))
+    worker.start()
+    worker.join()
+    chains["main"] = EffectChain.from_preset("zam-comp", SR, 2)
+    other = threading.Thread(target=lambda: chains.setdefault("another", EffectChain.from_preset("zam-comp", SR, 2)))
+    other.start()
+    other.join()
+    x = _music(0.1)
+    for where, chain in chains.items():
+        assert chain.errors == [], f"{where}: {chain.errors}"
+        y = _stream(chain, x, 256)
+        assert np.all(np.isfinite(y)) and not np.allclose(y, x), where  # the compressor ran
