@@ -106,10 +106,10 @@ class MicLane:
         self.processor = processor
         self.delay = block
         self.rate = rate
-        capacity = max(rate, 16 * block)
-        self.raw = Ring(1, capacity)
-        self.wet = Ring(1, capacity)
-        self._chunk = np.zeros((capacity, 1), np.float32)
+        self.capacity = max(rate, 16 * block)
+        self.raw = Ring(1, self.capacity)
+        self.wet = Ring(1, self.capacity)
+        self._chunk = np.zeros((self.capacity, 1), np.float32)
         self.late = 0
         self.error: BaseException | None = None
         self._thread: threading.Thread | None = None
@@ -120,6 +120,7 @@ class MicLane:
         return self.delay + int(getattr(self.processor, "latency", 0) or 0)
 
     def start(self, thread: bool = True) -> None:
+        self.raw, self.wet = Ring(1, self.capacity), Ring(1, self.capacity)  # positions from 0 on every start
         self.wet.write(np.zeros((self.delay, 1), np.float32))
         self.late = 0
         self._running = True
