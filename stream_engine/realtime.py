@@ -89,6 +89,20 @@ class RealtimeTuning:
             self._interval = None
 
 
+def poll(owner, work_once: Callable[[], bool], idle: float) -> BaseException | None:
+    """A worker thread's loop: ``work_once`` while ``owner._running``, sleeping ``idle`` seconds
+    when there was nothing to do. An exception ends the loop (``owner._running`` = False) and is
+    returned for the owner to keep."""
+    try:
+        while owner._running:
+            if not work_once():
+                time.sleep(idle)
+    except BaseException as exc:  # noqa: BLE001 - kept by the owner, never raised into the audio
+        owner._running = False
+        return exc
+    return None
+
+
 class MicLane:
     """The microphone's effect chain on its own thread, one device block behind the callback.
 
@@ -135,14 +149,8 @@ class MicLane:
             self._thread = None
 
     def _run(self) -> None:
-        idle = min(0.0005, self.delay / self.rate / 8)
-        try:
-            while self._running:
-                if not self.work_once():
-                    time.sleep(idle)
-        except BaseException as exc:  # the callback goes on with the raw mic (counted late)
-            self.error = exc
-            self._running = False
+        # an error stops the lane; the callback goes on with the raw mic (counted late)
+        self.error = poll(self, self.work_once, min(0.0005, self.delay / self.rate / 8))
 
     def work_once(self) -> bool:
         """Process the raw mic waiting; False if there was none."""
@@ -389,14 +397,8 @@ class RealtimeEngine:
 
     # -- the worker -----------------------------------------------------------
     def _work(self) -> None:
-        idle = min(0.001, self.block / self.rate / 4)
-        try:
-            while self._running:
-                if not self.work_once():
-                    time.sleep(idle)
-        except BaseException as exc:  # surfaced by the front end; audio goes on dry
-            self.worker_error = exc
-            self._running = False
+        # an error stops the worker, surfaced by the front end; audio goes on dry
+        self.worker_error = poll(self, self.work_once, min(0.001, self.block / self.rate / 4))
 
     def work_once(self) -> bool:
         """Process whatever input is waiting; False if there was none."""
