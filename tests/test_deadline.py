@@ -234,3 +234,25 @@ def test_callback_allocates_no_audio_buffers():
     print(f"\ncallback: largest transient allocation {max(peaks)} bytes over {len(peaks)} calls "
           f"({engine.stats.misses - misses} misses)")
     assert max(peaks) < 2048, f"the callback allocated {max(peaks)} bytes"
+
+
+def test_a_failing_worker_stops_and_keeps_its_error_while_audio_goes_on_dry():
+    class Broken(SlowHalf):
+        """Works while the engine is built (its warm-up runs the model), then fails for good."""
+        broken = False
+
+        def separate(self, window):
+            if self.broken:
+                raise RuntimeError("model file went away")
+            return super().separate(window)
+
+    separator = Broken()
+    store = ParamStore(Params.for_stems(("vocals", "accompaniment"), karaoke=False))
+    engine = RealtimeEngine(Pipeline(separator, RATE, 2, get_profile("live")), BLOCK, store=store)
+    separator.broken = True
+    x = source(0.5)
+    played = run_paced(engine, x, realtime=True)
+    assert isinstance(engine.worker_error, RuntimeError) and "went away" in str(engine.worker_error)
+    assert engine.stats.misses > 0
+    lag = engine.latency().samples
+    np.testing.assert_allclose(played[-BLOCK:], x[len(played) - BLOCK - lag:len(played) - lag], atol=1e-6)  # dry
