@@ -12,7 +12,7 @@ from stream_engine.training import data as D  # noqa: E402
 from stream_engine.training.fixtures import make_stem_folder  # noqa: E402
 from stream_engine.training.models import StreamingStudent, TFCTDFNet, count_parameters  # noqa: E402
 from stream_engine.training.train import (PRESETS, distill_weight, load_checkpoint, load_config,  # noqa: E402
-                                          separation_loss, train)
+                                          sdr_loss, separation_loss, train)
 
 
 @pytest.fixture(scope="module")
@@ -126,6 +126,36 @@ def test_train_checkpoint_resume_and_distill(stems_dir, tmp_path):
     res3 = train(scfg, tmp_path / "s", progress=False, log=lambda *a: None)
     assert (tmp_path / "s" / "teacher_targets.npz").is_file()
     assert np.isfinite(res3["best"])
+
+
+def test_sdr_loss_is_the_negative_metric():
+    from stream_engine.metrics import sdr
+
+    rng = np.random.default_rng(0)
+    ref = rng.standard_normal((2, 2, 1, 4000)).astype(np.float32)
+    est = ref + 0.1 * rng.standard_normal(ref.shape).astype(np.float32)
+    want = -np.mean([sdr(ref[b, s], est[b, s]) for b in range(2) for s in range(2)])
+    got = float(sdr_loss(torch.from_numpy(est), torch.from_numpy(ref)))
+    assert abs(got - want) < 1e-3
+    # a silent reference stem scores near 0 dB, not -inf, so one excerpt cannot swamp the batch
+    ref[0, 0] = 0
+    assert np.isfinite(float(sdr_loss(torch.from_numpy(est), torch.from_numpy(ref))))
+
+
+def test_fine_tuning_starts_from_a_checkpoint(stems_dir, tmp_path):
+    over = {"data": str(stems_dir / "train"), "valid": str(stems_dir / "valid"), "steps": 2, "val_every": 2}
+    train(load_config("tiny-student", over), tmp_path / "base", progress=False, log=lambda *a: None)
+    init = tmp_path / "base" / "best.pt"
+    # one step at learning rate 0: the run's weights are the checkpoint's, not a fresh initialisation
+    logs = []
+    train(load_config("tiny-student", {**over, "init": str(init), "loss": "sdr", "steps": 1, "lr": 0.0,
+                                       "seed": 7}), tmp_path / "ft", progress=False, log=logs.append)
+    assert any("weights from" in str(line) for line in logs)
+    want, got = load_checkpoint(init)["model"], load_checkpoint(tmp_path / "ft" / "best.pt")["model"]
+    assert all(torch.equal(want[k], got[k]) for k in want)
+    with pytest.raises(ValueError, match="best.pt"):  # a checkpoint of another model names itself
+        train(load_config("tiny-teacher", {**over, "init": str(init)}), tmp_path / "bad", progress=False,
+              log=lambda *a: None)
 
 
 def test_train_is_seeded(stems_dir, tmp_path):

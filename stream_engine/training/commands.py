@@ -23,7 +23,8 @@ def _train(args) -> int:
               file=sys.stderr)
         return 2
     over = {"data": args.data, "valid": args.valid, "seed": args.seed, "steps": args.steps, "threads": args.threads,
-            "batch": args.batch, "val_every": args.val_every, "val_tracks": args.val_tracks, "minutes": args.minutes}
+            "batch": args.batch, "val_every": args.val_every, "val_tracks": args.val_tracks, "minutes": args.minutes,
+            "lr": args.lr, "loss": args.loss, "init": args.init}
     if args.teacher:
         over["distill"] = {"teacher": args.teacher, "weight": args.distill_weight,
                            "weight_end": args.distill_weight_end}
@@ -75,6 +76,9 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--minutes", type=float, help="training-time budget: the LR schedule follows elapsed time "
                    "and training stops when it is spent (whichever of --steps / --minutes ends first)")
     p.add_argument("--threads", type=int, help="torch threads")
+    p.add_argument("--lr", type=float, help="peak learning rate (cosine decay to lr_final of it)")
+    p.add_argument("--loss", choices=("l1", "sdr"), help="l1: waveform + magnitude L1; sdr: negative SDR")
+    p.add_argument("--init", help="start from this checkpoint's weights (fine-tuning; fresh optimizer and schedule)")
     p.add_argument("--val-every", type=int)
     p.add_argument("--val-tracks", type=int, help="validate on the first N validation tracks only")
     p.add_argument("--teacher", help="teacher checkpoint for distillation (student presets)")

@@ -38,6 +38,8 @@ _BASE = {
     "augment": {"gain_db": [-6.0, 3.0], "polarity": 0.5, "remix": 0.5, "eq": 0.2, "eq_db": 4.0, "pitch": 0.0},
     "clean_frac": 0.5,  # share of each batch with stem-consistent augmentation (distillation targets exist)
     "distill": None,  # {"teacher": checkpoint path, "weight": soft-target weight in [0, 1], optional "weight_end"}
+    "loss": "l1",  # "l1": L1 on waveforms + 0.1 L1 on magnitudes; "sdr": negative SDR (the metric itself)
+    "init": None,  # a checkpoint to start the weights from (fine-tuning: fresh optimizer and LR schedule)
 }
 
 PRESETS: dict[str, dict] = {
@@ -179,6 +181,22 @@ def separation_loss(est: torch.Tensor, ref: torch.Tensor, spec_ffts=(512,)) -> t
     return loss
 
 
+def sdr_loss(est: torch.Tensor, ref: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
+    """Negative SDR (the MDX definition ``evaluate`` scores) per excerpt and stem, averaged; est/ref (B, S, C, N).
+    ``eps`` keeps an excerpt whose stem is silent from dominating (its SDR is then near 0 dB, not -inf)."""
+    num = ref.pow(2).sum((-2, -1)) + eps
+    den = (ref - est).pow(2).sum((-2, -1)) + eps
+    return -(10 * torch.log10(num / den)).mean()
+
+
+def make_loss(kind: str):
+    if kind == "l1":
+        return separation_loss
+    if kind == "sdr":
+        return sdr_loss
+    raise ValueError(f"unknown loss {kind!r} (l1 or sdr)")
+
+
 # ---------------------------------------------------------------------- checkpoints
 
 
@@ -295,6 +313,14 @@ def train(cfg: dict, out_dir: str | os.PathLike, resume: bool = False, log=print
     model = build_model(cfg["model"], cfg["model_cfg"])
     n_params = count_parameters(model)
     log(f"model: {cfg['model']} {model.cfg}, {n_params} parameters")
+    if cfg.get("init") and not resume:
+        ck = load_checkpoint(cfg["init"])
+        if ck["kind"] != cfg["model"] or ck["model_cfg"] != model.cfg:
+            raise ValueError(f"{cfg['init']}: a {ck['kind']} {ck['model_cfg']}, not the {cfg['model']} {model.cfg} "
+                             "this config trains")
+        model.load_state_dict(ck["model"])
+        log(f"weights from {cfg['init']} (its step {ck['step']}, best {float(ck['best']):.2f} dB)")
+    loss_fn = make_loss(cfg.get("loss", "l1"))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=1e-5)
     length = int(cfg["seconds"] * sr)
     lat = model_latency(model)
@@ -369,7 +395,7 @@ def train(cfg: dict, out_dir: str | os.PathLike, resume: bool = False, log=print
         if lat:  # output delayed by the model's latency: compare est[t] with ref[t - lat]
             est = est[..., lat:]
             ref = ref[..., :-lat]
-        loss = separation_loss(est, ref)
+        loss = loss_fn(est, ref)
         if targets is not None:
             w = distill_weight(distill, progress_at(step, train_time))
             sel = np.nonzero(index[:, 0] >= 0)[0]
@@ -383,7 +409,7 @@ def train(cfg: dict, out_dir: str | os.PathLike, resume: bool = False, log=print
                 soft_t = torch.from_numpy(soft)
                 if lat:
                     soft_t = soft_t[..., :-lat]
-                loss_soft = separation_loss(est[torch.from_numpy(sel)], soft_t)
+                loss_soft = loss_fn(est[torch.from_numpy(sel)], soft_t)
                 loss = (1 - w) * loss + w * loss_soft
         lr_now = lr_at(step, train_time)
         for g in opt.param_groups:
