@@ -126,11 +126,16 @@ def card_for(model, name: str, fmt: str, ck: dict, window_seconds: float | None 
             "state": [{"name": k, "shape": list(v)} for k, v in shapes.items()],
             "inputs": ["audio"] + list(shapes), "outputs": ["stems"] + [k + "_out" for k in shapes],
             "output_span": "segment",
-            "stft": {"n_fft": model.n_fft, "hop": model.hop, "window": "sqrt-hann (analysis and synthesis)",
+            "stft": {"n_fft": model.n_fft, "hop": model.hop,
+                     "window": ("asymmetric: analysis n_fft long, falling over its last hop samples; synthesis over "
+                                "the last 2 * hop samples (Mauler and Martin, 2007)") if model.asym
+                     else "sqrt-hann (analysis and synthesis)",
+                     "synthesis_samples": model.syn_len,
                      "context_fft": model.ctx_fft, "context_window": "hann, ending at the same sample",
                      "in_graph": "real matmuls with cos/sin bases; overlap-add carried in state 'ola'"},
             "latency": {"samples": model.latency, "ms": 1000.0 * model.latency / sr,
-                        "note": "model only (n_fft - hop); the engine adds its block, hop buffering and resampling"},
+                        "note": "model only (synthesis span - hop); the engine adds its block, hop buffering and "
+                                "resampling"},
             "default_for": ["live", "balanced"],
         })
     else:
