@@ -15,11 +15,14 @@ from stream_engine.training.export import export_model  # noqa: E402
 from stream_engine.training.fixtures import fake_checkpoint, tiny_student, tiny_teacher  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def student_files(tmp_path_factory):
+TINY_STUDENTS = {"symmetric": {}, "asymmetric": {"n_fft": 128, "ctx_fft": 0, "asym": True}}
+
+
+@pytest.fixture(scope="module", params=list(TINY_STUDENTS))
+def student_files(tmp_path_factory, request):
     out = tmp_path_factory.mktemp("student")
-    m = tiny_student()
-    paths = export_model(m, fake_checkpoint(m, "student"), out, "tiny-student")
+    m = tiny_student(**TINY_STUDENTS[request.param])
+    export_model(m, fake_checkpoint(m, "student"), out, "tiny-student")
     return m, out
 
 
@@ -56,13 +59,24 @@ def test_onnx_step_matches_torch(student_files):
     sep.reset(3)
     rng = np.random.default_rng(1)
     h = torch.zeros(3, m.layers, m.hidden)
-    ola = torch.zeros(3, 2, m.n_fft - m.hop)
+    ola = torch.zeros(3, 2, m.syn_len - m.hop)
     for _ in range(20):
         w = rng.standard_normal((3, 1, m.window)).astype(np.float32) * 0.3
         got = sep.separate(w)
         with torch.no_grad():
             ref, h, ola = m.step(torch.from_numpy(w), h, ola)
         np.testing.assert_allclose(got, ref.numpy(), atol=1e-4)
+
+
+def test_student_stems_sum_to_the_delayed_input(student_files):
+    """Analysis and synthesis windows reconstruct perfectly: vocals + accompaniment = input, ``latency`` late."""
+    m, _ = student_files
+    x = _signal(4000)
+    with torch.no_grad():
+        stems = m(torch.from_numpy(x)[None, None])[0, :, 0].numpy()
+    lat, start = m.latency, m.window  # past the zero-padded left context
+    np.testing.assert_allclose(stems.sum(0)[start + lat: 3500], x[start: 3500 - lat], atol=1e-5)
+    assert lat == (m.hop if m.asym else m.n_fft - m.hop)
 
 
 def _through_framer(sep, x, blocks):
