@@ -1,8 +1,9 @@
 """Models: a TFC-TDF U-Net teacher (non-causal) and a streaming student.
 
-Both take waveforms and return waveforms, with STFT and iSTFT written as real
-``conv1d`` / ``conv_transpose1d`` (or matmuls for one frame), so the exported
-ONNX graphs hold no complex tensors.
+Both take waveforms and return waveforms. What is exported holds no complex
+tensors: the teacher's STFT and iSTFT are real ``conv1d`` / ``conv_transpose1d``,
+the student's ``step`` uses matmuls with cos/sin bases (its training-only
+``forward`` uses FFTs for speed).
 
 Shapes: audio ``(B, C, N)`` -> stems ``(B, S, C, N)``.
 """
@@ -249,7 +250,7 @@ class StreamingStudent(nn.Module):
     8.7 dB for the symmetric 256/128 grid, at the same 8 ms).
 
     Two equivalent modes:
-    - ``forward(audio)``: whole signal at once (training), conv1d STFT, GRU over time;
+    - ``forward(audio)``: whole signal at once (training), FFT-based STFT, GRU over time;
     - ``step(window, h, ola)``: one hop (export/streaming), state in and out.
     ``window`` holds the last ``ctx_fft`` input samples (``window`` of the spec).
     """
