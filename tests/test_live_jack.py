@@ -145,16 +145,22 @@ def test_loopback_latency_matches_report(jack_server, tmp_path, model, profile):
     Karaoke off, so the output is the sum of the stems: the input itself for
     passthrough, and for dsp-center too (its vocals + accompaniment == input).
     """
-    engine = make_engine(model, profile)
-    client = f"stemstream-b-{profile}-{model}"
-    with engine_on_jack(jack_server, engine, client) as stream:
-        reported = stream.latency()
-        wiring = [("probe:out_0", f"{client}:in_0"), ("probe:out_1", f"{client}:in_1"),
-                  (f"{client}:out_0", "probe:in_0"), (f"{client}:out_1", "probe:in_1"),
-                  ("probe:out_2", "probe:in_2")]
-        result = run_probe(jack_server, tmp_path, wiring, inputs=3, outputs=3)
-    # a miss would play the dry input at the same delay, so the lag holds either way; count them anyway
-    print(f"\nengine during the loopback: {engine.stats.misses} misses, {engine.stats.xruns} xruns")
+    # An xrun drops a period of audio and with it a click (measured in CI: 1 xrun, 7 of 8 clicks back),
+    # so a run with an xrun is repeated, up to three runs; the last one is judged whatever it had.
+    for attempt in range(3):
+        engine = make_engine(model, profile)
+        client = f"stemstream-b-{profile}-{model}-{attempt}"
+        (tmp_path / str(attempt)).mkdir()
+        with engine_on_jack(jack_server, engine, client) as stream:
+            reported = stream.latency()
+            wiring = [("probe:out_0", f"{client}:in_0"), ("probe:out_1", f"{client}:in_1"),
+                      (f"{client}:out_0", "probe:in_0"), (f"{client}:out_1", "probe:in_1"),
+                      ("probe:out_2", "probe:in_2")]
+            result = run_probe(jack_server, tmp_path / str(attempt), wiring, inputs=3, outputs=3)
+        # a miss would play the dry input at the same delay, so the lag holds either way; count them anyway
+        print(f"\nengine during the loopback: {engine.stats.misses} misses, {engine.stats.xruns} xruns")
+        if engine.stats.xruns == 0:
+            break
     lags = [delay(result.played[:, c], result.recorded[:, c], PERIOD // 2) for c in range(3)]
     reference, quality = lags[2]
     assert quality > 0.95, f"reference loop lost the clicks ({quality:.2f})"
