@@ -195,6 +195,17 @@ def test_commands(stems_dir, tmp_path, capsys):
     assert args.func(args) == 0
     card = json.loads((tmp_path / "exp" / "tiny.json").read_text())
     assert card["stateful"] and card["command"]
+    # which variant is the default of which profile is the export's choice, written into the cards
+    args = ap.parse_args(["export", str(tmp_path / "run" / "best.pt"), "--out", str(tmp_path / "exp2"),
+                          "--name", "tiny", "--formats", "onnx,int8", "--default-for", "int8=live",
+                          "--default-for", "onnx=balanced"])
+    assert args.func(args) == 0
+    cards = {n: json.loads((tmp_path / "exp2" / f"{n}.json").read_text())["default_for"] for n in ("tiny", "tiny-int8")}
+    assert cards == {"tiny": ["balanced"], "tiny-int8": ["live"]}
+    args = ap.parse_args(["export", str(tmp_path / "run" / "best.pt"), "--out", str(tmp_path / "exp3"),
+                          "--default-for", "int8=concert"])
+    assert args.func(args) == 2
+    assert "unknown profile 'concert'" in capsys.readouterr().err
     args = ap.parse_args(["train", "no-such-preset", "--out", str(tmp_path / "x")])
     assert args.func(args) == 2
     assert "neither a preset" in capsys.readouterr().err

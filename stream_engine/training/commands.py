@@ -51,9 +51,14 @@ def _export(args) -> int:
 
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
     try:
+        default_for = parse_default_for(args.default_for)
+    except ValueError as e:
+        print(f"stemstream export: {e}", file=sys.stderr)
+        return 2
+    try:
         paths = export_checkpoint(args.checkpoint, args.out, name=args.name, formats=formats,
                                   metrics_from=args.metrics, evaluate_on=args.evaluate, command=args.command_text,
-                                  window_seconds=args.window_seconds,
+                                  window_seconds=args.window_seconds, default_for=default_for,
                                   export_command="stemstream " + " ".join(getattr(args, "_argv", None) or sys.argv[1:]))
     except (FileNotFoundError, SeparatorError, ValueError) as e:
         print(f"stemstream export: {e}", file=sys.stderr)
@@ -61,6 +66,26 @@ def _export(args) -> int:
     for p in paths:
         print(p)
     return 0
+
+
+def parse_default_for(items: list[str] | None) -> dict[str, list[str]] | None:
+    """``["int8=live", "onnx=balanced,quality"]`` -> {"int8": ["live"], "onnx": ["balanced", "quality"]}."""
+    if not items:
+        return None
+    from stream_engine.profiles import PROFILES
+
+    out: dict[str, list[str]] = {}
+    for item in items:
+        variant, _, profiles = item.partition("=")
+        names = [p.strip() for p in profiles.split(",") if p.strip()]
+        if variant not in ("onnx", "int8", "torchscript") or not names:
+            raise ValueError(f"--default-for {item!r}: expected VARIANT=PROFILE[,PROFILE] with VARIANT one of "
+                             "onnx, int8, torchscript")
+        unknown = [n for n in names if n not in PROFILES]
+        if unknown:
+            raise ValueError(f"--default-for {item!r}: unknown profile {unknown[0]!r} ({', '.join(PROFILES)})")
+        out[variant] = names
+    return out
 
 
 def add_parsers(subparsers) -> None:
@@ -96,6 +121,9 @@ def add_parsers(subparsers) -> None:
     e.add_argument("--metrics", help="JSON file of measured metrics to put in the card")
     e.add_argument("--evaluate", help="stems folder to measure SDR of each exported file on (e.g. mir1k/valid)")
     e.add_argument("--window-seconds", type=float, default=None, help="stateless models: quality-profile window")
+    e.add_argument("--default-for", action="append", metavar="VARIANT=PROFILE[,PROFILE]",
+                   help="which exported variant becomes the default of which profiles (repeatable), e.g. "
+                        "--default-for int8=live --default-for onnx=balanced; default: the float ONNX")
     e.add_argument("--command-text", help="the command that reproduces the weights (stored in the card)")
     e.set_defaults(func=_export)
 

@@ -176,7 +176,10 @@ def _write_card(card: dict, model_path: Path) -> Path:
 
 def export_model(model, ck: dict, out_dir: str | os.PathLike, name: str, formats=("onnx", "torchscript", "int8"),
                  window_seconds: float | None = None, command: str | None = None,
-                 extra_metrics: dict | None = None, export_command: str | None = None) -> list[Path]:
+                 extra_metrics: dict | None = None, export_command: str | None = None,
+                 default_for: dict[str, list[str]] | None = None) -> list[Path]:
+    """``default_for`` maps a variant (onnx, int8, torchscript) to the profiles whose default it becomes,
+    replacing the cards' own choice (students: the float ONNX for live and balanced; teacher: quality)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model.eval()
@@ -195,12 +198,16 @@ def export_model(model, ck: dict, out_dir: str | os.PathLike, name: str, formats
         inputs, outputs = ["audio"], ["stems"]
         dynamic = {"audio": {0: "batch"}, "stems": {0: "batch"}}
 
-    def base_card(fmt, nm):
+    def base_card(fmt, nm, variant):
         c = card_for(model, nm, fmt, ck, window_seconds)
+        if variant != "onnx":
+            c["default_for"] = []
         if command:
             c["command"] = command
         if export_command:
             c["export_command"] = export_command
+        if default_for is not None:
+            c["default_for"] = list(default_for.get(variant, []))
         if extra_metrics:
             c.setdefault("metrics", {}).update(extra_metrics)
         return c
@@ -209,13 +216,12 @@ def export_model(model, ck: dict, out_dir: str | os.PathLike, name: str, formats
     if "onnx" in formats or "int8" in formats:
         _export_onnx(module, args, onnx_path, inputs, outputs, dynamic)
         if "onnx" in formats:
-            written += [onnx_path, _write_card(base_card("onnx", name), onnx_path)]
+            written += [onnx_path, _write_card(base_card("onnx", name, "onnx"), onnx_path)]
     if "int8" in formats:
         q = out / f"{name}-int8.onnx"
         _quantize(onnx_path, q)
-        c = base_card("onnx", f"{name}-int8")
+        c = base_card("onnx", f"{name}-int8", "int8")
         c["quantization"] = "onnxruntime.quantization.quantize_dynamic, int8 weights (MatMul/Gemm), float activations"
-        c["default_for"] = []
         written += [q, _write_card(c, q)]
         if "onnx" not in formats:
             onnx_path.unlink()
@@ -225,8 +231,7 @@ def export_model(model, ck: dict, out_dir: str | os.PathLike, name: str, formats
             warnings.simplefilter("ignore")
             traced = torch.jit.trace(module, args, check_trace=False)
         traced.save(str(ts))
-        c = base_card("torchscript", f"{name}-torchscript")
-        c["default_for"] = []
+        c = base_card("torchscript", f"{name}-torchscript", "torchscript")
         written += [ts, _write_card(c, ts)]
     return written
 
@@ -234,13 +239,15 @@ def export_model(model, ck: dict, out_dir: str | os.PathLike, name: str, formats
 def export_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, name: str | None = None,
                       formats=("onnx", "torchscript", "int8"), metrics_from: str | None = None,
                       evaluate_on: str | None = None, command: str | None = None,
-                      window_seconds: float | None = None, export_command: str | None = None) -> list[Path]:
+                      window_seconds: float | None = None, export_command: str | None = None,
+                      default_for: dict[str, list[str]] | None = None) -> list[Path]:
     if not Path(checkpoint).is_file():
         raise FileNotFoundError(f"{checkpoint}: no such checkpoint")
     model, ck = model_from_checkpoint(checkpoint)
     name = name or ("stemstream-" + ck["kind"])
     extra = json.loads(Path(metrics_from).read_text()) if metrics_from else None
-    paths = export_model(model, ck, out_dir, name, formats, window_seconds, command, extra, export_command)
+    paths = export_model(model, ck, out_dir, name, formats, window_seconds, command, extra, export_command,
+                         default_for)
     if evaluate_on:
         from stream_engine.separators.onnx_backend import OnnxSeparator
 
