@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import shlex
 
 import numpy as np
 import pytest
@@ -196,12 +197,16 @@ def test_commands(stems_dir, tmp_path, capsys):
     card = json.loads((tmp_path / "exp" / "tiny.json").read_text())
     assert card["stateful"] and card["command"]
     # which variant is the default of which profile is the export's choice, written into the cards
-    args = ap.parse_args(["export", str(tmp_path / "run" / "best.pt"), "--out", str(tmp_path / "exp2"),
-                          "--name", "tiny", "--formats", "onnx,int8", "--default-for", "int8=live",
-                          "--default-for", "onnx=balanced"])
+    argv = ["export", str(tmp_path / "run" / "best.pt"), "--out", str(tmp_path / "exp2"), "--name", "tiny",
+            "--formats", "onnx,int8", "--default-for", "int8=live", "--default-for", "onnx=balanced",
+            "--command-text", "stemstream train tiny-student --out 'runs/a b' && echo done"]
+    args = ap.parse_args(argv)
+    args._argv = argv
     assert args.func(args) == 0
-    cards = {n: json.loads((tmp_path / "exp2" / f"{n}.json").read_text())["default_for"] for n in ("tiny", "tiny-int8")}
-    assert cards == {"tiny": ["balanced"], "tiny-int8": ["live"]}
+    cards = {n: json.loads((tmp_path / "exp2" / f"{n}.json").read_text()) for n in ("tiny", "tiny-int8")}
+    assert {n: c["default_for"] for n, c in cards.items()} == {"tiny": ["balanced"], "tiny-int8": ["live"]}
+    # the recorded export command gives back the same arguments, --command-text's spaces and quotes included
+    assert shlex.split(cards["tiny"]["export_command"]) == ["stemstream", *argv]
     args = ap.parse_args(["export", str(tmp_path / "run" / "best.pt"), "--out", str(tmp_path / "exp3"),
                           "--default-for", "int8=concert"])
     assert args.func(args) == 2

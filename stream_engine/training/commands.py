@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 
 
@@ -33,8 +34,7 @@ def _train(args) -> int:
     except (FileNotFoundError, ValueError, json.JSONDecodeError) as e:
         print(f"stemstream train: {e}", file=sys.stderr)
         return 2
-    argv = getattr(args, "_argv", None) or sys.argv[1:]
-    cfg["command"] = "stemstream " + " ".join(argv)
+    cfg["command"] = _command_line(args)
     try:
         res = train(cfg, args.out, resume=args.resume, progress=not args.no_progress)
     except FileNotFoundError as e:
@@ -59,7 +59,7 @@ def _export(args) -> int:
         paths = export_checkpoint(args.checkpoint, args.out, name=args.name, formats=formats,
                                   metrics_from=args.metrics, evaluate_on=args.evaluate, command=args.command_text,
                                   window_seconds=args.window_seconds, default_for=default_for,
-                                  export_command="stemstream " + " ".join(getattr(args, "_argv", None) or sys.argv[1:]))
+                                  export_command=_command_line(args))
     except (FileNotFoundError, SeparatorError, ValueError) as e:
         print(f"stemstream export: {e}", file=sys.stderr)
         return 2
@@ -126,6 +126,11 @@ def add_parsers(subparsers) -> None:
                         "--default-for int8=live --default-for onnx=balanced; default: the float ONNX")
     e.add_argument("--command-text", help="the command that reproduces the weights (stored in the card)")
     e.set_defaults(func=_export)
+
+
+def _command_line(args) -> str:
+    """The command as typed, quoted so that a shell (or shlex.split) gives back the same arguments."""
+    return shlex.join(["stemstream", *(getattr(args, "_argv", None) or sys.argv[1:])])
 
 
 def main(argv=None) -> int:
