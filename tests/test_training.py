@@ -13,7 +13,8 @@ from stream_engine.training import data as D  # noqa: E402
 from stream_engine.training.fixtures import make_stem_folder  # noqa: E402
 from stream_engine.training.models import StreamingStudent, TFCTDFNet, count_parameters  # noqa: E402
 from stream_engine.training.train import (PRESETS, distill_weight, load_checkpoint, load_config,  # noqa: E402
-                                          sdr_loss, separation_loss, train)
+                                          model_from_checkpoint, online_targets, sdr_loss, separate_full,
+                                          separation_loss, train)
 
 
 @pytest.fixture(scope="module")
@@ -127,6 +128,27 @@ def test_train_checkpoint_resume_and_distill(stems_dir, tmp_path):
     res3 = train(scfg, tmp_path / "s", progress=False, log=lambda *a: None)
     assert (tmp_path / "s" / "teacher_targets.npz").is_file()
     assert np.isfinite(res3["best"])
+
+
+def test_online_distillation_labels_each_augmented_batch(stems_dir, tmp_path):
+    over = {"data": str(stems_dir / "train"), "valid": str(stems_dir / "valid"), "steps": 2, "val_every": 2}
+    train(load_config("tiny-teacher", over), tmp_path / "t", progress=False, log=lambda *a: None)
+    teacher, _ = model_from_checkpoint(tmp_path / "t" / "best.pt")
+    mix = torch.from_numpy(np.random.default_rng(0).standard_normal((3, 1, 4000)).astype(np.float32))
+    soft = online_targets(teacher, mix)
+    assert soft.shape == (3, 2, 1, 4000)
+    torch.testing.assert_close(soft.sum(dim=1), mix, atol=1e-5, rtol=0)  # targets add up to the mixture
+    torch.testing.assert_close(soft[1, 0], torch.from_numpy(separate_full(teacher, mix[1].numpy())[0]),
+                               atol=1e-5, rtol=0)  # batched == one excerpt at a time
+    # Same seed and batches with and without the teacher: only the soft targets differ.
+    online = {"teacher": str(tmp_path / "t" / "best.pt"), "weight": 1.0, "online": True, "items": 2}
+    runs = {}
+    for name, distill in (("plain", None), ("online", online)):
+        train(load_config("tiny-student", {**over, "steps": 3, "distill": distill}), tmp_path / name,
+              progress=False, log=lambda *a: None)
+        runs[name] = load_checkpoint(tmp_path / name / "last.pt")["model"]
+    assert not (tmp_path / "online" / "teacher_targets.npz").exists()  # nothing cached: labelled per batch
+    assert any(not torch.equal(runs["plain"][k], runs["online"][k]) for k in runs["plain"])
 
 
 def test_sdr_loss_is_the_negative_metric():

@@ -1,10 +1,10 @@
 """Bundled models (package data): ``<name>.onnx`` + ``<name>.json`` (model card).
 
 - ``stemstream-student``: the distilled low-latency streaming student
-  (16 kHz mono, stateful, 12 ms model latency); default of the live and
+  (16 kHz mono, stateful, 8 ms model latency); default of the live and
   balanced profiles.
 - ``stemstream-student-int8``: the same with int8 weights.
-- ``stemstream-teacher``: the TFC-TDF U-Net teacher (non-causal, 3 s windows);
+- ``stemstream-teacher``: the TFC-TDF U-Net teacher (non-causal, 1.5 s windows);
   default of the quality profile.
 
 Each card holds the command that reproduced the weights, the training data

@@ -28,7 +28,7 @@ def _train(args) -> int:
             "lr": args.lr, "loss": args.loss, "init": args.init}
     if args.teacher:
         over["distill"] = {"teacher": args.teacher, "weight": args.distill_weight,
-                           "weight_end": args.distill_weight_end}
+                           "weight_end": args.distill_weight_end, "online": args.online_teacher}
     try:
         cfg = load_config(args.config, over)
     except (FileNotFoundError, ValueError, json.JSONDecodeError) as e:
@@ -108,6 +108,8 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--val-tracks", type=int, help="validate on the first N validation tracks only")
     p.add_argument("--teacher", help="teacher checkpoint for distillation (student presets)")
     p.add_argument("--distill-weight", type=float, default=0.5, help="soft-target weight in [0, 1]")
+    p.add_argument("--online-teacher", action="store_true",
+                   help="the teacher separates every augmented batch (else: its cached outputs on the clean tracks)")
     p.add_argument("--distill-weight-end", type=float, help="move the weight linearly to this by the end of the run")
     p.add_argument("--no-progress", action="store_true", help="log lines instead of a progress bar")
     p.add_argument("--list-presets", action="store_true")

@@ -297,6 +297,17 @@ def teacher_targets(teacher, tracks, log=print, chunk_seconds: float = 12.0) -> 
     return out
 
 
+@torch.no_grad()
+def online_targets(teacher, mix: torch.Tensor) -> torch.Tensor:
+    """The teacher's soft targets for a batch (B, C, N) -> (B, 2, C, N): its vocals, and the
+    mixture minus them, so the two targets add up to the mixture as the ground truth does."""
+    lat = model_latency(teacher)
+    vocals = teacher(F.pad(mix, (0, lat)) if lat else mix)[:, 0]
+    if lat:
+        vocals = vocals[..., lat:]
+    return torch.stack([vocals, mix - vocals], dim=1)
+
+
 # ---------------------------------------------------------------------- training
 
 
@@ -333,8 +344,14 @@ def train(cfg: dict, out_dir: str | os.PathLike, resume: bool = False, log=print
         k: tuple(v) if isinstance(v, list) else v for k, v in cfg["augment"].items()}), seed=int(cfg["seed"]))
 
     distill = cfg.get("distill")
-    targets = None
-    if distill and float(distill.get("weight", 0)) > 0:
+    targets = online_teacher = None
+    if distill and float(distill.get("weight", 0)) > 0 and distill.get("online"):
+        # Online: the teacher separates each augmented batch as it is drawn. It costs a teacher
+        # forward pass per step, but its targets are for mixtures it never trained on (cached
+        # targets are for its own training tracks, which it has nearly memorised).
+        online_teacher, _ = model_from_checkpoint(distill["teacher"])
+        log(f"teacher {distill['teacher']}: online soft targets for every batch")
+    elif distill and float(distill.get("weight", 0)) > 0:
         tpath = Path(distill["teacher"])
         cache = out / "teacher_targets.npz"
         if cache.is_file():
@@ -401,7 +418,16 @@ def train(cfg: dict, out_dir: str | os.PathLike, resume: bool = False, log=print
             est = est[..., lat:]
             ref = ref[..., :-lat]
         loss = loss_fn(est, ref)
-        if targets is not None:
+        if online_teacher is not None:
+            w = distill_weight(distill, progress_at(step, train_time))
+            # The teacher costs ~8x a student step per item, so it labels only the first `items`
+            # of each batch (random excerpts: the sampler shuffles and augments every item).
+            k = min(int(distill.get("items") or len(mix)), len(mix))
+            soft_t = online_targets(online_teacher, mix[:k])
+            if lat:
+                soft_t = soft_t[..., :-lat]
+            loss = (1 - w) * loss + w * loss_fn(est[:k], soft_t)
+        elif targets is not None:
             w = distill_weight(distill, progress_at(step, train_time))
             sel = np.nonzero(index[:, 0] >= 0)[0]
             if len(sel):
