@@ -236,3 +236,6 @@ def test_commands(stems_dir, tmp_path, capsys):
     args = ap.parse_args(["train", "no-such-preset", "--out", str(tmp_path / "x")])
     assert args.func(args) == 2
     assert "neither a preset" in capsys.readouterr().err
+    args = ap.parse_args(["train", "tiny-student", "--online-teacher", "--out", str(tmp_path / "y")])
+    assert args.func(args) == 2
+    assert "--online-teacher needs --teacher" in capsys.readouterr().err

@@ -26,6 +26,9 @@ def _train(args) -> int:
     over = {"data": args.data, "valid": args.valid, "seed": args.seed, "steps": args.steps, "threads": args.threads,
             "batch": args.batch, "val_every": args.val_every, "val_tracks": args.val_tracks, "minutes": args.minutes,
             "lr": args.lr, "loss": args.loss, "init": args.init}
+    if args.online_teacher and not args.teacher:
+        print("stemstream train: --online-teacher needs --teacher CHECKPOINT", file=sys.stderr)
+        return 2
     if args.teacher:
         over["distill"] = {"teacher": args.teacher, "weight": args.distill_weight,
                            "weight_end": args.distill_weight_end, "online": args.online_teacher}

@@ -142,18 +142,18 @@ def model_latency(model) -> int:
     return int(getattr(model, "latency", 0))
 
 
+def forward_aligned(model, x: torch.Tensor) -> torch.Tensor:
+    """mix (B, C, N) -> stems (B, S, C, N) lined up with the input: the model's latency removed."""
+    lat = model_latency(model)
+    y = model(F.pad(x, (0, lat)) if lat else x)
+    return y[..., lat:] if lat else y
+
+
 @torch.no_grad()
-def separate_full(model, mix: np.ndarray, chunk: int | None = None) -> np.ndarray:
+def separate_full(model, mix: np.ndarray) -> np.ndarray:
     """Whole-track separation in training mode layout: mix (C, N) -> (S, C, N), latency removed."""
     model.eval()
-    x = torch.from_numpy(np.ascontiguousarray(mix))[None]
-    lat = model_latency(model)
-    if lat:
-        x = F.pad(x, (0, lat))
-    y = model(x)[0]
-    if lat:
-        y = y[..., lat:]
-    return y.numpy()
+    return forward_aligned(model, torch.from_numpy(np.ascontiguousarray(mix))[None])[0].numpy()
 
 
 def evaluate(model, val, stems=STEMS) -> dict:
@@ -301,10 +301,7 @@ def teacher_targets(teacher, tracks, log=print, chunk_seconds: float = 12.0) -> 
 def online_targets(teacher, mix: torch.Tensor) -> torch.Tensor:
     """The teacher's soft targets for a batch (B, C, N) -> (B, 2, C, N): its vocals, and the
     mixture minus them, so the two targets add up to the mixture as the ground truth does."""
-    lat = model_latency(teacher)
-    vocals = teacher(F.pad(mix, (0, lat)) if lat else mix)[:, 0]
-    if lat:
-        vocals = vocals[..., lat:]
+    vocals = forward_aligned(teacher, mix)[:, 0]
     return torch.stack([vocals, mix - vocals], dim=1)
 
 
