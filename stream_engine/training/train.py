@@ -415,17 +415,13 @@ def train(cfg: dict, out_dir: str | os.PathLike, resume: bool = False, log=print
             est = est[..., lat:]
             ref = ref[..., :-lat]
         loss = loss_fn(est, ref)
+        soft_t = picked = None  # soft targets, and which batch items they are for
         if online_teacher is not None:
-            w = distill_weight(distill, progress_at(step, train_time))
             # The teacher costs ~8x a student step per item, so it labels only the first `items`
             # of each batch (random excerpts: the sampler shuffles and augments every item).
-            k = min(int(distill.get("items") or len(mix)), len(mix))
-            soft_t = online_targets(online_teacher, mix[:k])
-            if lat:
-                soft_t = soft_t[..., :-lat]
-            loss = (1 - w) * loss + w * loss_fn(est[:k], soft_t)
+            picked = torch.arange(min(int(distill.get("items") or len(mix)), len(mix)))
+            soft_t = online_targets(online_teacher, mix[picked])
         elif targets is not None:
-            w = distill_weight(distill, progress_at(step, train_time))
             sel = np.nonzero(index[:, 0] >= 0)[0]
             if len(sel):
                 soft = np.zeros((len(sel),) + ref_np.shape[1:], np.float32)
@@ -434,11 +430,12 @@ def train(cfg: dict, out_dir: str | os.PathLike, resume: bool = False, log=print
                     v = targets[name_index[ti]][:, start:start + ref_np.shape[-1]] * g
                     soft[j, 0, :, : v.shape[-1]] = v
                     soft[j, 1] = mix_np[b] - soft[j, 0]
-                soft_t = torch.from_numpy(soft)
-                if lat:
-                    soft_t = soft_t[..., :-lat]
-                loss_soft = loss_fn(est[torch.from_numpy(sel)], soft_t)
-                loss = (1 - w) * loss + w * loss_soft
+                picked, soft_t = torch.from_numpy(sel), torch.from_numpy(soft)
+        if soft_t is not None:
+            if lat:
+                soft_t = soft_t[..., :-lat]
+            w = distill_weight(distill, progress_at(step, train_time))
+            loss = (1 - w) * loss + w * loss_fn(est[picked], soft_t)
         lr_now = lr_at(step, train_time)
         for g in opt.param_groups:
             g["lr"] = lr_now
