@@ -181,6 +181,26 @@ def test_fine_tuning_starts_from_a_checkpoint(stems_dir, tmp_path):
               log=lambda *a: None)
 
 
+def test_weight_average_is_what_validation_scores_and_best_holds(stems_dir, tmp_path):
+    over = {"data": str(stems_dir / "train"), "valid": str(stems_dir / "valid"), "steps": 4, "val_every": 4,
+            "ema": 0.5}
+    train(load_config("tiny-teacher", over), tmp_path / "e", progress=False, log=lambda *a: None)
+    last, best = load_checkpoint(tmp_path / "e" / "last.pt"), load_checkpoint(tmp_path / "e" / "best.pt")
+    assert int(last["ema"]["n_averaged"]) == 4
+    averaged = {k[len("module."):]: v for k, v in last["ema"].items() if k.startswith("module.")}
+    assert all(torch.equal(best["model"][k], averaged[k]) for k in best["model"])  # best.pt: the average
+    assert any(not torch.equal(best["model"][k], last["model"][k]) for k in best["model"])  # not the raw weights
+    model, _ = model_from_checkpoint(tmp_path / "e" / "best.pt")  # loads like any checkpoint
+    assert separate_full(model, np.zeros((1, 800), np.float32)).shape == (2, 1, 800)
+    # resume carries the average on: 2 more updates
+    train({**load_config("tiny-teacher", over), "steps": 6, "val_every": 2}, tmp_path / "e", resume=True,
+          progress=False, log=lambda *a: None)
+    assert int(load_checkpoint(tmp_path / "e" / "last.pt")["ema"]["n_averaged"]) == 6
+    with pytest.raises(ValueError, match="ema"):
+        train(load_config("tiny-teacher", {**over, "ema": 1.5}), tmp_path / "bad", progress=False,
+              log=lambda *a: None)
+
+
 def test_train_is_seeded(stems_dir, tmp_path):
     over = {"data": str(stems_dir / "train"), "valid": str(stems_dir / "valid"), "steps": 2, "val_every": 2}
     a = train(load_config("tiny-student", over), tmp_path / "a", progress=False, log=lambda *a: None)
