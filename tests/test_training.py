@@ -14,7 +14,7 @@ from stream_engine.training.fixtures import make_stem_folder  # noqa: E402
 from stream_engine.training.models import StreamingStudent, TFCTDFNet, count_parameters  # noqa: E402
 from stream_engine.training.train import (PRESETS, distill_weight, load_checkpoint, load_config,  # noqa: E402
                                           model_from_checkpoint, online_targets, sdr_loss, separate_full,
-                                          separation_loss, train)
+                                          separation_loss, teacher_confidence, train)
 
 
 @pytest.fixture(scope="module")
@@ -149,6 +149,47 @@ def test_online_distillation_labels_each_augmented_batch(stems_dir, tmp_path):
         runs[name] = load_checkpoint(tmp_path / name / "last.pt")["model"]
     assert not (tmp_path / "online" / "teacher_targets.npz").exists()  # nothing cached: labelled per batch
     assert any(not torch.equal(runs["plain"][k], runs["online"][k]) for k in runs["plain"])
+
+
+def test_teacher_confidence_trusts_the_teacher_where_it_is_ahead():
+    rng = np.random.default_rng(3)
+    truth = torch.from_numpy(rng.standard_normal((3, 2, 1, 4000)).astype(np.float32))
+    noise = torch.from_numpy(rng.standard_normal(truth.shape).astype(np.float32))
+    student = truth + 0.3 * noise  # about 10.5 dB
+    teacher = truth + torch.tensor([0.1, 0.3, 1.0]).view(3, 1, 1, 1) * noise  # ~20 dB, the same, ~0 dB
+    trust = teacher_confidence(student, teacher, truth, margin_db=2.0)
+    assert trust.tolist() == pytest.approx([1.0, 0.0, 0.0])
+    assert teacher_confidence(student, truth + 0.25 * noise, truth, 2.0).tolist() == pytest.approx(
+        [0.79] * 3, abs=0.02)  # 20 log10(0.3 / 0.25) = 1.58 dB ahead of the student: 1.58 / 2
+    assert teacher_confidence(student, teacher, truth, 0.0).tolist() == [1.0, 0.0, 0.0]  # a hard gate
+    # per-excerpt losses average to the batch loss
+    for loss in (sdr_loss, separation_loss):
+        assert float(loss(student, truth, per_item=True).mean()) == pytest.approx(float(loss(student, truth)),
+                                                                                   rel=1e-5)
+
+
+def test_confidence_weighted_distillation_trains_and_logs_the_trust(stems_dir, tmp_path):
+    over = {"data": str(stems_dir / "train"), "valid": str(stems_dir / "valid"), "steps": 2, "val_every": 2}
+    train(load_config("tiny-teacher", over), tmp_path / "t", progress=False, log=lambda *a: None)
+    distill = {"teacher": str(tmp_path / "t" / "best.pt"), "weight": 0.5, "online": True, "items": 2,
+               "confidence_db": 2.0}
+    res = train(load_config("tiny-student", {**over, "distill": distill}), tmp_path / "s", progress=False,
+                log=lambda *a: None)
+    assert 0.0 <= res["history"][-1]["teacher_trust"] <= 1.0
+
+
+def test_recipe_files_may_build_on_each_other(tmp_path):
+    (tmp_path / "a.json").write_text(json.dumps({"base": "tiny-student", "lr": 0.01, "augment": {"eq": 0.5}}))
+    (tmp_path / "b.json").write_text(json.dumps({"base": "a.json", "seed": 9, "augment": {"pitch": 0.2}}))
+    cfg = load_config(str(tmp_path / "b.json"))
+    assert (cfg["lr"], cfg["seed"], cfg["augment"]["eq"], cfg["augment"]["pitch"]) == (0.01, 9, 0.5, 0.2)
+    assert cfg["model_cfg"] == PRESETS["tiny-student"]["model_cfg"]
+    (tmp_path / "c.json").write_text(json.dumps({"base": "d.json"}))
+    (tmp_path / "d.json").write_text(json.dumps({"base": "c.json"}))
+    with pytest.raises(ValueError, match="loops back"):
+        load_config(str(tmp_path / "c.json"))
+    with pytest.raises(FileNotFoundError, match="missing.json"):
+        load_config(str(tmp_path / "missing.json"))
 
 
 def test_sdr_loss_is_the_negative_metric():

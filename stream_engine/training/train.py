@@ -37,7 +37,9 @@ _BASE = {
     "log_every": 10,
     "augment": {"gain_db": [-6.0, 3.0], "polarity": 0.5, "remix": 0.5, "eq": 0.2, "eq_db": 4.0, "pitch": 0.0},
     "clean_frac": 0.5,  # share of each batch with stem-consistent augmentation (distillation targets exist)
-    "distill": None,  # {"teacher": checkpoint path, "weight": soft-target weight in [0, 1], optional "weight_end"}
+    # {"teacher": checkpoint path, "weight": soft-target weight in [0, 1], optional "weight_end",
+    #  "online" (label each augmented batch), "items" (how many of it), "confidence_db" (teacher_confidence)}
+    "distill": None,
     "loss": "l1",  # "l1": L1 on waveforms + 0.1 L1 on magnitudes; "sdr": negative SDR (the metric itself)
     "init": None,  # a checkpoint to start the weights from (fine-tuning: fresh optimizer and LR schedule)
     "ema": None,  # a decay per step (e.g. 0.999): validate and keep an exponential moving average of the weights
@@ -92,8 +94,9 @@ PRESETS["student-asym"] = {**copy.deepcopy(PRESETS["student"]), "distill": None,
                                          "asym": True}}
 
 
-def load_config(name_or_path: str, overrides: dict | None = None) -> dict:
-    """A preset name or a JSON file (which may name a ``base`` preset and override keys)."""
+def load_config(name_or_path: str, overrides: dict | None = None, _chain: tuple = ()) -> dict:
+    """A preset name or a JSON file (which may name a ``base`` preset, or another JSON file beside it,
+    and override keys)."""
     if name_or_path in PRESETS:
         cfg = copy.deepcopy(PRESETS[name_or_path])
         cfg["preset"] = name_or_path
@@ -102,7 +105,13 @@ def load_config(name_or_path: str, overrides: dict | None = None) -> dict:
         if not p.is_file():
             raise FileNotFoundError(f"{name_or_path}: neither a preset ({', '.join(PRESETS)}) nor a config file")
         user = json.loads(p.read_text())
-        cfg = copy.deepcopy(PRESETS[user.get("base", "student")])
+        base = user.get("base", "student")
+        if base in PRESETS:
+            cfg = copy.deepcopy(PRESETS[base])
+        else:  # another recipe file, beside this one: a variant names what it changes
+            if p.resolve() in _chain:
+                raise ValueError(f"{name_or_path}: its chain of base recipes loops back to itself")
+            cfg = load_config(str(p.parent / base), _chain=_chain + (p.resolve(),))
         for k, v in user.items():
             if isinstance(v, dict) and isinstance(cfg.get(k), dict):
                 cfg[k] = {**cfg[k], **v}
@@ -176,23 +185,26 @@ def _stft_mag(x: torch.Tensor, n_fft: int) -> torch.Tensor:
     return X.abs()
 
 
-def separation_loss(est: torch.Tensor, ref: torch.Tensor, spec_ffts=(512,)) -> torch.Tensor:
-    """L1 on waveforms plus L1 on STFT magnitudes; est/ref (B, S, C, N)."""
-    loss = (est - ref).abs().mean()
+def separation_loss(est: torch.Tensor, ref: torch.Tensor, spec_ffts=(512,), per_item: bool = False) -> torch.Tensor:
+    """L1 on waveforms plus L1 on STFT magnitudes; est/ref (B, S, C, N). ``per_item``: one value per excerpt (B,)."""
+    B = est.shape[0]
+    loss = (est - ref).abs().reshape(B, -1).mean(1)
     if spec_ffts:
         e = est.reshape(-1, est.shape[-1])
         r = ref.reshape(-1, ref.shape[-1])
         for n in spec_ffts:
-            loss = loss + 0.1 * (_stft_mag(e, n) - _stft_mag(r, n)).abs().mean()
-    return loss
+            loss = loss + 0.1 * (_stft_mag(e, n) - _stft_mag(r, n)).abs().reshape(B, -1).mean(1)
+    return loss if per_item else loss.mean()
 
 
-def sdr_loss(est: torch.Tensor, ref: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
+def sdr_loss(est: torch.Tensor, ref: torch.Tensor, eps: float = 1e-7, per_item: bool = False) -> torch.Tensor:
     """Negative SDR (the MDX definition ``evaluate`` scores) per excerpt and stem, averaged; est/ref (B, S, C, N).
-    ``eps`` keeps an excerpt whose stem is silent from dominating (its SDR is then near 0 dB, not -inf)."""
+    ``eps`` keeps an excerpt whose stem is silent from dominating (its SDR is then near 0 dB, not -inf).
+    ``per_item``: one value per excerpt (B,), averaged over stems."""
     num = ref.pow(2).sum((-2, -1)) + eps
     den = (ref - est).pow(2).sum((-2, -1)) + eps
-    return -(10 * torch.log10(num / den)).mean()
+    loss = -(10 * torch.log10(num / den)).mean(1)
+    return loss if per_item else loss.mean()
 
 
 def make_loss(kind: str):
@@ -254,6 +266,19 @@ def distill_weight(distill: dict, progress: float) -> float:
     w0 = float(distill["weight"])
     w1 = distill.get("weight_end")
     return w0 if w1 is None else w0 + (float(w1) - w0) * progress
+
+
+@torch.no_grad()
+def teacher_confidence(student: torch.Tensor, teacher: torch.Tensor, truth: torch.Tensor,
+                       margin_db: float) -> torch.Tensor:
+    """How far to trust the teacher on each excerpt, in [0, 1]: its SDR against the ground truth
+    minus the student's, over ``margin_db`` (0: trust it only where it is ahead). On the excerpts
+    where the teacher is no better than the student, its target would pull the student down
+    (the per-clip results of the plain blend), so its share goes back to the ground truth."""
+    gap = sdr_loss(student, truth, per_item=True) - sdr_loss(teacher, truth, per_item=True)  # dB teacher ahead
+    if margin_db <= 0:
+        return (gap > 0).to(student.dtype)
+    return (gap / float(margin_db)).clamp(0.0, 1.0)
 
 
 # ---------------------------------------------------------------------- teacher targets
@@ -420,7 +445,7 @@ def train(cfg: dict, out_dir: str | os.PathLike, resume: bool = False, log=print
     except ImportError:  # pragma: no cover
         bar = None
     train_time = float(history[-1]["train_seconds"]) if history else 0.0
-    run_loss = None
+    run_loss = run_trust = None  # running means: the loss, the teacher's share where confidence-weighted
     finished = False
     while not finished:
         t_step = time.time()
@@ -454,7 +479,14 @@ def train(cfg: dict, out_dir: str | os.PathLike, resume: bool = False, log=print
             if lat:
                 soft_t = soft_t[..., :-lat]
             w = distill_weight(distill, progress_at(step, train_time))
-            loss = (1 - w) * loss + w * loss_fn(est[picked], soft_t)
+            if distill.get("confidence_db") is None:
+                loss = (1 - w) * loss + w * loss_fn(est[picked], soft_t)
+            else:  # per excerpt: the teacher's share, scaled by its confidence; the rest stays on the truth
+                trust = teacher_confidence(est[picked], soft_t, ref[picked], float(distill["confidence_db"]))
+                item = trust * loss_fn(est[picked], soft_t, per_item=True) \
+                    + (1 - trust) * loss_fn(est[picked], ref[picked], per_item=True)
+                loss = (1 - w) * loss + w * item.mean()
+                run_trust = float(trust.mean()) if run_trust is None else 0.9 * run_trust + 0.1 * float(trust.mean())
         lr_now = lr_at(step, train_time)
         for g in opt.param_groups:
             g["lr"] = lr_now
@@ -483,6 +515,8 @@ def train(cfg: dict, out_dir: str | os.PathLike, resume: bool = False, log=print
             score = float(np.mean(list(res["mean"].values())))
             entry = {"step": step, "loss": run_loss, "train_seconds": elapsed, "val_seconds": time.time() - t_val,
                      "mean": res["mean"], "median": res["median"]}
+            if run_trust is not None:
+                entry["teacher_trust"] = run_trust
             history.append(entry)
             msg = (f"step {step}: loss {run_loss:.4f}; validation SDR "
                    + ", ".join(f"{s} {res['mean'][s]:.2f} (median {res['median'][s]:.2f})" for s in stems)
