@@ -458,7 +458,8 @@ def train(cfg: dict, out_dir: str | os.PathLike, resume: bool = False, log=print
         if lat:  # output delayed by the model's latency: compare est[t] with ref[t - lat]
             est = est[..., lat:]
             ref = ref[..., :-lat]
-        loss = loss_fn(est, ref)
+        truth_loss = loss_fn(est, ref, per_item=True)  # per excerpt, for the confidence blend below
+        loss = truth_loss.mean()
         soft_t = picked = None  # soft targets, and which batch items they are for
         if online_teacher is not None:
             # The teacher costs ~8x a student step per item, so it labels only the first `items`
@@ -484,7 +485,7 @@ def train(cfg: dict, out_dir: str | os.PathLike, resume: bool = False, log=print
             else:  # per excerpt: the teacher's share, scaled by its confidence; the rest stays on the truth
                 trust = teacher_confidence(est[picked], soft_t, ref[picked], float(distill["confidence_db"]))
                 item = trust * loss_fn(est[picked], soft_t, per_item=True) \
-                    + (1 - trust) * loss_fn(est[picked], ref[picked], per_item=True)
+                    + (1 - trust) * truth_loss[picked]
                 loss = (1 - w) * loss + w * item.mean()
                 run_trust = float(trust.mean()) if run_trust is None else 0.9 * run_trust + 0.1 * float(trust.mean())
         lr_now = lr_at(step, train_time)
