@@ -80,14 +80,14 @@ def apply_dark_theme(app) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from stream_engine.profiles import PROFILES
+    from stream_engine.profiles import REALTIME_PROFILES
 
     p = argparse.ArgumentParser(prog="stemstream-gui", description="stemstream desktop app")
     p.add_argument("--input", help="input device (index, 'HOSTAPI: name' or part of a name), 'demo' for the "
                                    "demo song, or file:PATH to play a file through the engine")
     p.add_argument("--output", help="output device (index, 'HOSTAPI: name' or part of a name)")
     p.add_argument("--model", help="built-in, bundled model name or model file")
-    p.add_argument("--profile", choices=list(PROFILES))
+    p.add_argument("--profile", choices=REALTIME_PROFILES)
     p.add_argument("--block", type=int, help="device block size (default: the profile's)")
     p.add_argument("--key-shift", dest="key_shift", action="store_true", default=None,
                    help="include the key-change stage (adds 43 ms)")

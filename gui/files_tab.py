@@ -114,8 +114,8 @@ class FilesTab(QWidget):
         self.profile_box = QComboBox()
         for name in PROFILES:
             self.profile_box.addItem(name, name)
-        self.profile_box.setCurrentText("quality")
-        self.profile_box.setToolTip("Offline, latency does not matter: quality uses the longest windows")
+        self.profile_box.setCurrentText("offline")
+        self.profile_box.setToolTip("Files: latency does not matter, offline uses the longest windows")
         self.format_box = QComboBox()
         self.format_box.addItems(["wav", "flac"])
         self.out_edit = QLineEdit(str(out_dir))

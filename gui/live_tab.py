@@ -11,7 +11,7 @@ from PySide6.QtWidgets import (
 )
 
 from stream_engine.params import StemParams
-from stream_engine.profiles import PROFILES
+from stream_engine.profiles import PROFILES, REALTIME_PROFILES
 
 from .fx_panel import FxPanel
 from .widgets import LevelMeter, Spectrogram
@@ -132,10 +132,11 @@ class LiveTab(QWidget):
         self.model_box.setToolTip("Separator: a built-in, a bundled model, or a model file (.onnx, .pt)")
         self.model_box.setMinimumContentsLength(12)
         self.profile_box = QComboBox()
-        for name, prof in PROFILES.items():
-            self.profile_box.addItem(f"{name}  (≤ {prof.latency_target_ms:g} ms)", name)
-        self.profile_box.setToolTip("\n".join(f"{n}: {p.description}, block {p.block}, target ≤ {p.latency_target_ms:g} ms"
-                                              for n, p in PROFILES.items()))
+        for name in REALTIME_PROFILES:
+            self.profile_box.addItem(f"{name}  (≤ {PROFILES[name].latency_target_ms:g} ms)", name)
+        self.profile_box.setToolTip("\n".join(f"{n}: {PROFILES[n].description}, block {PROFILES[n].block}, "
+                                              f"target ≤ {PROFILES[n].latency_target_ms:g} ms"
+                                              for n in REALTIME_PROFILES))
         self.key_stage = QCheckBox("Key change (adds 43 ms)")
         self.key_stage.setToolTip("Put the key-shift stage in the pipeline so the key can change; "
                                   "its phase vocoder adds 2048 samples of latency. Applies on (re)start")

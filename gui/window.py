@@ -179,7 +179,7 @@ class MainWindow(QMainWindow):
             if fb.findData(files_model) < 0:
                 fb.addItem(Path(files_model).name, files_model)
             fb.setCurrentIndex(fb.findData(files_model))
-        self.files.profile_box.setCurrentText(s.get("files_profile", "quality"))
+        self.files.profile_box.setCurrentText(s.get("files_profile", "offline"))
         self.tabs.setCurrentIndex(1 if (a.tab or s.get("tab")) == "files" else 0)
         chains = dict(s.get("fx", {}) or {})
         if a.fx:

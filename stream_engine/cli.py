@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from .profiles import PROFILES
+from .profiles import PROFILES, REALTIME_PROFILES
 
 EXIT_ERROR = 2
 
@@ -17,11 +17,11 @@ def fail(message: str) -> int:
     return EXIT_ERROR
 
 
-def add_model_args(p: argparse.ArgumentParser, default_profile: str = "balanced") -> None:
+def add_model_args(p: argparse.ArgumentParser, default_profile: str = "balanced", realtime_only: bool = False) -> None:
     p.add_argument("--model", default=None,
                    help="built-in name (passthrough, dsp-center), bundled model name, or a model file path; "
                         "default: the profile's default model")
-    p.add_argument("--profile", choices=list(PROFILES), default=default_profile,
+    p.add_argument("--profile", choices=REALTIME_PROFILES if realtime_only else list(PROFILES), default=default_profile,
                    help="latency / quality trade-off (default: %(default)s)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (model backends only)")
 
@@ -127,10 +127,12 @@ def cmd_eval(args) -> int:
 
 
 def cmd_models(args) -> int:
-    from .separators.registry import BUILTINS, bundled_models, default_model
+    from .separators.registry import BUILTINS, bundled_models, default_model, third_party_models
 
     for name in BUILTINS:
         print(f"{name}  (built in)")
+    for name, card in third_party_models().items():
+        print(f"{name}  {card['sample_rate']} Hz, stems {', '.join(card['stems'])}  (weights: {card['source'].split(',')[0]})")
     for name, card in bundled_models().items():
         print(f"{name}  {card.get('sample_rate')} Hz, stems {', '.join(card.get('stems', []))}  ({card['path']})")
     for profile in PROFILES:
@@ -151,11 +153,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fx", action="append", metavar="STEM=PRESET",
                    help="effect chain preset (or JSON file) on a stem; repeatable, e.g. --fx vocals=vocal")
     p.add_argument("--key", type=int, default=0, help="shift the accompaniment by semitones (-12..12)")
-    add_model_args(p)
-    p.set_defaults(func=cmd_separate)
+    add_model_args(p, "offline")
+    p.set_defaults(func=cmd_separate)  # the offline profile: the best model installed, longest windows
 
     p = sub.add_parser("bench", help="latency, compute time, speed and misses")
-    add_model_args(p, "live")
+    add_model_args(p, "live", realtime_only=True)
     p.add_argument("--seconds", type=float, default=10.0, help="length of the paced run")
     p.add_argument("--rate", type=int, default=48000)
     p.add_argument("--block", type=int, default=None, help="device block (default: the profile's)")

@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 
-from .profiles import PROFILES
+from .profiles import PROFILES, REALTIME_PROFILES
 
 EXIT_OK = 0
 EXIT_RUNTIME = 1  # the device stopped / vanished, the worker failed
@@ -205,7 +205,7 @@ def add_parsers(subparsers) -> None:
                    help="only devices of this host API (part of its name, e.g. jack, alsa)")
     p.add_argument("--model", default=None,
                    help="built-in name (passthrough, dsp-center), bundled model name, or a model file path")
-    p.add_argument("--profile", choices=list(PROFILES), default="live", help="default: %(default)s")
+    p.add_argument("--profile", choices=REALTIME_PROFILES, default="live", help="default: %(default)s")
     p.add_argument("--device", dest="compute_device", default="cpu", help="cpu or cuda (model backends only)")
     p.add_argument("--block", type=int, default=None, help="device block in frames (default: the profile's)")
     p.add_argument("--rate", type=int, default=None, help="sample rate (default: the device's)")

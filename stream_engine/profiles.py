@@ -17,13 +17,20 @@ class Profile:
     # on a busy machine (measured: 1-4 misses per 10 s with one block under
     # load, none with two).
     budget_blocks: int = 2
+    # False: for files only (separate, eval); live front ends do not offer it.
+    realtime: bool = True
+    # A separator with no framing of its own for this profile uses this one's.
+    falls_back_to: str | None = None
 
 
 PROFILES = {
     "live": Profile("live", 256, "QQ", 20.0, "a singer monitoring, a streamer"),
     "balanced": Profile("balanced", 512, "HQ", 100.0, "karaoke from a player"),
     "quality": Profile("quality", 1024, "HQ", 1000.0, "DAW work with latency compensation"),
+    "offline": Profile("offline", 16384, "VHQ", float("inf"), "files, where latency does not matter",
+                       realtime=False, falls_back_to="quality"),
 }
+REALTIME_PROFILES = [name for name, p in PROFILES.items() if p.realtime]
 
 
 def get_profile(name: str) -> Profile:
@@ -31,3 +38,13 @@ def get_profile(name: str) -> Profile:
         return PROFILES[name]
     except KeyError:
         raise ValueError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}") from None
+
+
+def pick_framing(table: dict, profile: str):
+    """``table[profile]``, or the entry of the profile it falls back to (offline: quality)."""
+    if profile in table:
+        return table[profile]
+    fallback = PROFILES[profile].falls_back_to if profile in PROFILES else None
+    if fallback in table:
+        return table[fallback]
+    raise ValueError(f"no framing for profile {profile!r} (known: {', '.join(table)})")

@@ -26,6 +26,7 @@ import hashlib
 import json
 from pathlib import Path
 
+from ..profiles import pick_framing
 from .base import SeparatorError, SeparatorSpec
 
 REQUIRED = ("name", "format", "sample_rate", "stems", "channels", "window", "hop", "lookahead", "fade", "stateful")
@@ -112,8 +113,11 @@ def load_card(model_path: str | Path, expected_format: str | None = None, check_
 def spec_from_card(card: dict, profile: str | None = None) -> SeparatorSpec:
     fr = dict(window=card["window"], hop=card["hop"], lookahead=card["lookahead"], fade=card["fade"])
     profiles = card.get("profiles") or {}
-    if profile and profile in profiles and not card["stateful"]:
-        fr.update({k: int(v) for k, v in profiles[profile].items() if k in fr})
+    if profile and profiles and not card["stateful"]:
+        try:
+            fr.update({k: int(v) for k, v in pick_framing(profiles, profile).items() if k in fr})
+        except ValueError:
+            pass  # the card's own framing
     return SeparatorSpec(
         name=card["name"],
         stems=tuple(card["stems"]),

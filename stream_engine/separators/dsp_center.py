@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..profiles import pick_framing
 from .base import Separator, SeparatorSpec
 
 # profile -> (n_fft, hop)
@@ -38,7 +39,7 @@ class DspCenter(Separator):
         smoothing_ms: float = 40.0,
         band_hz: tuple[float, float] = (300.0, 12000.0),
     ):
-        n_fft, hop = FRAMING[profile]
+        n_fft, hop = pick_framing(FRAMING, profile)
         self.n_fft, self.hop = n_fft, hop
         self.spec = SeparatorSpec(
             name="dsp-center",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..profiles import pick_framing
 from .base import Separator, SeparatorSpec
 
 # profile -> (hop, fade): short and cheap for live, long segments elsewhere
@@ -16,7 +17,7 @@ FRAMING = {"live": (128, 32), "balanced": (1024, 256), "quality": (4096, 1024)}
 
 class Passthrough(Separator):
     def __init__(self, profile: str = "balanced"):
-        hop, fade = FRAMING[profile]
+        hop, fade = pick_framing(FRAMING, profile)
         self.spec = SeparatorSpec(
             name="passthrough", stems=("vocals", "accompaniment"), window=hop + fade, hop=hop, fade=fade
         )

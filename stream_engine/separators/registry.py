@@ -27,16 +27,29 @@ def bundled_models() -> dict[str, dict]:
     return models
 
 
+def third_party_models() -> dict[str, dict]:
+    """{name: card} for models whose weights come from another installed package."""
+    from . import spleeter
+
+    return {"spleeter": spleeter.load_card()} if spleeter.available() else {}
+
+
 def default_model(profile: str) -> str:
-    """The bundled model whose card names this profile, else dsp-center."""
-    for name, card in bundled_models().items():
+    """The first model whose card names this profile (third-party first), else dsp-center.
+
+    Third-party models come first: they are the default only where their
+    card says so and only once the user has installed their weights.
+    """
+    for name, card in {**third_party_models(), **bundled_models()}.items():
         if profile in card.get("default_for", []):
             return name
+    if profile == "offline":  # no model claims it: the quality profile's choice
+        return default_model("quality")
     return "dsp-center"
 
 
 def available() -> list[str]:
-    return list(BUILTINS) + list(bundled_models())
+    return list(BUILTINS) + list(third_party_models()) + list(bundled_models())
 
 
 def load_separator(
@@ -56,6 +69,10 @@ def load_separator(
         from .dsp_center import DspCenter
 
         return DspCenter(profile, sample_rate=sample_rate)
+    if name == "spleeter":
+        from .spleeter import SpleeterSeparator
+
+        return SpleeterSeparator(profile, threads=threads, device=device)
     bundled = bundled_models()
     path = Path(bundled[name]["path"]) if name in bundled else Path(name)
     if not path.exists():

@@ -118,6 +118,13 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--list-presets", action="store_true")
     p.set_defaults(func=_train)
 
+    lab = subparsers.add_parser("label", help="label music without stems with a teacher (distillation data)")
+    lab.add_argument("sources", nargs="+", help="folders of <track>/<mixture or stems>.<ext>")
+    lab.add_argument("--out", required=True, help="writes OUT/<source>/<track>/{vocals,accompaniment}.flac")
+    lab.add_argument("--model", default="spleeter", help="the teacher (default: %(default)s)")
+    lab.add_argument("--profile", default="offline", help="(default: %(default)s)")
+    lab.set_defaults(func=_label)
+
     e = subparsers.add_parser("export", help="export a checkpoint to ONNX / TorchScript / int8 ONNX with model cards")
     e.add_argument("checkpoint", help="a .pt checkpoint written by stemstream train")
     e.add_argument("--out", default=".", help="output folder")
@@ -131,6 +138,12 @@ def add_parsers(subparsers) -> None:
                         "--default-for int8=live --default-for onnx=balanced; default: the float ONNX")
     e.add_argument("--command-text", help="the command that reproduces the weights (stored in the card)")
     e.set_defaults(func=_export)
+
+
+def _label(args) -> int:
+    from .labels import cmd_label
+
+    return cmd_label(args)
 
 
 def _command_line(args) -> str:

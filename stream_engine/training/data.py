@@ -24,6 +24,8 @@ class Track:
     stems: dict[str, np.ndarray]  # stem -> (channels, samples) float32
     sample_rate: int
     mixture: np.ndarray | None = None  # (channels, samples); None: sum of stems
+    source: str = ""  # the data source it came from (a training config may list several)
+    share: float | None = None  # that source's share of the excerpts drawn; None: by length alone
 
     @property
     def length(self) -> int:
@@ -62,6 +64,7 @@ def load_stem_folder(
     channels: int | None = 1,
     limit: int | None = None,
     derive_accompaniment: bool = True,
+    silent: tuple[str, ...] = (),
 ) -> list[Track]:
     """Read every ``<root>/<track>/<stem>.<ext>`` folder.
 
@@ -69,7 +72,8 @@ def load_stem_folder(
     to the shortest. The mixture file is used if present, else the mixture is
     the sum of the stems. With ``derive_accompaniment`` an ``accompaniment``
     stem missing from a MUSDB-style folder is made as mixture - vocals (or the
-    sum of drums, bass and other).
+    sum of drums, bass and other). A stem named in ``silent`` that a folder
+    lacks is silence (instrumental music: vocals = silence).
     """
     import soundfile as sf
 
@@ -104,6 +108,10 @@ def load_stem_folder(
             elif "mixture" in audio and "vocals" in audio:
                 n = min(audio["mixture"].shape[-1], audio["vocals"].shape[-1])
                 audio["accompaniment"] = audio["mixture"][..., :n] - audio["vocals"][..., :n]
+        present = [a for k, a in audio.items() if k in stems or k == "mixture"]
+        for name in silent:
+            if name in stems and name not in audio and present:
+                audio[name] = np.zeros_like(present[0])
         if not all(s in audio for s in stems):
             continue
         n = min(audio[k].shape[-1] for k in list(stems) + (["mixture"] if "mixture" in audio else []))
@@ -148,6 +156,25 @@ def load_musdb(
         tracks.append(Track(t.name, audio, sr, mix))
         if limit and len(tracks) >= limit:
             break
+    return tracks
+
+
+def load_sources(data, **kw) -> list[Track]:
+    """A training config's ``data``: one spec (see load_tracks), or a list of sources, each a spec or
+    ``{"path": spec, "share": fraction of the excerpts, "limit": tracks, "silent": [stems]}``."""
+    if isinstance(data, (str, os.PathLike)):
+        return load_tracks(data, **kw)
+    tracks = []
+    for src in data:
+        src = {"path": src} if isinstance(src, (str, os.PathLike)) else dict(src)
+        opts = dict(kw)
+        if src.get("limit"):
+            opts["limit"] = int(src["limit"])
+        if src.get("silent"):
+            opts["silent"] = tuple(src["silent"])
+        for t in load_tracks(src["path"], **opts):
+            t.source, t.share = str(src["path"]), src.get("share")
+            tracks.append(t)
     return tracks
 
 
@@ -199,6 +226,12 @@ class StemSampler:
         self.aug = aug or AugmentConfig()
         self.rng = np.random.default_rng(seed)
         w = np.array([t.length for t in self.tracks], dtype=np.float64)
+        if any(t.share is not None for t in self.tracks):  # each source gets its share, by length within it
+            totals: dict[str, float] = {}
+            for t in self.tracks:
+                totals[t.source] = totals.get(t.source, 0.0) + t.length
+            w = np.array([t.length / totals[t.source] * (t.share if t.share is not None else 0.0)
+                          for t in self.tracks])
         self.weights = w / w.sum()
 
     def _excerpt(self, track: Track, stem: str, n: int) -> np.ndarray:

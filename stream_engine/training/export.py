@@ -102,7 +102,7 @@ def card_for(model, name: str, fmt: str, ck: dict, window_seconds: float | None 
         "format": fmt,
         "sample_rate": sr,
         "stems": list(model.stems),
-        "channels": 1,
+        "channels": getattr(model, "channels", 1),
         "parameters": count_parameters(model),
         "architecture": {"kind": ck["kind"], **model.cfg},
         "training": {
@@ -187,7 +187,7 @@ def export_model(model, ck: dict, out_dir: str | os.PathLike, name: str, formats
     if isinstance(model, StreamingStudent):
         module = StudentStep(model).eval()
         shapes = model.state_shapes()
-        args = (torch.zeros(1, 1, model.window),) + tuple(torch.zeros((1,) + s) for s in shapes.values())
+        args = (torch.zeros(1, model.channels, model.window),) + tuple(torch.zeros((1,) + s) for s in shapes.values())
         inputs = ["audio"] + list(shapes)
         outputs = ["stems"] + [k + "_out" for k in shapes]
         dynamic = {n: {0: "batch"} for n in inputs + outputs}

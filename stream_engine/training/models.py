@@ -258,11 +258,14 @@ class StreamingStudent(nn.Module):
     stems = ("vocals", "accompaniment")
 
     def __init__(self, n_fft: int = 256, hop: int = 128, ctx_fft: int = 512, hidden: int = 256, layers: int = 2,
-                 asym: bool = False):
+                 asym: bool = False, channels: int = 1):
         super().__init__()
         self.cfg = dict(n_fft=n_fft, hop=hop, ctx_fft=ctx_fft, hidden=hidden, layers=layers)
         if asym:  # only when set, so the configs of symmetric checkpoints stay as they were
             self.cfg["asym"] = True
+        if channels != 1:  # joint channels: one GRU sees every channel's spectrum, one mask per channel
+            self.cfg["channels"] = channels
+        self.channels = channels
         self.n_fft, self.hop, self.ctx_fft = n_fft, hop, ctx_fft
         self.asym = asym
         self.hidden, self.layers = hidden, layers
@@ -291,10 +294,10 @@ class StreamingStudent(nn.Module):
             anc, _ = _dft_bases(ctx_fft, wc, self.ctx_bins)
             self.register_buffer("anc", torch.from_numpy(anc), persistent=False)
             self.register_buffer("win_ctx", torch.from_numpy(wc.astype(np.float32)), persistent=False)
-        n_feat = self.n_bins + self.ctx_bins
+        n_feat = (self.n_bins + self.ctx_bins) * channels
         self.inp = nn.Sequential(nn.Linear(n_feat, hidden), nn.LayerNorm(hidden), nn.ReLU())
         self.gru = nn.GRU(hidden, hidden, num_layers=layers, batch_first=True)
-        self.out = nn.Linear(hidden, 2 * self.n_bins)
+        self.out = nn.Linear(hidden, 2 * self.n_bins * channels)
         self.feat_scale = nn.Parameter(torch.ones(n_feat))
         self.feat_bias = nn.Parameter(torch.zeros(n_feat))
 
@@ -309,15 +312,35 @@ class StreamingStudent(nn.Module):
 
     def state_shapes(self) -> dict[str, tuple[int, ...]]:
         """State tensors per call, without the batch axis (batch is axis 1 for h, 0 for ola)."""
-        return {"h": (self.layers, self.hidden), "ola": (2, self.syn_len - self.hop)}
+        ola = (2, self.syn_len - self.hop) if self.channels == 1 else (2, self.channels, self.syn_len - self.hop)
+        return {"h": (self.layers, self.hidden), "ola": ola}
 
     def _features(self, re, im, cre, cim):
         f = torch.log(re * re + im * im + 1e-8)
         if self.ctx_fft:
             f = torch.cat([f, torch.log(cre * cre + cim * cim + 1e-8)], -1)
-        return (f + 6.0) * 0.1 * self.feat_scale + self.feat_bias
+        return (self._joint(f) + 6.0) * 0.1 * self.feat_scale + self.feat_bias
+
+    def _joint(self, f):
+        """(B*C, [T,] F) per channel -> (B, [T,] C*F): every channel's features side by side."""
+        if self.channels == 1:
+            return f
+        f = f.reshape((-1, self.channels) + tuple(f.shape[1:]))  # (B, C, [T,] F)
+        if f.dim() == 4:
+            f = f.permute(0, 2, 1, 3)  # (B, T, C, F)
+        return f.flatten(-2)
+
+    def _split(self, z):
+        """(B, [T,] C*2F) -> (B*C, [T,] 2F): the inverse of _joint for the masks."""
+        if self.channels == 1:
+            return z
+        z = z.reshape(tuple(z.shape[:-1]) + (self.channels, 2 * self.n_bins))
+        if z.dim() == 4:
+            z = z.permute(0, 2, 1, 3)  # (B, C, T, 2F)
+        return z.flatten(0, 1)
 
     def _mask(self, z):
+        z = self._split(z)
         mr, mi = z[..., : self.n_bins], z[..., self.n_bins:]
         mag = torch.sqrt(mr * mr + mi * mi + 1e-8)
         g = torch.tanh(mag) / mag
@@ -375,11 +398,12 @@ class StreamingStudent(nn.Module):
         return (1 - z) * n + z * h
 
     def step(self, window: torch.Tensor, h: torch.Tensor, ola: torch.Tensor):
-        """window (B, 1, W) newest samples last; h (B, layers, hidden); ola (B, 2, syn_len-hop).
-        Returns stems (B, 2, 1, hop), h', ola'."""
-        w = window[:, 0, :]
+        """window (B, C, W) newest samples last; h (B, layers, hidden); ola (B, 2, [C,] syn_len-hop).
+        Returns stems (B, 2, C, hop), h', ola'."""
+        B = window.shape[0]
+        w = window.reshape(B * self.channels, self.window)
         fr = w[:, self.window - self.n_fft:]
-        spec = fr @ self.ana.t()  # (B, 2F)
+        spec = fr @ self.ana.t()  # (BC, 2F)
         re, im = spec[:, : self.n_bins], spec[:, self.n_bins:]
         if self.ctx_fft:
             cs = w[:, self.window - self.ctx_fft:] @ self.anc.t()
@@ -392,15 +416,16 @@ class StreamingStudent(nn.Module):
             z = self._gru_cell(z, h[:, layer], layer)
             hs.append(z)
         h2 = torch.stack(hs, 1)
-        mr, mi = self._mask(self.out(z))
+        mr, mi = self._mask(self.out(z))  # (BC, F) each
         vr = mr * re - mi * im
         vi = mr * im + mi * re
-        S = torch.stack([torch.cat([vr, vi], -1), torch.cat([re - vr, im - vi], -1)], 1)  # (B, 2, 2F)
-        y = S @ self.syn  # (B, 2, syn_len)
+        S = torch.stack([torch.cat([vr, vi], -1), torch.cat([re - vr, im - vi], -1)], 1)  # (BC, 2, 2F)
+        y = (S @ self.syn).reshape(B, self.channels, 2, self.syn_len).transpose(1, 2)  # (B, 2, C, syn_len)
+        if self.channels == 1:  # mono keeps its state without a channel axis (the bundled models' cards)
+            y = y[:, :, 0]
         acc = y + F.pad(ola, (0, self.hop))
         out = acc[..., : self.hop]
-        ola2 = acc[..., self.hop:]
-        return out[:, :, None, :], h2, ola2
+        return (out[:, :, None] if self.channels == 1 else out), h2, acc[..., self.hop:]
 
 
 class StudentStep(nn.Module):

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data import AugmentConfig, StemSampler, load_tracks, validation_set
+from .data import AugmentConfig, StemSampler, load_sources, load_tracks, validation_set
 from .models import build_model, count_parameters
 
 STEMS = ("vocals", "accompaniment")
@@ -357,8 +357,8 @@ def train(cfg: dict, out_dir: str | os.PathLike, resume: bool = False, log=print
     sr = int(cfg["sample_rate"])
     stems = tuple(cfg["stems"])
     t_load = time.time()
-    tracks = load_tracks(cfg["data"], stems=stems, sample_rate=sr, channels=cfg["channels"],
-                         limit=cfg.get("train_tracks"))
+    tracks = load_sources(cfg["data"], stems=stems, sample_rate=sr, channels=cfg["channels"],
+                          limit=cfg.get("train_tracks"))
     val_tracks = load_tracks(cfg["valid"], stems=stems, sample_rate=sr, channels=cfg["channels"])
     val = validation_set(val_tracks, max_tracks=cfg.get("val_tracks"))
     log(f"data: {len(tracks)} training tracks ({sum(t.length for t in tracks) / sr / 60:.1f} min), "
