@@ -110,6 +110,12 @@ def cmd_bench(args) -> int:
     from .bench import format_bench, run_bench
     from .separators.base import SeparatorError
 
+    if args.soak is not None:
+        from .tools.soak import format_soak, soak
+
+        result = soak(args.soak, args.model, args.profile)
+        print(json.dumps(result, indent=2, default=float) if args.json else format_soak(result))
+        return 0 if result["exit_code"] == 0 else EXIT_ERROR
     try:
         result = run_bench(args.model, args.profile, args.seconds, rate=args.rate, block=args.block)
     except SeparatorError as exc:
@@ -177,6 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=int, default=48000)
     p.add_argument("--block", type=int, default=None, help="device block (default: the profile's)")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--soak", type=float, default=None, metavar="MINUTES",
+                   help="soak instead: `stemstream live` on a JACK dummy server for MINUTES under 100 OSC "
+                        "messages a second; prints xruns, misses, compute p99/max and memory at start and end")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("eval", help="SDR over a folder of <track>/<stem>.<ext>")
