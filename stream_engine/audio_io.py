@@ -38,11 +38,20 @@ _CAUSES = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quot
            errno.EROFS: "read-only file system", errno.EIO: "input/output error (failing disk?)"}
 
 
+SF_ERR_SYSTEM = 2  # libsndfile's "System error.": a system call failed, errno says which
+
+
+def _errno_of(exc: BaseException) -> int | None:
+    if isinstance(exc, OSError):
+        return exc.errno
+    if getattr(exc, "code", None) == SF_ERR_SYSTEM:
+        return getattr(sf._ffi, "errno", 0) or None  # errno cffi saved after libsndfile's failing write(2)
+    return None
+
+
 def describe_os_error(exc: BaseException) -> str:
     """A short cause for a failed write; libsndfile says only "System error.", so ask errno."""
-    code = getattr(exc, "errno", None)
-    if not code and isinstance(exc, sf.SoundFileError):
-        code = getattr(sf._ffi, "errno", 0)  # errno saved after libsndfile's failing write(2)
+    code = _errno_of(exc)
     if code in _CAUSES:
         return _CAUSES[code]
     if code:
@@ -156,8 +165,7 @@ class AtomicStemWriter:
             raise
 
     def _error(self, path: Path, exc: BaseException) -> OutputError:
-        return OutputError(getattr(exc, "errno", None) or getattr(sf._ffi, "errno", 0) or errno.EIO,
-                           f"{path}: cannot write: {describe_os_error(exc)}")
+        return OutputError(_errno_of(exc) or errno.EIO, f"{path}: cannot write: {describe_os_error(exc)}")
 
     def write(self, name: str, block: np.ndarray) -> None:
         """``block`` is (channels, n)."""
