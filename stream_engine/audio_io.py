@@ -8,8 +8,11 @@ Non-finite samples (NaN, inf) are replaced by silence and reported.
 
 from __future__ import annotations
 
+import errno
 import os
-import tempfile
+import re
+import secrets
+import time
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +23,53 @@ FORMATS = {"wav": ("WAV", "FLOAT"), "flac": ("FLAC", "PCM_24")}
 
 class AudioFileError(ValueError):
     """An input file cannot be used; the message names the file."""
+
+
+class OutputError(OSError):
+    """An output file cannot be written; the message names the file and the cause."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+_CAUSES = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
+           errno.EFBIG: "file too large (over the file-size limit)", errno.EACCES: "permission denied",
+           errno.EPERM: "permission denied", errno.ENOTDIR: "a part of the path is a file, not a folder",
+           errno.EROFS: "read-only file system", errno.EIO: "input/output error (failing disk?)"}
+
+
+SF_ERR_SYSTEM = 2  # libsndfile's "System error.": a system call failed, errno says which
+
+
+def _errno_of(exc: BaseException) -> int | None:
+    if isinstance(exc, OSError):
+        return exc.errno
+    if getattr(exc, "code", None) == SF_ERR_SYSTEM:
+        return getattr(sf._ffi, "errno", 0) or None  # errno cffi saved after libsndfile's failing write(2)
+    return None
+
+
+def describe_os_error(exc: BaseException) -> str:
+    """A short cause for a failed write; libsndfile says only "System error.", so ask errno."""
+    code = _errno_of(exc)
+    if code in _CAUSES:
+        return _CAUSES[code]
+    if code:
+        return os.strerror(code)
+    return str(exc)
+
+
+def truncation(f: sf.SoundFile) -> tuple[int, int] | None:
+    """(frames the header promises, frames present) for a file cut short, else None.
+
+    libsndfile shortens a truncated WAV/AIFF to what is there and only notes
+    it in its log ("data : 960000 (should be 319970)").
+    """
+    m = re.search(r"^(?:data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)", f.extra_info or "", re.MULTILINE)
+    promised, present = (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+    if promised <= present or present <= 0:
+        return None
+    return round(f.frames * promised / present), f.frames
 
 
 def open_audio(path: str | os.PathLike) -> sf.SoundFile:
@@ -76,44 +126,85 @@ class AtomicStemWriter:
     """Writes several files into a folder; they appear only when all succeed.
 
     Each file is written beside its final name under a hidden temporary name
-    and renamed by ``commit``; ``abort`` (or leaving the ``with`` block by an
-    exception) removes the temporaries and leaves earlier results untouched.
+    (``.<stem>.<pid>.<random>.<fmt>.partial``, created with the umask's
+    permissions) and renamed by ``commit``; ``abort`` (or leaving the ``with``
+    block by an exception) removes the temporaries, and the folder if this
+    writer created it, and leaves earlier results untouched. Temporaries of a
+    killed run (its process is gone) are removed when the next writer opens
+    the folder. Every write error is an ``OutputError`` naming the file and
+    the cause (no space left, permission, not a folder).
     """
 
     def __init__(self, folder: Path, names, rate: int, channels: int, fmt: str = "wav"):
         if fmt not in FORMATS:
             raise ValueError(f"unknown output format {fmt!r}; choose one of {', '.join(FORMATS)}")
         self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self.files, self.temps = {}, {}
+        self.created = []  # folders this writer made (removed again on abort when empty)
+        try:
+            missing = [d for d in [self.folder, *self.folder.parents] if not d.exists()]
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self.created = missing
+        except OSError as exc:
+            raise OutputError(exc.errno, f"{self.folder}: cannot create the output folder: "
+                                         f"{describe_os_error(exc)}") from None
+        remove_stale_partials(self.folder)
         container, subtype = FORMATS[fmt]
         self.final = {n: self.folder / f"{n}.{fmt}" for n in names}
-        self.files, self.temps = {}, {}
-        for name, final in self.final.items():
-            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=f".{fmt}.partial", dir=self.folder)
-            os.close(fd)
-            self.temps[name] = Path(tmp)
-            self.files[name] = sf.SoundFile(tmp, "w", rate, channels, subtype=subtype, format=container)
+        try:
+            for name in self.final:
+                tmp = self.folder / f".{name}.{os.getpid()}.{secrets.token_hex(4)}.{fmt}.partial"
+                self.temps[name] = tmp  # recorded first: a signal right after creation still finds it
+                os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # umask applies
+                self.files[name] = sf.SoundFile(tmp, "w", rate, channels, subtype=subtype, format=container)
+        except (OSError, sf.SoundFileError) as exc:
+            self.abort()
+            raise self._error(self.final[name], exc) from None
+        except BaseException:  # a signal (Ctrl-C, SIGTERM) while the files are being created
+            self.abort()
+            raise
+
+    def _error(self, path: Path, exc: BaseException) -> OutputError:
+        return OutputError(_errno_of(exc) or errno.EIO, f"{path}: cannot write: {describe_os_error(exc)}")
 
     def write(self, name: str, block: np.ndarray) -> None:
         """``block`` is (channels, n)."""
         if block.shape[-1]:
-            self.files[name].write(np.ascontiguousarray(block.T))
+            try:
+                self.files[name].write(np.ascontiguousarray(block.T))
+            except (OSError, sf.SoundFileError) as exc:
+                raise self._error(self.final[name], exc) from None
 
     def commit(self) -> dict[str, Path]:
-        for f in self.files.values():
-            f.close()
+        for name, f in self.files.items():
+            try:
+                f.close()
+            except (OSError, sf.SoundFileError) as exc:
+                raise self._error(self.final[name], exc) from None
         for name, tmp in self.temps.items():
-            os.replace(tmp, self.final[name])
+            try:
+                os.replace(tmp, self.final[name])
+            except OSError as exc:
+                raise self._error(self.final[name], exc) from None
         self.temps = {}
         return self.final
 
     def abort(self) -> None:
         for f in self.files.values():
             if not f.closed:
-                f.close()
+                try:
+                    f.close()
+                except (OSError, sf.SoundFileError):
+                    pass  # the file is removed anyway
         for tmp in self.temps.values():
             tmp.unlink(missing_ok=True)
         self.temps = {}
+        for d in self.created:  # innermost first
+            try:
+                d.rmdir()
+            except OSError:
+                break  # not empty (or not ours to remove)
+        self.created = []
 
     def __enter__(self):
         return self
@@ -122,3 +213,50 @@ class AtomicStemWriter:
         if exc_type is not None:
             self.abort()
         return False
+
+
+_PARTIAL = re.compile(r"^\.[^/]+?\.(?:(\d+)\.[0-9a-f]{8}|[^.]{8})\.[a-z0-9]+\.partial$")
+
+
+def remove_stale_partials(folder: Path, legacy_age: float = 60.0) -> list[Path]:
+    """Remove ``.partial`` files left in ``folder`` by a run that was killed.
+
+    A temporary names its writer's process id; it is stale when that process
+    no longer exists. Older names without a process id are stale once
+    unchanged for ``legacy_age`` seconds.
+    """
+    removed = []
+    try:
+        entries = list(Path(folder).iterdir())
+    except OSError:
+        return removed
+    for path in entries:
+        m = _PARTIAL.match(path.name)
+        if not m:
+            continue
+        if m.group(1) is not None:
+            pid = int(m.group(1))
+            if pid == os.getpid() or _alive(pid):
+                continue
+        else:
+            try:
+                if time.time() - path.stat().st_mtime < legacy_age:
+                    continue
+            except OSError:
+                continue
+        try:
+            path.unlink()
+            removed.append(path)
+        except OSError:
+            pass
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -44,12 +45,16 @@ def separator_factory(args):
 def cmd_separate(args) -> int:
     from .audio_io import AudioFileError
     from .demo import DEMO_SONG
-    from .offline import separate_file
+    from .offline import separate_file, track_names
     from .separators.base import SeparatorError
 
     inputs = [Path(p) for p in args.inputs] + ([DEMO_SONG] if args.demo else [])
     if not inputs:
         return fail("give at least one input file, or --demo for the bundled demo song")
+    out = Path(args.out)
+    blocker = next((d for d in [out, *out.parents] if d.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        return fail(f"--out {out}: {blocker} is a file, not a folder")
     make = separator_factory(args)
     try:
         make(44100)  # a broken model fails here, before any file is touched
@@ -69,34 +74,48 @@ def cmd_separate(args) -> int:
     def stages_for(rate, channels):
         return build_stages(make(rate).spec.stems, rate, channels, fx, key_change=key != 0)
 
-    out = Path(args.out)
-    failures = 0
-    seen = set()
-    for path in inputs:
-        track = path.stem if path.stem not in seen else f"{path.parent.name}-{path.stem}"
-        seen.add(track)
+    names = track_names(inputs)
+    for path, track in zip(inputs, names):
+        if track != path.stem:
+            print(f"note: several inputs are named {path.stem!r}: {path} -> {out / track}/", file=sys.stderr)
+    failed = []
+    for path, track in zip(inputs, names):
         try:
             params = Params.for_stems(make(44100).spec.stems, key=key)
             r = separate_file(path, out, make, args.profile, fmt=args.format, progress=not args.quiet, track=track,
                               params=params, stages=stages_for)
         except (AudioFileError, SeparatorError, ValueError, OSError) as exc:
-            failures += 1
+            failed.append(path)
             print(f"stemstream: error: {exc}", file=sys.stderr)
             continue
         if r.nonfinite:
             print(f"warning: {path}: {r.nonfinite} NaN/inf samples were replaced by silence", file=sys.stderr)
-        names = ", ".join(p.name for p in r.files.values())
+        if r.truncated:
+            promised, present = r.truncated
+            print(f"warning: {path}: the file is truncated: its header promises {promised * r.seconds / present:.1f} s, "
+                  f"it holds {r.seconds:.1f} s ({present} of {promised} frames); separated what is there",
+                  file=sys.stderr)
+        files = ", ".join(p.name for p in r.files.values())
         print(f"{r.track} ({make(44100).spec.name}, {args.profile}): {r.seconds:.1f} s in {r.elapsed:.2f} s "
               f"({r.speed:.1f}x real time) -> "
-              f"{out / r.track}/ [{names}]")
+              f"{out / r.track}/ [{files}]")
         print(f"  pipeline latency: {r.latency.describe()} (removed: the stems line up with the input)")
-    return EXIT_ERROR if failures else 0
+    if failed:
+        print(f"stemstream: {len(failed)} of {len(inputs)} input(s) failed: {', '.join(map(str, failed))}",
+              file=sys.stderr)
+    return EXIT_ERROR if failed else 0
 
 
 def cmd_bench(args) -> int:
     from .bench import format_bench, run_bench
     from .separators.base import SeparatorError
 
+    if args.soak is not None:
+        from .tools.soak import format_soak, soak
+
+        result = soak(args.soak, args.model, args.profile)
+        print(json.dumps(result, indent=2, default=float) if args.json else format_soak(result))
+        return 0 if result["exit_code"] == 0 else EXIT_ERROR
     try:
         result = run_bench(args.model, args.profile, args.seconds, rate=args.rate, block=args.block)
     except SeparatorError as exc:
@@ -123,6 +142,10 @@ def cmd_eval(args) -> int:
 
         for path in write_report(results, Path(args.report)):
             print(f"wrote {path}")
+    if results["failed"]:
+        return fail(f"{len(results['failed'])} track(s) could not be scored: {', '.join(results['failed'])}")
+    if not results["tracks"]:
+        return fail(f"{args.folder}: no track could be scored")
     return 0
 
 
@@ -162,6 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=int, default=48000)
     p.add_argument("--block", type=int, default=None, help="device block (default: the profile's)")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--soak", type=float, default=None, metavar="MINUTES",
+                   help="soak instead: `stemstream live` on a JACK dummy server for MINUTES under 100 OSC "
+                        "messages a second; prints xruns, misses, compute p99/max and memory at start and end")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("eval", help="SDR over a folder of <track>/<stem>.<ext>")
@@ -186,12 +212,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP: unwinds like Ctrl-C, so partial outputs are removed on the way out."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _terminate(signum, _frame):
+    raise Terminated(signum)
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    previous = {}
+    try:
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            previous[sig] = signal.signal(sig, _terminate)
+    except ValueError:  # not the main thread: the caller handles signals
+        pass
     try:
         return args.func(args)
+    except Terminated as exc:
+        print(f"stemstream: stopped by {exc}", file=sys.stderr)
+        return 128 + exc.signum
     except KeyboardInterrupt:
         return 130
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 if __name__ == "__main__":

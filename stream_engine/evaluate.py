@@ -5,6 +5,12 @@ the model produces but the folder lacks is the sum of its parts where they
 exist: ``accompaniment`` = every stem but the vocals. Stems are trimmed to the
 shortest file. The separator runs through ``offline.separate_array``, the
 same pipeline users hear.
+
+A track that cannot be scored is left out of the means and listed with the
+reason: ``skipped`` when there is nothing to score (only a mixture, or a
+single stem without a mixture, which would be its own reference), ``failed``
+when something is wrong (unreadable or empty files, mixed sample rates or
+channel counts, a model error).
 """
 
 from __future__ import annotations
@@ -34,16 +40,25 @@ def find_tracks(root: Path) -> list[Path]:
 
 
 def load_track(folder: Path) -> tuple[dict[str, np.ndarray], int]:
-    stems, rates = {}, set()
+    stems, rates = {}, {}
     for path in sorted(folder.iterdir()):
         if path.suffix.lower() in AUDIO_SUFFIXES:
-            stems[path.stem], rate = read_audio(path)
-            rates.add(rate)
-    if len(rates) != 1:
-        raise AudioFileError(f"{folder}: stems have different sample rates {sorted(rates)}")
+            stems[path.stem], rates[path.stem] = read_audio(path)
+    if len(set(rates.values())) != 1:
+        listed = ", ".join(f"{k}: {v} Hz" for k, v in rates.items())
+        raise AudioFileError(f"{folder}: stems have different sample rates ({listed})")
+    counts = {k: v.shape[0] for k, v in stems.items()}
+    channels = max(counts.values())
+    if any(c not in (1, channels) for c in counts.values()):
+        listed = ", ".join(f"{k}: {c}" for k, c in counts.items())
+        raise AudioFileError(f"{folder}: stems have different channel counts ({listed}); only mono stems are "
+                             f"spread over the others' channels")
     n = min(s.shape[1] for s in stems.values())
-    channels = max(s.shape[0] for s in stems.values())
-    return {k: np.broadcast_to(v[:, :n], (channels, n)).copy() for k, v in stems.items()}, rates.pop()
+    return {k: np.broadcast_to(v[:, :n], (channels, n)).copy() for k, v in stems.items()}, rates.popitem()[1]
+
+
+class Unscorable(Exception):
+    """A track with nothing to score (skipped, not failed)."""
 
 
 def base_stems(stems: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -70,36 +85,56 @@ def reference(stem: str, stems: dict[str, np.ndarray]) -> np.ndarray | None:
     return None
 
 
+def score_track(folder: Path, make_separator: Callable[[int], Separator], profile: str,
+                stream_rate: int | None) -> tuple[str, dict[str, float]]:
+    """(model name, {stem: SDR dB}); ``Unscorable`` when there is nothing to score."""
+    stems, rate = load_track(folder)
+    parts = base_stems(stems)
+    mixture = stems.get("mixture")
+    if mixture is None:
+        if len(parts) < 2:
+            raise Unscorable(f"only {', '.join(parts) or 'no stems'} and no mixture: the mixture would be that "
+                             f"stem itself")
+        mixture = np.sum(list(parts.values()), axis=0)
+    if stream_rate and stream_rate != rate:
+        import soxr
+
+        stems = {k: soxr.resample(v.T, rate, stream_rate).T.copy() for k, v in stems.items()}
+        mixture = soxr.resample(mixture.T, rate, stream_rate).T.copy()
+        rate = stream_rate
+    separator = make_separator(rate)
+    refs = {stem: reference(stem, stems) for stem in separator.spec.stems}
+    refs = {k: v for k, v in refs.items() if v is not None}
+    if not refs:
+        raise Unscorable(f"no reference for the model's stems ({', '.join(separator.spec.stems)}); the folder has "
+                         f"{', '.join(stems)}")
+    estimates = separate_array(separator, mixture.astype(np.float32), rate, profile)
+    return separator.spec.name, {stem: sdr(ref, estimates[stem]) for stem, ref in refs.items()}
+
+
 def evaluate(root: Path, make_separator: Callable[[int], Separator], profile: str = "balanced",
              stream_rate: int | None = None, progress: bool = True) -> dict:
     from tqdm import tqdm
 
+    from .separators.base import SeparatorError
+
     tracks: dict[str, dict[str, float]] = {}
+    skipped: dict[str, str] = {}
+    failed: dict[str, str] = {}
     model_name = None
     for folder in tqdm(find_tracks(root), desc="eval", unit="track", disable=not progress, leave=False):
-        stems, rate = load_track(folder)
-        mixture = stems.get("mixture")
-        if mixture is None:
-            mixture = np.sum(list(base_stems(stems).values()), axis=0)
-        if stream_rate and stream_rate != rate:
-            import soxr
-
-            stems = {k: soxr.resample(v.T, rate, stream_rate).T.copy() for k, v in stems.items()}
-            mixture = soxr.resample(mixture.T, rate, stream_rate).T.copy()
-            rate = stream_rate
-        separator = make_separator(rate)
-        model_name = separator.spec.name
-        estimates = separate_array(separator, mixture.astype(np.float32), rate, profile)
-        scores = {}
-        for stem in separator.spec.stems:
-            ref = reference(stem, stems)
-            if ref is not None:
-                scores[stem] = sdr(ref, estimates[stem])
-        tracks[str(folder.relative_to(root)) if folder != Path(root) else folder.name] = scores
+        name = str(folder.relative_to(root)) if folder != Path(root) else folder.name
+        try:
+            model_name, tracks[name] = score_track(folder, make_separator, profile, stream_rate)
+        except Unscorable as exc:
+            skipped[name] = str(exc)
+        except (AudioFileError, SeparatorError, ValueError, OSError) as exc:
+            failed[name] = str(exc)
     stem_names = sorted({s for t in tracks.values() for s in t})
     mean = {s: statistics.fmean(t[s] for t in tracks.values() if s in t) for s in stem_names}
     median = {s: statistics.median(t[s] for t in tracks.values() if s in t) for s in stem_names}
-    return {"model": model_name, "profile": profile, "tracks": tracks, "mean": mean, "median": median}
+    return {"model": model_name, "profile": profile, "tracks": tracks, "mean": mean, "median": median,
+            "scored": len(tracks), "skipped": skipped, "failed": failed}
 
 
 def format_results(results: dict) -> str:
@@ -111,4 +146,9 @@ def format_results(results: dict) -> str:
         lines.append(track.ljust(width) + "".join(f"  {scores.get(s, float('nan')):14.2f}" for s in stems))
     for label in ("mean", "median"):
         lines.append(label.ljust(width) + "".join(f"  {results[label][s]:14.2f}" for s in stems))
+    skipped, failed = results.get("skipped", {}), results.get("failed", {})
+    lines.append(f"{len(results['tracks'])} scored, {len(skipped)} skipped, {len(failed)} failed "
+                 f"(only scored tracks count in the mean and median)")
+    for label, items in (("skipped", skipped), ("FAILED", failed)):
+        lines += [f"  {label} {track}: {reason}" for track, reason in items.items()]
     return "\n".join(lines)

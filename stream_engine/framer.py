@@ -11,6 +11,14 @@ Output sample ``q`` belongs to input sample ``q - latency`` (latency =
 ``lookahead + fade``). With ``trim=True`` (offline) the first ``latency``
 output samples are dropped and ``flush`` pads the end, so the output lines up
 with the input sample for sample.
+
+A window whose separated output holds NaN or inf is never passed on:
+``nonfinite="raise"`` (offline) stops with a ``SeparatorError`` naming the
+model; ``"dry"`` (live) plays that segment unseparated instead (the input on
+the first stem that is not the vocals, so the mixes carry the dry signal, as
+during a deadline miss), reached through the segments' usual crossfade,
+resets a stateful model's state and counts the window in
+``nonfinite_windows``.
 """
 
 from __future__ import annotations
@@ -41,8 +49,13 @@ class Framer:
         channels: int,
         trim: bool = False,
         on_call: Callable[[float], None] | None = None,
+        nonfinite: str = "raise",
     ):
+        if nonfinite not in ("raise", "dry"):
+            raise ValueError(f"nonfinite must be 'raise' or 'dry', not {nonfinite!r}")
         spec = separator.spec
+        self.nonfinite = nonfinite
+        self._dry_stem = next((i for i, name in enumerate(spec.stems) if name != "vocals"), 0)
         self.separator = separator
         self.spec = spec
         self.channels = channels
@@ -66,6 +79,8 @@ class Framer:
         self._to_trim = self.latency if self.trim else 0
         self.samples_in = 0
         self.samples_out = 0  # emitted, after trimming
+        self.calls = 0
+        self.nonfinite_windows = 0
         self.separator.reset(len(self.groups))
 
     def _scatter_weights(self) -> np.ndarray:
@@ -114,8 +129,27 @@ class Framer:
                 f"{s.name}: separate() returned shape {getattr(result, 'shape', type(result))}, "
                 f"expected {expected}"
             )
+        self.calls += 1
+        if not np.isfinite(result).all():
+            result = self._nonfinite(batch, result)
         # (batch, stems, model ch, n) x (batch, model ch, stream ch) -> (stems, stream ch, n)
         return np.einsum("bsmn,bmc->scn", result, self._scatter, optimize=False).astype(np.float32, copy=False)
+
+    def _nonfinite(self, batch: np.ndarray, result: np.ndarray) -> np.ndarray:
+        s = self.spec
+        self.nonfinite_windows += 1
+        if self.nonfinite == "raise":
+            bad = int(np.size(result) - np.count_nonzero(np.isfinite(result)))
+            end = self.calls * s.hop
+            where = f"{end / s.sample_rate:.2f} s" if s.sample_rate else f"sample {end}"
+            raise SeparatorError(
+                f"model {s.name!r} returned NaN or inf ({bad} of {np.size(result)} values) for the window "
+                f"ending near {where} of the input; its output is unusable (broken weights, or an input it "
+                f"cannot handle), so nothing was written")
+        dry = np.zeros(result.shape, np.float32)
+        dry[:, self._dry_stem] = np.nan_to_num(self.separator.segment_of(batch), nan=0.0, posinf=0.0, neginf=0.0)
+        self.separator.reset(len(self.groups))  # a stateful model's state may hold the NaN now
+        return dry
 
     def _emit(self, out: np.ndarray) -> np.ndarray:
         if self._to_trim:

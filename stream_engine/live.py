@@ -143,12 +143,23 @@ def list_devices() -> list[dict]:
     return out
 
 
+def host_api_default(name: str, kind: str) -> int | None:
+    """The default ``kind`` device of the host API whose name contains ``name`` (``jack``), or None."""
+    sd = portaudio()
+    key = "default_input_device" if kind == "input" else "default_output_device"
+    for api in sd.query_hostapis():
+        if name.lower() in api["name"].lower() and api.get(key, -1) >= 0:
+            return int(api[key])
+    return None
+
+
 def find_device(spec: str | int | None, kind: str, host_api: str | None = None, need: int = 1) -> dict:
-    """An index, or a (case-insensitive) substring of the device name.
+    """An index, a (case-insensitive) substring of the device name, or a host API's name.
 
     ``kind`` is "input" or "output"; devices of the host API named by
     ``host_api`` (substring) only; among several matches JACK comes first,
-    then the lowest index.
+    then the lowest index. A name that matches no device but names a host
+    API (``jack``, ``alsa``) picks that API's default device.
     """
     devices = list_devices()
     key = "inputs" if kind == "input" else "outputs"
@@ -172,7 +183,12 @@ def find_device(spec: str | int | None, kind: str, host_api: str | None = None, 
     else:
         hits = [d for d in pool if str(spec).lower() in d["name"].lower()]
         if not hits:
-            raise LiveError(f"no {kind} device matching {spec!r}; run `stemstream devices`")
+            default = host_api_default(str(spec), kind)
+            hits = [d for d in pool if d["index"] == default]
+        if not hits:
+            apis = sorted({d["hostapi"] for d in devices})
+            raise LiveError(f"no {kind} device matching {spec!r} (nor a host API of that name: "
+                            f"{', '.join(apis) or 'none'}); run `stemstream devices`")
     hits.sort(key=lambda d: ("jack" not in d["hostapi"].lower(), d[key] <= 0, d["index"]))
     device = hits[0]
     if device[key] < need:
@@ -522,7 +538,7 @@ def run_live(args) -> int:
         if not folder.is_dir():
             raise LiveError(f"--stats-json {args.stats_json}: no such folder {folder}")
     portaudio()  # initialise PortAudio before the JACK client name and device look-ups
-    jack_api = args.host_api is not None and "jack" in args.host_api.lower()
+    jack_api = any("jack" in str(x).lower() for x in (args.host_api, args.input, args.output) if x is not None)
     if args.jack_name and (jack_api or args.host_api is None):
         set_jack_client_name(args.jack_name)
     if jack_api and not any("jack" in d["hostapi"].lower() for d in list_devices()):
@@ -625,8 +641,10 @@ def run_live(args) -> int:
     result = stats_dict(engine, latency, timer, info)
     c = result["compute_ms"]
     fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
+    bad = result["nonfinite_windows"]
     print(f"{reason} after {elapsed:.1f} s: {result['callbacks']} callbacks, {result['xruns']} xruns, "
-          f"{result['misses']} misses, {result['dropped_frames']} dropped frames, cpu {result['cpu_percent']:.1f}%")
+          f"{result['misses']} misses, {result['dropped_frames']} dropped frames, cpu {result['cpu_percent']:.1f}%"
+          + (f", {bad} windows of NaN/inf model output played dry" if bad else ""))
     print(f"compute per call (ms): p50 {fmt(c['p50'])}, p95 {fmt(c['p95'])}, p99 {fmt(c['p99'])}, "
           f"max {fmt(c['max'])}; callback max {fmt(result['callback_ms']['max'])} ms")
     if args.stats_json:
@@ -703,7 +721,7 @@ def _install_signal_handlers(flag: dict):
         flag["signal"] = signal.Signals(signum).name
 
     previous = {}
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         previous[sig] = signal.signal(sig, handler)
     return previous
 

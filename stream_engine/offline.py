@@ -16,7 +16,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from .audio_io import AtomicStemWriter, open_audio, read_blocks, sanitize
+from .audio_io import AtomicStemWriter, open_audio, read_blocks, sanitize, truncation
 from .mixer import Mixer
 from .params import Params
 from .pipeline import Pipeline
@@ -35,10 +35,49 @@ class TrackResult:
     elapsed: float  # wall time
     nonfinite: int  # NaN/inf samples replaced by silence
     latency: object
+    truncated: tuple | None = None  # (frames the header promises, frames present) of a file cut short
 
     @property
     def speed(self) -> float:
         return self.seconds / self.elapsed if self.elapsed > 0 else float("inf")
+
+
+def track_names(paths: list[Path]) -> list[str]:
+    """One output folder name per input, predictable from its path, never shared.
+
+    A file's name without its extension (``song.wav`` -> ``song``) when no
+    other input has that name. Inputs that share a name are told apart by
+    their path relative to the common parent of their folders
+    (``a/x.wav``, ``b/a/x.wav`` -> ``a/x``, ``b/a/x``), keeping the extension
+    when that is still ambiguous (``a/x.wav``, ``a/x.ogg`` -> ``a/x.wav``,
+    ``a/x.ogg``); the same file given twice gets ``-2``, ``-3``... Names are
+    compared ignoring case (case-insensitive file systems).
+    """
+    import os
+    from collections import Counter
+
+    paths = [Path(p) for p in paths]
+    names = [p.stem for p in paths]
+    counts = Counter(n.casefold() for n in names)
+    clash = [i for i, n in enumerate(names) if counts[n.casefold()] > 1]
+    if clash:
+        full = {i: Path(os.path.abspath(paths[i])) for i in clash}
+        base = Path(os.path.commonpath([str(full[i].parent) for i in clash]))
+        rel = {i: full[i].relative_to(base) for i in clash}
+        again = Counter(r.with_suffix("").as_posix().casefold() for r in rel.values())
+        same = Counter(r.as_posix().casefold() for r in rel.values())
+        for i, r in rel.items():
+            bare = r.with_suffix("").as_posix()
+            ambiguous = again[bare.casefold()] > 1 and same[r.as_posix().casefold()] == 1
+            names[i] = r.as_posix() if ambiguous else bare
+    used: set[str] = set()
+    for i, name in enumerate(names):
+        k, unique = 2, name
+        while unique.casefold() in used:
+            unique, k = f"{name}-{k}", k + 1
+        used.add(unique.casefold())
+        names[i] = unique
+    return names
 
 
 def run_blocks(pipeline: Pipeline, blocks: Iterable[np.ndarray], params: Params,
@@ -82,6 +121,7 @@ def separate_file(path: Path, out_dir: Path, make_separator: Callable[[int], Sep
     track = track or path.stem
     with open_audio(path) as f:
         rate, channels, frames = f.samplerate, f.channels, f.frames
+        cut = truncation(f)
         separator = make_separator(rate)
         if callable(stages):  # stages depend on the file's rate and channels
             stages = stages(rate, channels)
@@ -101,4 +141,4 @@ def separate_file(path: Path, out_dir: Path, make_separator: Callable[[int], Sep
             nonfinite = run_blocks(pipeline, read_blocks(f, BLOCK, path), params, write)
             files = writer.commit()
         elapsed = time.perf_counter() - started
-    return TrackResult(track, files, frames / rate, elapsed, nonfinite, pipeline.latency())
+    return TrackResult(track, files, frames / rate, elapsed, nonfinite, pipeline.latency(), cut)

@@ -46,7 +46,9 @@ class Pipeline:
         self.stages = list(stages)
         self.trim = trim
         self.compute = ComputeTimes()
-        self.framer = Framer(separator, channels, trim=trim, on_call=self.compute.add)
+        # offline (trimmed) a model's NaN/inf output fails the file; live it is played dry and counted
+        self.framer = Framer(separator, channels, trim=trim, on_call=self.compute.add,
+                             nonfinite="raise" if trim else "dry")
         self.down = self.up = self.high = None
         if self.model_rate != stream_rate:
             q = profile.resample_quality

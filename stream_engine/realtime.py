@@ -415,6 +415,7 @@ class RealtimeEngine:
         """Input frames (n, channels) -> separated, mixed, routed -> output ring."""
         params = self.store.current
         stems = self.pipeline.process(frames.T, params)
+        self.stats.nonfinite_windows = self.pipeline.framer.nonfinite_windows
         if stems.shape[2] == 0:
             return
         buses = self.mixer.mix(stems, params)
@@ -428,7 +429,9 @@ class RealtimeEngine:
             "meters": self.mixer.meters_db(),
             "latency_ms": report.ms,
             "latency_samples": report.samples,
-            "stats": {"misses": self.stats.misses, "xruns": self.stats.xruns, "cpu": self.stats.cpu_percent()},
+            # a window of NaN/inf model output is played dry, like a miss, and counted with them
+            "stats": {"misses": self.stats.misses + self.stats.nonfinite_windows, "xruns": self.stats.xruns,
+                      "cpu": self.stats.cpu_percent()},
         }
 
 

@@ -43,6 +43,13 @@ def markdown(results_list: list[dict]) -> str:
         lines.append(f"| {t} | " + " | ".join(_fmt(r.get("tracks", {}).get(t, {}).get(s)) for r, s in cols) + " |")
     for label in ("mean", "median"):
         lines.append(f"| **{label}** | " + " | ".join(f"**{_fmt(r.get(label, {}).get(s))}**" for r, s in cols) + " |")
+    for r in results_list:
+        who = f" ({r.get('model')}, {r.get('profile')})" if multi else ""
+        skipped, failed = r.get("skipped", {}), r.get("failed", {})
+        lines += ["", f"{len(r.get('tracks', {}))} tracks scored, {len(skipped)} skipped, {len(failed)} failed{who}; "
+                      "only scored tracks count in the mean and median."]
+        for label, items in (("skipped", skipped), ("failed", failed)):
+            lines += [f"- {label}: {t}: {reason}" for t, reason in items.items()]
     return "\n".join(lines) + "\n"
 
 

@@ -39,6 +39,7 @@ class Stats:
         self.callbacks = 0
         self.xruns = 0  # PortAudio reported an input overflow or output underflow
         self.misses = 0  # blocks whose separated output was not ready in time
+        self.nonfinite_windows = 0  # model windows of NaN/inf output, played dry (worker side)
         self.dropped_frames = 0  # late output frames dropped by the writer
         self.input_overflows = 0  # frames the input ring had no room for
         self.compute = ComputeTimes()
@@ -54,6 +55,7 @@ class Stats:
             "callbacks": self.callbacks,
             "xruns": self.xruns,
             "misses": self.misses,
+            "nonfinite_windows": self.nonfinite_windows,
             "dropped_frames": self.dropped_frames,
             "input_overflows": self.input_overflows,
             "cpu_percent": round(self.cpu_percent(), 2),

@@ -56,8 +56,11 @@ class Client:
 
 @pytest.fixture
 def rig():
+    from plugins.effects import EffectChain, StemEffects
+
     store = ParamStore(Params.for_stems(STEMS))
-    server = OscServer(store, STEMS, _status, port=0, meter_hz=30)
+    effects = StemEffects(STEMS, {"vocals": EffectChain.from_preset("vocal", 48000, 2)}, 48000, 2)
+    server = OscServer(store, STEMS, _status, port=0, meter_hz=30, fx_check=effects.check_fx)
     client = Client(server.port)
     yield store, server, client
     client.close()

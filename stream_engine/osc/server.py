@@ -48,6 +48,7 @@ from typing import Callable, Iterable
 
 from pythonosc.dispatcher import Dispatcher
 from pythonosc.osc_message_builder import build_msg
+from pythonosc.osc_packet import OscPacket
 from pythonosc.osc_server import BlockingOSCUDPServer
 
 from ..params import GAIN_RANGE, GUIDE_RANGE, KEY_RANGE, MIC_GAIN_RANGE, ParamStore, Params, clamp
@@ -97,6 +98,23 @@ def _osc_pattern_to_regex(pat: str) -> re.Pattern:
     return re.compile("".join(out) + r"\Z")
 
 
+class _ParsingDispatcher(Dispatcher):
+    """python-osc's dispatcher, but a packet that does not parse is reported, not dropped
+    silently (``ParseError``) or raised as a traceback (``UnicodeDecodeError``)."""
+
+    def __init__(self, on_malformed, **kw):
+        super().__init__(**kw)
+        self._on_malformed = on_malformed
+
+    def call_handlers_for_packet(self, data: bytes, client_address):
+        try:
+            OscPacket(data)
+        except Exception as exc:  # noqa: BLE001 - any decoding failure is the packet's fault
+            self._on_malformed(data, client_address, exc)
+            return []
+        return super().call_handlers_for_packet(data, client_address)
+
+
 def param_values(p: Params, stems: Iterable[str]) -> dict[str, object]:
     """Every OSC-visible parameter of a snapshot as ``path -> value``."""
     out: dict[str, object] = {}
@@ -130,11 +148,13 @@ class OscServer:
         self.fx_check = fx_check  # e.g. StemEffects.check_fx: (value to apply, error message or None)
         self.subscribers: list[tuple[str, int]] = []
         self._sub_lock = threading.Lock()
-        self.counters = {"received": 0, "errors": 0, "clamped": 0, "refused": 0, "sent": 0, "send_errors": 0}
+        self.counters = {"received": 0, "errors": 0, "clamped": 0, "refused": 0, "sent": 0, "send_errors": 0,
+                         "malformed": 0}
         self._refused_logged: set[str] = set()
+        self._malformed_logged: set[str] = set()
         self._pending_reports: list = []
 
-        dispatcher = Dispatcher(strict_timing=False)
+        dispatcher = _ParsingDispatcher(self._malformed, strict_timing=False)
         dispatcher.set_default_handler(self._on_message, needs_reply_address=True)
         server = BlockingOSCUDPServer((host, port), dispatcher)
         server.verify_request = self._verify_request  # type: ignore[method-assign]
@@ -172,8 +192,7 @@ class OscServer:
     # ---- sending -------------------------------------------------------
     def _send(self, addr: tuple[str, int], path: str, *args) -> None:
         try:
-            msg = build_msg(path, list(args))
-            self._server.socket.sendto(msg.dgram, addr)
+            self._server.socket.sendto(_build(path, args), addr)
             self.counters["sent"] += 1
         except Exception as exc:  # noqa: BLE001 - a bad subscriber must not hurt the server
             self.counters["send_errors"] += 1
@@ -202,9 +221,24 @@ class OscServer:
             log.warning("OSC message from non-local sender %s refused (start with allow_remote to accept)", host)
         return False
 
-    def _handle_error(self, request, client_address) -> None:  # pragma: no cover - last resort
-        self.counters["errors"] += 1
-        log.exception("OSC: error while handling a packet from %s", client_address)
+    def _handle_error(self, request, client_address) -> None:
+        """Last resort for an exception out of the request handler: counted, logged once per
+        sender without a traceback (handlers catch their own errors; packets are parsed first)."""
+        import sys
+
+        data = request[0] if isinstance(request, tuple) and request and isinstance(request[0], bytes) else b""
+        self._malformed(data, client_address, sys.exc_info()[1])
+
+    def _malformed(self, data: bytes, client_address, exc: BaseException | None) -> None:
+        """A datagram that is not OSC (bad UTF-8, truncated, wrong padding): counted, answered on
+        ``/stemstream/error``, logged once per sender, without a traceback."""
+        self.counters["malformed"] += 1
+        message = f"undecodable OSC packet ({len(data)} bytes): {type(exc).__name__}: {exc}"[:200]
+        self._error(client_address, "", message)
+        host = client_address[0] if client_address else "?"
+        if host not in self._malformed_logged and len(self._malformed_logged) < 100:
+            self._malformed_logged.add(host)
+            log.warning("OSC: %s from %s (further ones from this sender are only counted)", message, host)
 
     def _on_message(self, client_address, address: str, *args) -> None:
         self.counters["received"] += 1
@@ -296,6 +330,9 @@ class OscServer:
             if not name.isidentifier():
                 raise OscError(f"{address}: bad effect parameter name {name!r}")
             v = float(self._number(address, args, "float"))
+            if self.fx_check is None:
+                raise OscError(f"{address}: no effect chain is loaded on {', '.join(stems)} (value {v!r} not "
+                               f"stored; start with --fx STEM=PRESET)")
             if self.fx_check is not None:
                 applied = v
                 for s in stems:
@@ -427,6 +464,25 @@ class OscServer:
 
     def __exit__(self, *exc):
         self.close()
+
+
+FLOAT32_MAX = 3.4028234663852886e38
+
+
+def _build(path: str, args) -> bytes:
+    """An OSC datagram; a float too large for OSC's 32-bit ``f`` goes as a 64-bit ``d``
+    (python-osc would fail to pack it, and the reply would be lost)."""
+    from pythonosc.osc_message_builder import OscMessageBuilder
+
+    if not any(isinstance(a, float) and math.isfinite(a) and abs(a) > FLOAT32_MAX for a in args):
+        return build_msg(path, list(args)).dgram
+    b = OscMessageBuilder(path)
+    for a in args:
+        if isinstance(a, float) and math.isfinite(a) and abs(a) > FLOAT32_MAX:
+            b.add_arg(a, OscMessageBuilder.ARG_TYPE_DOUBLE)
+        else:
+            b.add_arg(a)
+    return b.build().dgram
 
 
 def _db(v) -> float:

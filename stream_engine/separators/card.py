@@ -31,6 +31,8 @@ from .base import SeparatorError, SeparatorSpec
 
 REQUIRED = ("name", "format", "sample_rate", "stems", "channels", "window", "hop", "lookahead", "fade", "stateful")
 FORMATS = ("onnx", "torchscript")
+FRAMING = ("window", "hop", "lookahead", "fade")
+SAMPLE_RATES = (8000, 384000)  # plausible model rates; a card outside them is a typo
 
 
 def card_path_for(model_path: str | Path) -> Path:
@@ -60,6 +62,10 @@ def validate_card(card: dict, where: str = "card") -> dict:
             raise SeparatorError(f"{where}: {k} must be a non-negative integer, not {v!r}")
     if card["sample_rate"] <= 0 or card["hop"] <= 0:
         raise SeparatorError(f"{where}: sample_rate and hop must be positive")
+    lo, hi = SAMPLE_RATES
+    if not lo <= card["sample_rate"] <= hi:
+        raise SeparatorError(f"{where}: sample_rate {card['sample_rate']} Hz is outside {lo}..{hi} Hz")
+    _check_framing(card, where)
     stems = card["stems"]
     if not isinstance(stems, list) or not stems or not all(isinstance(s, str) and s for s in stems):
         raise SeparatorError(f"{where}: stems must be a non-empty list of names, not {stems!r}")
@@ -81,7 +87,22 @@ def validate_card(card: dict, where: str = "card") -> dict:
         for k in ("window", "hop"):
             if k not in fr:
                 raise SeparatorError(f"{where}: profile {prof!r} framing lacks {k!r}")
+        merged = {**card, **{k: v for k, v in fr.items() if k in FRAMING}}
+        for k in FRAMING:
+            v = merged[k]
+            if not isinstance(v, int) or isinstance(v, bool) or v < (1 if k in ("window", "hop") else 0):
+                raise SeparatorError(f"{where}: profile {prof!r}: {k} must be a positive integer, not {v!r}")
+        _check_framing(merged, f"{where}: profile {prof!r}")
     return card
+
+
+def _check_framing(fr: dict, where: str) -> None:
+    """The output segment (hop + fade) must lie inside the window before the lookahead."""
+    window, hop, lookahead, fade = (fr[k] for k in FRAMING)
+    if fade > hop:
+        raise SeparatorError(f"{where}: fade {fade} must not exceed hop {hop}")
+    if hop + fade + lookahead > window:
+        raise SeparatorError(f"{where}: hop {hop} + fade {fade} + lookahead {lookahead} exceed the window {window}")
 
 
 def load_card(model_path: str | Path, expected_format: str | None = None, check_hash: bool = True) -> dict:

@@ -40,7 +40,7 @@ def _train(args) -> int:
     cfg["command"] = _command_line(args)
     try:
         res = train(cfg, args.out, resume=args.resume, progress=not args.no_progress)
-    except FileNotFoundError as e:
+    except (FileNotFoundError, ValueError) as e:  # e.g. --init / --teacher / --resume not a checkpoint
         print(f"stemstream train: {e}", file=sys.stderr)
         return 2
     print(json.dumps({"best_mean_sdr": res["best"], "parameters": res["parameters"], "out": res["out"]}))

@@ -239,20 +239,18 @@ def save_checkpoint(path: Path, model, opt, step: int, cfg: dict, best: float, h
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
-    """Load with weights_only=True (no code from the file runs)."""
-    ck = torch.load(str(path), map_location="cpu", weights_only=True)
-    for k in ("config", "model_cfg", "history", "rng"):
-        if isinstance(ck.get(k), str):
-            ck[k] = json.loads(ck[k])
-    return ck
+    """Load with weights_only=True (no code from the file runs); ``ValueError`` naming the file
+    for anything that is not a stemstream checkpoint."""
+    from .checkpoint import read_checkpoint
+
+    return read_checkpoint(path)
 
 
 def model_from_checkpoint(path: str | os.PathLike):
+    from .checkpoint import build_from_checkpoint
+
     ck = load_checkpoint(path)
-    model = build_model(ck["kind"], ck["model_cfg"])
-    model.load_state_dict(ck["model"])
-    model.eval()
-    return model, ck
+    return build_from_checkpoint(ck, path), ck
 
 
 def _rng_state(sampler: StemSampler) -> dict:
