@@ -4,7 +4,7 @@
         ../shared/data/eif/valid ../shared/data/musdb-excerpts ../shared/data/mir1k/valid
 
 Each MODEL@PROFILE in --models runs through ``stemstream eval``'s code
-(``evaluate``); results go to OUT/<folder>/results.json (merged with earlier
+(``evaluate``); results go to OUT/<parent>-<folder>/results.json (merged with earlier
 runs, so a new model can be added later) and a markdown table and PNG chart
 beside it (``report.write_report``).
 """
@@ -31,7 +31,7 @@ def main() -> None:
     ap.add_argument("--rate", type=int, default=None, help="stream rate (default: each file's)")
     args = ap.parse_args()
     for folder in map(Path, args.folders):
-        dest = Path(args.out) / folder.name
+        dest = Path(args.out) / f"{folder.resolve().parent.name}-{folder.name}"
         dest.mkdir(parents=True, exist_ok=True)
         store = dest / "results.json"
         results = json.loads(store.read_text()) if store.is_file() else {}

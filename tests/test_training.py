@@ -300,3 +300,46 @@ def test_commands(stems_dir, tmp_path, capsys):
     args = ap.parse_args(["train", "tiny-student", "--online-teacher", "--out", str(tmp_path / "y")])
     assert args.func(args) == 2
     assert "--online-teacher needs --teacher" in capsys.readouterr().err
+
+
+def test_sources_with_shares_and_silent_stems(tmp_path):
+    """A config's data may list sources: each gets its share of the excerpts; an instrumental
+    folder (accompaniment only) trains with silent vocals."""
+    import soundfile as sf
+
+    make_stem_folder(tmp_path / "songs", tracks=3, seconds=2.0, seed=3)
+    inst = tmp_path / "instrumental" / "piece"
+    inst.mkdir(parents=True)
+    sf.write(inst / "accompaniment.wav", np.full(16000, 0.1, np.float32), 16000)
+    tracks = D.load_sources([{"path": str(tmp_path / "songs"), "share": 0.25},
+                             {"path": str(tmp_path / "instrumental"), "share": 0.75, "silent": ["vocals"]}],
+                            stems=("vocals", "accompaniment"), sample_rate=16000, channels=2)
+    assert len(tracks) == 4
+    (piece,) = [t for t in tracks if t.name == "piece"]
+    assert piece.stems["vocals"].shape == (2, 16000) and not piece.stems["vocals"].any()
+    sampler = D.StemSampler(tracks, ("vocals", "accompaniment"), 8000)
+    assert sampler.weights[[t.name == "piece" for t in sampler.tracks]].sum() == pytest.approx(0.75)
+    with pytest.raises(FileNotFoundError):  # without "silent" the folder has no vocals
+        D.load_sources([str(tmp_path / "instrumental")], stems=("vocals", "accompaniment"))
+
+
+def test_label_writes_teacher_stems_that_sum_to_the_mixture(tmp_path, capsys):
+    """stemstream label: a teacher's vocals, accompaniment = mixture - vocals; a rerun skips done tracks."""
+    from stream_engine.cli import main
+    from stream_engine.evaluate import load_track
+
+    make_stem_folder(tmp_path / "songs", tracks=2, seconds=1.0, seed=4)
+    assert main(["label", str(tmp_path / "songs"), "--out", str(tmp_path / "labels"), "--model", "dsp-center",
+                 "--profile", "quality"]) == 0
+    done = sorted((tmp_path / "labels" / "songs").iterdir())
+    assert len(done) == 2
+    for folder in done:
+        labels, _ = load_track(folder)
+        truth, _ = load_track(tmp_path / "songs" / folder.name)
+        mix = truth["vocals"] + truth["accompaniment"]
+        np.testing.assert_allclose(labels["vocals"] + labels["accompaniment"], mix, atol=1e-4)
+        assert np.abs(labels["vocals"]).sum() > 0
+    capsys.readouterr()
+    assert main(["label", str(tmp_path / "songs"), "--out", str(tmp_path / "labels"), "--model", "dsp-center",
+                 "--profile", "quality"]) == 0
+    assert "labelled" not in capsys.readouterr().err
