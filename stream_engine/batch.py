@@ -341,6 +341,7 @@ class Summary:
     workers: int = 1
     in_flight_before: int = 0  # tracks a stopped earlier run left running
     redone: int = 0  # of those, redone now
+    deaths: int = 0  # worker processes that died (their tracks were retried)
 
     def audio_seconds(self) -> float:
         return sum(r.get("seconds", 0.0) for r in self.done)
@@ -358,6 +359,8 @@ class Summary:
         if self.in_flight_before:
             lines.append(f"  resumed: {self.in_flight_before} track(s) were in flight when the last run stopped; "
                          f"{self.redone} of them redone now")
+        if self.deaths:
+            lines.append(f"  {self.deaths} worker process(es) died; their tracks were retried on other workers")
         per: dict[str, list] = {}
         for r in self.done:
             per.setdefault(r["worker"], []).append(r)
@@ -446,12 +449,35 @@ def run_batch(jobs: list[Job], settings: Settings, executor, *, force: bool = Fa
         finally:
             summary.wall = time.perf_counter() - started
             bar.close()
+            summary.deaths = getattr(executor, "deaths", 0)
             if running:  # stopped: the tracks in flight stay "running" in the manifest and are redone next time
-                from .audio_io import remove_stale_partials
-
-                for track in running:
-                    remove_stale_partials(out / track)
+                stop = getattr(executor, "close", None)
+                if stop:
+                    stop()  # the workers go first, so their partial files can be removed now
+                _clean_up(out, list(running))
     return summary
+
+
+def _clean_up(out: Path, tracks: list[str], wait: float = 10.0) -> None:
+    """Remove the partial files (and empty folders) of tracks whose workers were stopped."""
+    from .audio_io import remove_stale_partials
+
+    deadline = time.monotonic() + wait
+    for track in tracks:
+        folder = out / track
+        while True:  # a stopped worker process may take a moment to exit
+            remove_stale_partials(folder)
+            if not folder.is_dir() or not any(p.name.endswith(".partial") for p in folder.iterdir()) \
+                    or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        d = folder
+        while d != out and out in d.parents:
+            try:
+                d.rmdir()  # only when empty: earlier results stay
+            except OSError:
+                break
+            d = d.parent
 
 
 def run_in_process(settings: Settings, separation: Separation | None = None):

@@ -230,12 +230,17 @@ class Terminated(KeyboardInterrupt):
         self.signum = signum
 
 
+_received: list[int] = []  # signals seen, in case a library re-raises Terminated as a plain KeyboardInterrupt
+
+
 def _terminate(signum, _frame):
+    _received.append(signum)
     raise Terminated(signum)
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    _received.clear()
     previous = {}
     try:
         for sig in (signal.SIGTERM, signal.SIGHUP):
@@ -248,6 +253,10 @@ def main(argv=None) -> int:
         print(f"stemstream: stopped by {exc}", file=sys.stderr)
         return 128 + exc.signum
     except KeyboardInterrupt:
+        if _received:  # Ray's ray.wait turns our Terminated into a plain KeyboardInterrupt
+            exc = Terminated(_received[-1])
+            print(f"stemstream: stopped by {exc}", file=sys.stderr)
+            return 128 + exc.signum
         return 130
     finally:
         for sig, handler in previous.items():

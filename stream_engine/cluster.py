@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import logging
 import os
-import time
+import signal
+import threading
 from collections import deque
 from pathlib import Path
 
@@ -89,6 +90,11 @@ class RayExecutor:
         self.ray, self.settings, self.retries, self.worker_cpus = ray, settings, retries, worker_cpus
         self.embedded = address is None
         init = dict(logging_level=logging.WARNING, log_to_driver=False, configure_logging=True)
+        # ray.init installs its own SIGTERM handling (log and exit 1); the CLI's own handlers come back
+        # afterwards, so a stopped batch still cleans up and exits 128 + signal like any stemstream run.
+        handlers = {}
+        if threading.current_thread() is threading.main_thread():
+            handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
         try:
             if self.embedded:
                 n = workers or max(1, min(local_cores() // worker_cpus, tracks))
@@ -107,6 +113,10 @@ class RayExecutor:
             self._shutdown()
             where = f"the Ray cluster at {address}" if address else "an embedded Ray"
             raise ClusterError(f"cannot start {where}: {type(exc).__name__}: {exc}") from None
+        finally:
+            for sig, handler in handlers.items():
+                if handler is not None:
+                    signal.signal(sig, handler)
         self.workers = n
         self._cls = _worker_class(ray)
         self.slots = [self._spawn() for _ in range(n)]
@@ -156,7 +166,7 @@ class RayExecutor:
         for i in range(len(self.slots)):
             ask_identity(i)
         while waiting:
-            done, _ = ray.wait(list(waiting), num_returns=1, timeout=1.0)  # wakes for signals (Ctrl-C, SIGTERM)
+            done, _ = ray.wait(list(waiting), num_returns=1, timeout=0.25)  # wakes for signals (Ctrl-C, SIGTERM)
             if not done:
                 continue
             ref = done[0]
@@ -205,7 +215,10 @@ class RayExecutor:
             pass
 
     def close(self) -> None:
-        """Stop the workers; an embedded Ray stops with them, a cluster keeps running."""
+        """Stop the workers; an embedded Ray stops with them, a cluster keeps running. Idempotent."""
+        if getattr(self, "_closed", False):
+            return
+        self._closed = True
         for actor in getattr(self, "slots", []):
             try:
                 self.ray.kill(actor)
