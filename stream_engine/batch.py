@@ -199,6 +199,10 @@ class Separation:
         self.spec = self.make(44100).spec  # a broken model fails here, before any file is touched
         self.model_hash = model_hash(self.make(44100))
         self.fx = parse_fx(list(settings.fx))
+        unknown = sorted(set(self.fx) - set(self.spec.stems))
+        if unknown:  # the same words as stages.build_stages, but before any track
+            raise ValueError(f"effects for unknown stem(s) {', '.join(unknown)}; "
+                             f"this model's stems: {', '.join(self.spec.stems)}")
         self.key = clamp(settings.key, *KEY_RANGE)[0]
         self.worker = worker_id()
 
@@ -209,7 +213,7 @@ class Separation:
                 "threads": self.threads, "version": __version__}
 
     def run(self, job: Job) -> dict:
-        from .audio_io import AudioFileError
+        from .audio_io import AudioFileError, OutputError
         from .offline import separate_file
         from .params import Params
         from .separators.base import SeparatorError
@@ -229,7 +233,8 @@ class Separation:
             r = separate_file(Path(job.path), Path(s.out), self.make, s.profile, fmt=s.fmt, progress=False,
                               track=job.track, params=params, stages=stages_for)
         except (AudioFileError, SeparatorError, ValueError, OSError) as exc:
-            msg = str(exc) if isinstance(exc, (AudioFileError, SeparatorError)) else f"{job.path}: {exc}"
+            msg = str(exc)  # names the input (reading) or the output file (writing), or gets the input's name
+            msg = msg if job.path in msg or isinstance(exc, OutputError) else f"{job.path}: {msg}"
             record.update(status="failed", error=msg, elapsed=time.perf_counter() - t0)
             return record
         warnings = []
@@ -288,8 +293,13 @@ class Manifest:
 
     def record(self, entry: dict) -> None:
         self.entries[entry["track"]] = entry
-        self._file.write(json.dumps(entry) + "\n")
-        self._file.flush()
+        try:
+            self._file.write(json.dumps(entry) + "\n")
+            self._file.flush()
+        except OSError as exc:  # without its record a track would be redone, or skipped wrongly: stop
+            from .audio_io import describe_os_error
+
+            raise BatchError(f"{self.path}: cannot write the manifest: {describe_os_error(exc)}") from None
 
     def close(self) -> None:
         if self._file:

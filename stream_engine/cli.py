@@ -94,9 +94,9 @@ def cmd_separate(args) -> int:
             executor.close()
     print(summary.describe(), file=sys.stderr if summary.failed else sys.stdout)
     if summary.failed:
-        print(f"stemstream: {len(summary.failed)} of {summary.total} track(s) failed (exit status "
-              f"{summary.exit_status}); see the list above and {out / 'stemstream-manifest.jsonl'}",
-              file=sys.stderr)
+        print(f"stemstream: {len(summary.failed)} of {summary.total} input(s) failed (exit status "
+              f"{summary.exit_status}: the number failed, at most 100); listed above and in "
+              f"{out / 'stemstream-manifest.jsonl'}", file=sys.stderr)
     return summary.exit_status
 
 
