@@ -74,6 +74,7 @@ class RayExecutor:
     """``batch.run_batch``'s executor on Ray; ``close()`` disconnects (and stops an embedded Ray)."""
 
     STARTUP_TIMEOUT = 600.0  # seconds to wait for the first worker (a cluster may have to scale up)
+    BOOT_DEATHS = 3  # a worker slot whose process dies this many times in a row while starting is given up
 
     def __init__(self, settings: Settings, workers: int | None = None, address: str | None = None,
                  worker_cpus: int = 1, retries: int = 2, tracks: int = 1):
@@ -176,7 +177,14 @@ class RayExecutor:
 
         for i in range(len(self.slots)):
             ask_identity(i)
-        while waiting:
+        boot_deaths = [0] * len(self.slots)  # a slot's workers that died before they were ready, in a row
+
+        def busy() -> bool:
+            return any(w[0] == "run" for w in waiting.values())
+
+        # Until every track is handed out and back. Workers still starting when the queue runs dry (a
+        # cluster short of CPUs for all of them) are not waited for.
+        while (queue and waiting) or busy():
             done, _ = ray.wait(list(waiting), num_returns=1, timeout=0.25)  # wakes for signals (Ctrl-C, SIGTERM)
             if not done:
                 continue
@@ -196,7 +204,9 @@ class RayExecutor:
                         finish(job, {"worker": names.get(i, "?"), "status": "failed", "elapsed": 0.0,
                                      "error": f"{job.path}: its worker process died {attempts[job.track]} times "
                                               f"(killed or out of memory?); last: {type(exc).__name__}: {cause}"})
-                if queue or any(w[0] == "run" for w in waiting.values()):
+                if kind == "ready":
+                    boot_deaths[i] += 1
+                if queue and boot_deaths[i] <= self.BOOT_DEATHS:
                     self.slots[i] = self._spawn()  # a fresh process in the dead one's place
                     ask_identity(i)
                 continue
@@ -210,11 +220,11 @@ class RayExecutor:
                 continue
             if kind == "ready":
                 self._check(value)
-                names[i] = value["worker"]
+                names[i], boot_deaths[i] = value["worker"], 0
             else:
                 finish(rest[0], value)
             give(i)
-        if queue:  # every worker gone and none could be replaced
+        if queue:  # every worker died while starting, again and again
             for job in queue:
                 finish(job, {"worker": "?", "status": "failed", "elapsed": 0.0,
                              "error": f"{job.path}: no Ray worker left to run it"})
