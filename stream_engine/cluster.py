@@ -107,8 +107,9 @@ class RayExecutor:
                 saved = os.environ.get("PYTHONPATH")
                 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (root, saved) if p)
                 try:
-                    ray.init(num_cpus=n * worker_cpus, include_dashboard=False, object_store_memory=100 << 20,
-                             **init)
+                    # "local": always a new Ray of our own, even where `ray start` left one running here
+                    ray.init(address="local", num_cpus=n * worker_cpus, include_dashboard=False,
+                             object_store_memory=100 << 20, **init)
                 finally:
                     if saved is None:
                         os.environ.pop("PYTHONPATH", None)
@@ -122,8 +123,13 @@ class RayExecutor:
             raise
         except Exception as exc:  # noqa: BLE001 - ray raises ConnectionError, RuntimeError, ValueError...
             self._shutdown()
-            where = f"the Ray cluster at {address}" if address else "an embedded Ray"
-            raise ClusterError(f"cannot start {where}: {type(exc).__name__}: {exc}") from None
+            if address:
+                hint = ("" if os.environ.get("RAY_AUTH_MODE") else
+                        "; if the cluster uses token authentication (the default of `ray start` in Ray 2.60), "
+                        "set RAY_AUTH_MODE=token and give this machine its token (~/.ray/auth_token)")
+                raise ClusterError(f"cannot join the Ray cluster at {address}: {type(exc).__name__}: {exc}{hint}") \
+                    from None
+            raise ClusterError(f"cannot start an embedded Ray: {type(exc).__name__}: {exc}") from None
         finally:
             for sig, handler in handlers.items():
                 if handler is not None:

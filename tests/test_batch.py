@@ -45,9 +45,9 @@ def env() -> dict:
     return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)}
 
 
-def cli(*args, timeout=300) -> subprocess.CompletedProcess:
+def cli(*args, timeout=300, env_=None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "stream_engine.cli", "separate", *map(str, args), "--quiet"],
-                          capture_output=True, text=True, timeout=timeout, cwd=REPO, env=env())
+                          capture_output=True, text=True, timeout=timeout, cwd=REPO, env=env_ or env())
 
 
 def start_cli(*args) -> subprocess.Popen:
@@ -269,3 +269,76 @@ def test_ray_worker_killed_mid_task_its_track_still_completes(tmp_path):
     for src in (long, *short):
         assert_complete(out, src.stem, src)
     assert not partials(out)  # the dead worker's temporaries were removed when the track was redone
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _kill_session(sid: int) -> None:
+    """SIGKILL every process left in session ``sid`` (one we started; Ray's agents outlive their raylet)."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        left = 0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                if int(fields[3]) == sid and fields[0] != "Z":
+                    left += 1
+                    os.kill(int(stat.parent.name), signal.SIGKILL)
+            except (OSError, ValueError, IndexError):
+                pass
+        if not left:
+            return
+        time.sleep(0.2)
+
+
+@pytest.fixture
+def ray_head():
+    """``ray start --head --block`` with 2 CPUs, token authentication (Ray's default) and this checkout's code.
+
+    Its own temporary folder (short: Ray's socket paths must fit 107 bytes), so the machine's
+    /tmp/ray/ray_current_cluster is left alone. Yields (address, the process, the client environment).
+    """
+    import shutil
+    import tempfile
+
+    temp = tempfile.mkdtemp(prefix="rh", dir="/tmp")
+    client = {**env(), "RAY_AUTH_MODE": "token"}
+    head = subprocess.Popen(
+        ["ray", "start", "--head", "--block", "--num-cpus", "2", "--port", str(_free_port()), "--temp-dir", temp,
+         "--include-dashboard", "false", "--dashboard-agent-listen-port", str(_free_port()),
+         "--metrics-export-port", str(_free_port()), "--disable-usage-stats"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env(), start_new_session=True)
+    try:
+        address, seen = None, []
+        for line in head.stdout:  # "ray start --address='IP:PORT'" once it is up
+            seen.append(line)
+            if "ray start --address=" in line:
+                address = line.split("--address=")[1].strip().strip("'\"")
+                break
+        assert address, "".join(seen)
+        yield address, head, client
+    finally:
+        _kill_session(head.pid)
+        head.wait(timeout=60)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+@ray_needed
+def test_ray_address_joins_a_running_cluster_and_leaves_it_running(tmp_path, ray_head):
+    address, head, client = ray_head
+    lib = tmp_path / "lib"
+    srcs = {f"d{i}/t": write(lib / f"d{i}" / "t.wav", 1.0, i) for i in range(3)}
+    out = tmp_path / "O"
+    r = cli(lib, "--out", out, "--model", "passthrough", "--ray-address", address, env_=client)
+    assert r.returncode == 0, r.stderr
+    assert "with 2 worker(s)" in r.stdout  # one per CPU of the cluster (2), at most one per track
+    for track, src in srcs.items():
+        assert vocals_equal_input(out, track, src), track
+    assert head.poll() is None  # the cluster is not ours to stop
+    assert subprocess.run(["ray", "status", "--address", address], capture_output=True, env=client).returncode == 0
