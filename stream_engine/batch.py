@@ -447,6 +447,7 @@ def run_batch(jobs: list[Job], settings: Settings, executor, *, force: bool = Fa
                           f"(removed: the stems line up with the input)", file=out_stream)
             else:
                 summary.failed.append((job, rec))
+                _clean_up(out, [job.track], wait=5.0)  # a worker that died mid-track left its partial files
                 bar.write(f"stemstream: error: {rec['error']}", file=sys.stderr)
             bar.update(round(job.seconds / 60, 2))
             show()

@@ -247,13 +247,13 @@ def test_ray_batch_stopped_midway_resumes_to_completion(tmp_path):
     assert not partials(out)
 
 
-@ray_needed
-def test_ray_worker_killed_mid_task_its_track_still_completes(tmp_path):
+def kill_worker_of_long_track(tmp_path, *extra):
+    """A batch of one long and three short tracks on 2 workers; the long one's worker is SIGKILLed mid-write."""
     lib = tmp_path / "lib"
     long = write(lib / "long.wav", 150.0, 0, subtype="PCM_16")  # dsp-center: seconds, enough to be killed in
     short = [write(lib / f"s{i}.wav", 5.0, i + 1, subtype="PCM_16") for i in range(3)]
     out = tmp_path / "O"
-    proc = start_cli(lib, "--out", out, "--model", "dsp-center", "--workers", "2")
+    proc = start_cli(lib, "--out", out, "--model", "dsp-center", "--workers", "2", *extra)
     deadline = time.monotonic() + 240
     while not (manifest(out).get("long", {}).get("status") == "running" and partials(out / "long")):
         assert proc.poll() is None, proc.communicate()
@@ -262,6 +262,12 @@ def test_ray_worker_killed_mid_task_its_track_still_completes(tmp_path):
     victim = manifest(out)["long"]["worker"]
     os.kill(int(victim.rsplit(":", 1)[1]), signal.SIGKILL)  # mid-write: its .partial files are open
     proc_out, err = proc.communicate(timeout=240)
+    return proc, proc_out, err, out, long, short, victim
+
+
+@ray_needed
+def test_ray_worker_killed_mid_task_its_track_still_completes(tmp_path):
+    proc, proc_out, err, out, long, short, victim = kill_worker_of_long_track(tmp_path)
     assert proc.returncode == 0, err
     final = manifest(out)["long"]
     assert final["status"] == "done" and final["worker"] != victim  # retried on another worker
@@ -342,3 +348,15 @@ def test_ray_address_joins_a_running_cluster_and_leaves_it_running(tmp_path, ray
         assert vocals_equal_input(out, track, src), track
     assert head.poll() is None  # the cluster is not ours to stop
     assert subprocess.run(["ray", "status", "--address", address], capture_output=True, env=client).returncode == 0
+
+
+@ray_needed
+def test_ray_track_whose_worker_dies_more_than_retries_fails_and_the_batch_goes_on(tmp_path):
+    proc, proc_out, err, out, long, short, victim = kill_worker_of_long_track(tmp_path, "--retries", "0")
+    assert proc.returncode == 1, err  # one track failed
+    final = manifest(out)["long"]
+    assert final["status"] == "failed" and "worker process died 1 times" in final["error"]
+    assert str(long) in final["error"] and str(long) in err  # named in the summary
+    for src in short:  # the other tracks were still separated
+        assert_complete(out, src.stem, src)
+    assert not (out / "long").exists() and not partials(out)  # the dead worker's files were cleaned up
