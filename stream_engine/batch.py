@@ -99,9 +99,13 @@ def collect_inputs(args: list[str | Path], out: Path, notes: list[str] | None = 
             jobs.extend(Job(str(p), str(item)) for p in found)
         elif item.suffix.lower() in LIST_EXTENSIONS and item.is_file() and via_list is None:
             try:
-                lines = item.read_text(encoding="utf-8-sig").splitlines()
-            except (OSError, UnicodeDecodeError) as exc:
-                raise BatchError(f"{item}: cannot read this list of inputs ({exc})") from None
+                raw = item.read_bytes()
+            except OSError as exc:
+                raise BatchError(f"{item}: cannot read this list of inputs ({exc.strerror})") from None
+            try:
+                lines = raw.decode("utf-8-sig").splitlines()
+            except UnicodeDecodeError:  # an old .m3u: Latin-1
+                lines = raw.decode("latin-1").splitlines()
             for line in lines:
                 line = line.strip()
                 if line and not line.startswith("#"):
@@ -267,12 +271,23 @@ class Manifest:
         self._lock = self._file = None
 
     def open(self) -> "Manifest":
+        try:
+            return self._open()
+        except OSError as exc:
+            from .audio_io import describe_os_error
+
+            self.close()
+            raise BatchError(f"{self.out}: cannot keep the batch's manifest there: {describe_os_error(exc)}") \
+                from None
+
+    def _open(self) -> "Manifest":
         self.out.mkdir(parents=True, exist_ok=True)
         self._lock = open(self.out / LOCK, "a")
         try:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             self._lock.close()
+            self._lock = None
             raise BatchError(f"{self.out}: another stemstream separate is writing into this folder "
                              f"(its manifest is locked); wait for it or choose another --out") from None
         if self.path.exists():
