@@ -224,7 +224,7 @@ class Separation:
         from .stages import build_stages
 
         s = self.settings
-        record = {"worker": self.worker, "started": time.time()}
+        record = {"worker": self.worker, "threads": self.threads or 1, "started": time.time()}
         t0 = time.perf_counter()
         try:
             st = os.stat(job.path)

@@ -200,6 +200,8 @@ def test_ray_batch_over_a_tree_with_a_corrupt_file_and_same_named_tracks(ray_lib
         assert e["input"] == str(Path(lib, e["track"]).with_suffix(Path(e["input"]).suffix))
         assert e["size"] == Path(e["input"]).stat().st_size and len(e["sha256"]) == 64
         assert len(e["model_hash"]) == 64 and e["model"] == "passthrough" and e["elapsed"] >= 0
+    # an actor per worker: at most 2 processes did all 4 tracks, each with 1 model thread for its 1 CPU
+    assert len({e["worker"] for e in m.values()}) <= 2 and {e["threads"] for e in m.values()} == {1}
     assert "audio h per wall h with 2 worker(s)" in r.stderr  # summary (on stderr when tracks failed)
     assert "failed (1):" in r.stderr
 
@@ -341,9 +343,10 @@ def test_ray_address_joins_a_running_cluster_and_leaves_it_running(tmp_path, ray
     lib = tmp_path / "lib"
     srcs = {f"d{i}/t": write(lib / f"d{i}" / "t.wav", 1.0, i) for i in range(3)}
     out = tmp_path / "O"
-    r = cli(lib, "--out", out, "--model", "passthrough", "--ray-address", address, env_=client)
+    r = cli(lib, "--out", out, "--model", "passthrough", "--ray-address", address, "--worker-cpus", "2", env_=client)
     assert r.returncode == 0, r.stderr
-    assert "with 2 worker(s)" in r.stdout  # one per CPU of the cluster (2), at most one per track
+    assert "with 1 worker(s)" in r.stdout  # the cluster's 2 CPUs, 2 per worker
+    assert {e["threads"] for e in manifest(out).values()} == {2}  # one model thread per CPU it was given
     for track, src in srcs.items():
         assert vocals_equal_input(out, track, src), track
     assert head.poll() is None  # the cluster is not ours to stop
