@@ -21,7 +21,7 @@ fi
 pip() { python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore "$@"; }
 if [ "$mode" = test ]; then
   pip torch==2.13.0  # the local CPU build; an unpinned torch pulls gigabytes of CUDA packages
-  pip -e ".[train,gui,test,spleeter]"
+  pip -e ".[train,gui,test,spleeter,cluster]"
 else
   pip -e ".[gui,spleeter]"
 fi

@@ -28,82 +28,76 @@ def add_model_args(p: argparse.ArgumentParser, default_profile: str = "balanced"
 
 
 def separator_factory(args):
-    from .separators.registry import load_separator
+    from .batch import make_factory
 
-    cache = {}
-
-    def make(rate: int):
-        if rate not in cache:
-            cache[rate] = load_separator(args.model, args.profile, sample_rate=rate, device=args.device)
-        else:
-            cache[rate].reset(1)
-        return cache[rate]
-
-    return make
+    return make_factory(args.model, args.profile, args.device)
 
 
 def cmd_separate(args) -> int:
-    from .audio_io import AudioFileError
-    from .demo import DEMO_SONG
-    from .offline import separate_file, track_names
-    from .separators.base import SeparatorError
+    """Files, folders and lists in; one folder of stems per track out (see batch.py).
 
-    inputs = [Path(p) for p in args.inputs] + ([DEMO_SONG] if args.demo else [])
-    if not inputs:
-        return fail("give at least one input file, or --demo for the bundled demo song")
+    Without --workers / --ray-address the tracks are separated here, one
+    after another, and Ray is never imported; with either, by Ray actors
+    (cluster.py). Both run batch.Separation, i.e. offline.separate_file.
+    """
+    from .batch import BatchError, Separation, Settings, collect_inputs, name_jobs, run_batch, run_in_process
+    from .demo import DEMO_SONG
+    from .params import KEY_RANGE, clamp
+    from .separators.base import SeparatorError
+    from .stages import parse_fx
+
     out = Path(args.out)
     blocker = next((d for d in [out, *out.parents] if d.exists()), None)
     if blocker is not None and not blocker.is_dir():
         return fail(f"--out {out}: {blocker} is a file, not a folder")
-    make = separator_factory(args)
+    notes: list[str] = []
     try:
-        make(44100)  # a broken model fails here, before any file is touched
-    except SeparatorError as exc:
+        jobs = collect_inputs(list(args.inputs) + ([DEMO_SONG] if args.demo else []), out, notes)
+    except BatchError as exc:
         return fail(str(exc))
-    from .params import KEY_RANGE, Params, clamp
-    from .stages import build_stages, parse_fx
-
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    if not jobs:
+        return fail("give at least one input (files, folders or a .txt list of paths), "
+                    "or --demo for the bundled demo song")
+    name_jobs(jobs)
+    for job in jobs:
+        if job.root is None and job.track != Path(job.path).stem:
+            print(f"note: several inputs are named {Path(job.path).stem!r}: {job.path} -> {out / job.track}/",
+                  file=sys.stderr)
     try:
-        fx = parse_fx(args.fx)
+        fx = tuple(f"{k}={v}" for k, v in parse_fx(args.fx).items())
     except ValueError as exc:
         return fail(str(exc))
     key, clamped = clamp(args.key, *KEY_RANGE)
     if clamped:
         print(f"warning: --key {args.key} is outside {KEY_RANGE}; using {key}", file=sys.stderr)
+    settings = Settings(out=str(out.resolve()), model=args.model, profile=args.profile, device=args.device,
+                        fmt=args.format, fx=fx, key=key)
+    distributed = args.workers is not None or args.ray_address is not None
+    try:
+        if distributed:
+            from .cluster import RayExecutor
 
-    def stages_for(rate, channels):
-        return build_stages(make(rate).spec.stems, rate, channels, fx, key_change=key != 0)
-
-    names = track_names(inputs)
-    for path, track in zip(inputs, names):
-        if track != path.stem:
-            print(f"note: several inputs are named {path.stem!r}: {path} -> {out / track}/", file=sys.stderr)
-    failed = []
-    for path, track in zip(inputs, names):
-        try:
-            params = Params.for_stems(make(44100).spec.stems, key=key)
-            r = separate_file(path, out, make, args.profile, fmt=args.format, progress=not args.quiet, track=track,
-                              params=params, stages=stages_for)
-        except (AudioFileError, SeparatorError, ValueError, OSError) as exc:
-            failed.append(path)
-            print(f"stemstream: error: {exc}", file=sys.stderr)
-            continue
-        if r.nonfinite:
-            print(f"warning: {path}: {r.nonfinite} NaN/inf samples were replaced by silence", file=sys.stderr)
-        if r.truncated:
-            promised, present = r.truncated
-            print(f"warning: {path}: the file is truncated: its header promises {promised * r.seconds / present:.1f} s, "
-                  f"it holds {r.seconds:.1f} s ({present} of {promised} frames); separated what is there",
-                  file=sys.stderr)
-        files = ", ".join(p.name for p in r.files.values())
-        print(f"{r.track} ({make(44100).spec.name}, {args.profile}): {r.seconds:.1f} s in {r.elapsed:.2f} s "
-              f"({r.speed:.1f}x real time) -> "
-              f"{out / r.track}/ [{files}]")
-        print(f"  pipeline latency: {r.latency.describe()} (removed: the stems line up with the input)")
-    if failed:
-        print(f"stemstream: {len(failed)} of {len(inputs)} input(s) failed: {', '.join(map(str, failed))}",
-              file=sys.stderr)
-    return EXIT_ERROR if failed else 0
+            executor = RayExecutor(settings, workers=args.workers or None, address=args.ray_address,
+                                   worker_cpus=args.worker_cpus, retries=args.retries, tracks=len(jobs))
+        else:
+            executor = run_in_process(settings, Separation(settings))  # a broken model fails here
+    except (BatchError, SeparatorError, ValueError) as exc:  # cluster.ClusterError is a BatchError
+        return fail(str(exc))
+    try:
+        summary = run_batch(jobs, settings, executor, force=args.force, progress=not args.quiet)
+    except BatchError as exc:
+        return fail(str(exc))
+    finally:
+        if distributed:
+            executor.close()
+    print(summary.describe(), file=sys.stderr if summary.failed else sys.stdout)
+    if summary.failed:
+        print(f"stemstream: {len(summary.failed)} of {summary.total} input(s) failed (exit status "
+              f"{summary.exit_status}: the number failed, at most 100); listed above and in "
+              f"{out / 'stemstream-manifest.jsonl'}", file=sys.stderr)
+    return summary.exit_status
 
 
 def cmd_bench(args) -> int:
@@ -168,9 +162,25 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("separate", help="separate files into stems (offline, same engine as live)")
-    p.add_argument("inputs", nargs="*", help="audio files (wav, flac, ogg, mp3, ...)")
+    p.add_argument("inputs", nargs="*",
+                   help="audio files (wav, flac, ogg, mp3, ...), folders (searched recursively) or list files "
+                        "(.txt/.m3u: one path a line)")
     p.add_argument("--demo", action="store_true", help="also separate the bundled demo song")
-    p.add_argument("--out", required=True, help="output folder; writes OUT/<track>/<stem>.<format>")
+    p.add_argument("--out", required=True,
+                   help="output folder; writes OUT/<track>/<stem>.<format> (folder inputs: their tree mirrored) "
+                        "and OUT/stemstream-manifest.jsonl, which lets a rerun skip what is done")
+    p.add_argument("--force", action="store_true", help="redo tracks the manifest says are done")
+    p.add_argument("--workers", type=int, nargs="?", const=0, default=None, metavar="N",
+                   help="separate on N Ray worker processes on this machine (Ray started embedded; needs "
+                        "the 'cluster' extra); --workers alone: one per core, at most one per track")
+    p.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="join a running Ray cluster (ray start --head ...; 'auto' finds a local one); "
+                        "with --workers N, start N workers on it, else one per worker-cpus of the cluster")
+    p.add_argument("--worker-cpus", type=int, default=1, metavar="C",
+                   help="CPUs (and model threads) per Ray worker (default: %(default)s)")
+    p.add_argument("--retries", type=int, default=2,
+                   help="times a track is retried on another worker when its worker process dies "
+                        "(default: %(default)s)")
     p.add_argument("--format", choices=["wav", "flac"], default="wav")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--fx", action="append", metavar="STEM=PRESET",
@@ -220,12 +230,17 @@ class Terminated(KeyboardInterrupt):
         self.signum = signum
 
 
+_received: list[int] = []  # signals seen, in case a library re-raises Terminated as a plain KeyboardInterrupt
+
+
 def _terminate(signum, _frame):
+    _received.append(signum)
     raise Terminated(signum)
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    _received.clear()
     previous = {}
     try:
         for sig in (signal.SIGTERM, signal.SIGHUP):
@@ -238,6 +253,10 @@ def main(argv=None) -> int:
         print(f"stemstream: stopped by {exc}", file=sys.stderr)
         return 128 + exc.signum
     except KeyboardInterrupt:
+        if _received:  # Ray's ray.wait turns our Terminated into a plain KeyboardInterrupt
+            exc = Terminated(_received[-1])
+            print(f"stemstream: stopped by {exc}", file=sys.stderr)
+            return 128 + exc.signum
         return 130
     finally:
         for sig, handler in previous.items():

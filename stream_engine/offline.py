@@ -42,7 +42,7 @@ class TrackResult:
         return self.seconds / self.elapsed if self.elapsed > 0 else float("inf")
 
 
-def track_names(paths: list[Path]) -> list[str]:
+def track_names(paths: list[Path], roots: list[Path | None] | None = None) -> list[str]:
     """One output folder name per input, predictable from its path, never shared.
 
     A file's name without its extension (``song.wav`` -> ``song``) when no
@@ -52,17 +52,26 @@ def track_names(paths: list[Path]) -> list[str]:
     when that is still ambiguous (``a/x.wav``, ``a/x.ogg`` -> ``a/x.wav``,
     ``a/x.ogg``); the same file given twice gets ``-2``, ``-3``... Names are
     compared ignoring case (case-insensitive file systems).
+
+    ``roots`` (one per path, None for a file given by itself) names the
+    folder an input was found in: such an input is named by its path inside
+    that folder (``lib/a/x.wav`` found in ``lib`` -> ``a/x``), so the output
+    mirrors the input tree; clashes are resolved as above, relative to the
+    common parent of the clashing inputs' roots (``lib1/x.wav``,
+    ``lib2/x.wav`` -> ``lib1/x``, ``lib2/x``).
     """
     import os
     from collections import Counter
 
     paths = [Path(p) for p in paths]
-    names = [p.stem for p in paths]
+    full = [Path(os.path.abspath(p)) for p in paths]
+    roots = [Path(os.path.abspath(r)) if r is not None else f.parent
+             for r, f in zip(roots or [None] * len(paths), full)]
+    names = [f.relative_to(r).with_suffix("").as_posix() for f, r in zip(full, roots)]
     counts = Counter(n.casefold() for n in names)
     clash = [i for i, n in enumerate(names) if counts[n.casefold()] > 1]
     if clash:
-        full = {i: Path(os.path.abspath(paths[i])) for i in clash}
-        base = Path(os.path.commonpath([str(full[i].parent) for i in clash]))
+        base = Path(os.path.commonpath([str(roots[i]) for i in clash]))
         rel = {i: full[i].relative_to(base) for i in clash}
         again = Counter(r.with_suffix("").as_posix().casefold() for r in rel.values())
         same = Counter(r.as_posix().casefold() for r in rel.values())
