@@ -269,3 +269,18 @@ def test_daw_mirror_maps_one_track_per_stem():
     finally:
         mirror.close()
         daw.close()
+
+
+def test_nan_output_of_a_four_stem_model_plays_dry_on_other_live(tmp_path):
+    """A window of NaN model output (the ONNX model with NaN gains) is played dry live on
+    the remainder stem (``other``, as ``accompaniment`` for two stems), the rest silent,
+    so every mix and a DAW's 'other' track carry the input, never the NaN."""
+    from stream_engine.framer import Framer
+
+    model = write_gain_model(tmp_path, gains=(float("nan"),) * 4)
+    framer = Framer(load_separator(str(model), "live", sample_rate=48000), 2, nonfinite="dry")
+    x = stereo_music(0.1).T.copy()
+    out = framer.push(x)
+    assert framer.nonfinite_windows > 0 and np.isfinite(out).all()
+    np.testing.assert_array_equal(out[3], x[:, : out.shape[2]])
+    assert not out[:3].any()
