@@ -20,7 +20,7 @@ def fail(message: str) -> int:
 
 def add_model_args(p: argparse.ArgumentParser, default_profile: str = "balanced", realtime_only: bool = False) -> None:
     p.add_argument("--model", default=None,
-                   help="built-in name (passthrough, dsp-center), bundled model name, or a model file path; "
+                   help="built-in name (passthrough, dsp-center, dsp-4stem), bundled model name, or a model file path; "
                         "default: the profile's default model")
     p.add_argument("--profile", choices=REALTIME_PROFILES if realtime_only else list(PROFILES), default=default_profile,
                    help="latency / quality trade-off (default: %(default)s)")
