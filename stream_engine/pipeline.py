@@ -17,6 +17,8 @@ from typing import Sequence
 import numpy as np
 
 from .bands import HighBand
+
+AUDIBLE_HZ = 20000.0
 from .framer import Framer
 from .latency import LatencyReport
 from .profiles import Profile
@@ -54,7 +56,9 @@ class Pipeline:
             q = profile.resample_quality
             self.down = StreamResampler(stream_rate, self.model_rate, channels, q)
             self.up = StreamResampler(self.model_rate, stream_rate, len(self.stems) * channels, q)
-        if self.model_rate < stream_rate and full_band:
+        # Above a model's Nyquist the stream's band is split by stereo image (bands.py), unless the
+        # model already hears everything audible (44.1 kHz under a 48 kHz stream: 22-24 kHz is not).
+        if self.model_rate < stream_rate and full_band and self.model_rate / 2 < AUDIBLE_HZ:
             self.high = HighBand(self.stems, stream_rate, self.model_rate, channels, profile, trim)
         self.stage_latency = sum(int(stage.latency) for stage in self.stages)
         self.reset()

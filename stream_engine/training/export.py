@@ -36,6 +36,38 @@ PROVENANCE = {
     }
 }
 
+# Per data folder (matched by its path): what it is and its terms (../shared/data/README.md).
+SOURCES = {
+    "mir1k": PROVENANCE["mir1k"]["dataset"] + "; research use",
+    "eif": "Everything is Free by Software-Entwicklungskit, released as stems (ichbinsoftware/everythingisfree); "
+           "44.1 kHz stereo; CC0 1.0",
+    "labels/songs": "Spleeter 2-stem labels (stemstream label) of the 10 songs in shared/data/songs "
+                    "(UltraStar-Deluxe/songs, folder 'Creative Commons'): CC BY 3.0, CC BY-SA, CC BY-NC and "
+                    "CC BY-NC-ND terms per song (each song's license.txt); NC: research and non-commercial use",
+    "instrumental": "8 instrumental pieces in shared/data/instrumental (UltraStar-Deluxe/songs and librosa/data), "
+                    "vocals = silence; CC BY, CC BY-NC-SA and Public Domain Mark per piece",
+    "musdb": "MUSDB18 (Rafii et al., 2017), as given by the user; research use",
+}
+
+
+def provenance(data) -> dict:
+    """The card's training-data entry for a config's ``data`` (one path or a list of sources)."""
+    items = data if isinstance(data, list) else [data]
+    paths = [str(i["path"] if isinstance(i, dict) else i) for i in items]
+    if len(paths) == 1 and "mir1k" in paths[0]:
+        return dict(PROVENANCE["mir1k"])
+    described = []
+    for item, path in zip(items, paths):
+        what = next((text for key, text in SOURCES.items() if key in path), "see the data's own terms")
+        share = item.get("share") if isinstance(item, dict) else None
+        described.append(f"{path}{f' (share {share})' if share is not None else ''}: {what}")
+    non_commercial = any("NC" in d or "research" in d for d in described)
+    return {"dataset": "; ".join(described),
+            "licence": ("research and non-commercial use: some training data is research-use or CC BY-NC; "
+                        "the weights inherit the most restrictive terms") if non_commercial
+            else "see the training data's terms"}
+
+
 FULL_BAND_NOTE = (
     "Trained on 16 kHz MIR-1K only: the model sees 0-8 kHz. Above 8 kHz it has never seen vocal sibilance or "
     "cymbals; the engine decides what happens to that band (at 44.1/48 kHz the model's output is resampled up "
@@ -95,8 +127,7 @@ def card_for(model, name: str, fmt: str, ck: dict, window_seconds: float | None 
     for h in hist:
         if h.get("step") == ck.get("step"):
             best_val = h
-    data = str(cfg.get("data", ""))
-    prov = PROVENANCE["mir1k"] if "mir1k" in data else {"dataset": data, "licence": "see the training data"}
+    prov = provenance(cfg.get("data", ""))
     card = {
         "name": name,
         "format": fmt,
@@ -117,7 +148,9 @@ def card_for(model, name: str, fmt: str, ck: dict, window_seconds: float | None 
             "machine": "2-core CPU (AMD EPYC), shared",
         },
         "command": cfg.get("command"),
-        "full_band": FULL_BAND_NOTE,
+        "full_band": FULL_BAND_NOTE if sr <= 16000 else
+        f"Full band: trained at {sr} Hz on full-band stems and teacher labels (the labels hold nothing above "
+        f"11 kHz in the vocals: see training/labels.py).",
     }
     if isinstance(model, StreamingStudent):
         shapes = model.state_shapes()
