@@ -31,6 +31,13 @@ excerpt: 4096-point frames put the kick drum's body into the bass, drums
 0.1 dB and bass -1.9 dB against 4.6 and 2.7 with 512). Settings were chosen
 on the musdb excerpt and a minute of ``eif/valid`` in ../shared/data, so
 scores there are optimistic. Numpy only.
+
+Measured (SDR dB, live / quality; ``stemstream eval``): 80s Rock excerpt
+vocals 6.3 / 6.9, drums 4.6 / 2.6, bass 2.7 / 0.4, other 2.8 / 3.1;
+``eif/valid`` vocals 1.4 / 1.6, drums -4.2 / -1.4, other 0.1 / 0.1 (its bass
+is silence, its bass notes sit in ``other``); the 31 ``render-gm`` songs,
+median drums -1.0 / 0.9, bass 0.7 / 0.3, other 1.9 / 1.8. Live at 48 kHz /
+256: compute p99 0.67 ms per 128-sample hop, RTF 0.09 on one thread.
 """
 
 from __future__ import annotations
