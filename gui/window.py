@@ -10,7 +10,6 @@ they only emit a queued signal, so widgets are touched on the UI thread.
 from __future__ import annotations
 
 import copy
-import json
 import time
 from pathlib import Path
 
@@ -36,21 +35,18 @@ INPUT_FILE = "__input_file__"
 
 
 def stems_for(model: str | None, profile: str = "live") -> tuple[str, ...]:
-    """The stems a model will produce, from its card, without loading it."""
-    from stream_engine.separators.registry import BUILTINS, bundled_models, default_model
+    """The stems a model will produce (the strips to build), without loading its weights.
 
-    name = model or default_model(profile)
-    if name in BUILTINS:
+    A model whose stems cannot be told before loading gets two strips for now;
+    the session rebuilds them from the loaded model when it starts.
+    """
+    from stream_engine.separators.base import SeparatorError
+    from stream_engine.separators.registry import model_stems
+
+    try:
+        return model_stems(model, profile)
+    except (SeparatorError, ValueError):
         return ("vocals", "accompaniment")
-    card = bundled_models().get(name)
-    if card is None:
-        path = Path(name)
-        try:
-            card = json.loads(path.with_suffix(".json").read_text())
-        except (OSError, ValueError):
-            card = {}
-    stems = card.get("stems") if isinstance(card, dict) else None
-    return tuple(stems) if stems else ("vocals", "accompaniment")
 
 
 class MainWindow(QMainWindow):
@@ -191,7 +187,8 @@ class MainWindow(QMainWindow):
                     chains[stem] = [dict(e) for e in load_preset(preset).get("effects", [])]
             except (KeyError, OSError, ValueError) as exc:
                 self.show_error(f"--fx: {exc}")
-        self.live.fx.set_stems(("vocals", "accompaniment"), chains)
+        self.live.fx.set_stems(stems_for(self.live.model_box.currentData(), self.live.profile_box.currentData()),
+                               chains)
 
     def _select_model(self, model: str) -> None:
         box = self.live.model_box

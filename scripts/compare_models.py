@@ -42,7 +42,8 @@ def main() -> None:
                            profile, stream_rate=args.rate, progress=False)
             res["model"] = Path(model).stem if model.endswith(".onnx") else model
             results[f"{res['model']}@{profile}"] = res
-            print(f"{folder.name}: {item}: " + ", ".join(f"{s} {v:.2f}" for s, v in res["mean"].items()), flush=True)
+            print(f"{folder.name}: {item}: " + ", ".join(f"{s} {'not scored' if v is None else f'{v:.2f}'}"
+                                                for s, v in res["mean"].items()), flush=True)
             store.write_text(json.dumps(results, indent=1))
         for path in dest.glob("*_vs_*"):
             path.unlink()  # one report per folder: the newest comparison

@@ -10,7 +10,8 @@ apt_packages=(libsndfile1 libportaudio2)
 if [ "$mode" = test ]; then
   apt_packages+=(jackd2 zam-plugins xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxkbcommon-x11-0
                  libxcb-xinerama0 libxcb-randr0 libxcb-render-util0 libxcb-image0 libxcb-shape0 libegl1 libgl1
-                 libfontconfig1 libdbus-1-3)
+                 libfontconfig1 libdbus-1-3
+                 fluidsynth fluid-soundfont-gm timgm6mb-soundfont openttd-openmsx)  # stemstream render-gm
 fi
 missing=()
 for p in "${apt_packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

@@ -20,7 +20,7 @@ def fail(message: str) -> int:
 
 def add_model_args(p: argparse.ArgumentParser, default_profile: str = "balanced", realtime_only: bool = False) -> None:
     p.add_argument("--model", default=None,
-                   help="built-in name (passthrough, dsp-center), bundled model name, or a model file path; "
+                   help="built-in name (passthrough, dsp-center, dsp-4stem), bundled model name, or a model file path; "
                         "default: the profile's default model")
     p.add_argument("--profile", choices=REALTIME_PROFILES if realtime_only else list(PROFILES), default=default_profile,
                    help="latency / quality trade-off (default: %(default)s)")
@@ -213,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_models)
 
     # Commands owned by their own modules; each imports its heavy packages lazily.
-    for module in ("stream_engine.live", "stream_engine.training.commands"):
+    for module in ("stream_engine.live", "stream_engine.training.commands", "stream_engine.tools.render_gm"):
         try:
             __import__(module, fromlist=["add_parsers"]).add_parsers(sub)
         except ModuleNotFoundError as exc:

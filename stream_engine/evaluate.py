@@ -11,6 +11,14 @@ reason: ``skipped`` when there is nothing to score (only a mixture, or a
 single stem without a mixture, which would be its own reference), ``failed``
 when something is wrong (unreadable or empty files, mixed sample rates or
 channel counts, a model error).
+
+A stem whose reference is silence (below ``SILENT_DBFS`` RMS: the ``bass`` of
+a song without one) has no SDR worth the name (any estimate scores about
+-inf or +inf against nothing): it is reported as not scored (``None``) and
+left out of that stem's mean and median. A model with stems beside the
+vocals but no ``accompaniment`` stem (four stems) is also scored on
+``accompaniment`` through its ``instrumental`` bus (every stem but the
+vocals), so it compares with two-stem models.
 """
 
 from __future__ import annotations
@@ -27,6 +35,8 @@ from .offline import separate_array
 from .separators.base import Separator
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif"}
+SILENT_DBFS = -80.0  # a reference this quiet (RMS) is silence: not scored
+NOT_SCORED = "not scored"
 
 
 def find_tracks(root: Path) -> list[Path]:
@@ -85,9 +95,23 @@ def reference(stem: str, stems: dict[str, np.ndarray]) -> np.ndarray | None:
     return None
 
 
+def is_silent(reference: np.ndarray) -> bool:
+    rms = float(np.sqrt(np.mean(np.square(reference, dtype=np.float64)))) if reference.size else 0.0
+    return rms <= 10.0 ** (SILENT_DBFS / 20.0)
+
+
+def scored_stems(model_stems) -> dict[str, str]:
+    """{stem scored: the bus of the engine's output that estimates it}."""
+    out = {s: s for s in model_stems}
+    others = [s for s in model_stems if s != "vocals"]
+    if "vocals" in out and "accompaniment" not in out and "instrumental" not in out and len(others) > 1:
+        out["accompaniment"] = "instrumental"
+    return out
+
+
 def score_track(folder: Path, make_separator: Callable[[int], Separator], profile: str,
-                stream_rate: int | None) -> tuple[str, dict[str, float]]:
-    """(model name, {stem: SDR dB}); ``Unscorable`` when there is nothing to score."""
+                stream_rate: int | None) -> tuple[str, dict[str, float | None]]:
+    """(model name, {stem: SDR dB, or None for a silent reference}); ``Unscorable`` when there is nothing to score."""
     stems, rate = load_track(folder)
     parts = base_stems(stems)
     mixture = stems.get("mixture")
@@ -103,13 +127,15 @@ def score_track(folder: Path, make_separator: Callable[[int], Separator], profil
         mixture = soxr.resample(mixture.T, rate, stream_rate).T.copy()
         rate = stream_rate
     separator = make_separator(rate)
-    refs = {stem: reference(stem, stems) for stem in separator.spec.stems}
+    buses = scored_stems(separator.spec.stems)
+    refs = {stem: reference(stem, stems) for stem in buses}
     refs = {k: v for k, v in refs.items() if v is not None}
     if not refs:
         raise Unscorable(f"no reference for the model's stems ({', '.join(separator.spec.stems)}); the folder has "
                          f"{', '.join(stems)}")
     estimates = separate_array(separator, mixture.astype(np.float32), rate, profile)
-    return separator.spec.name, {stem: sdr(ref, estimates[stem]) for stem, ref in refs.items()}
+    return separator.spec.name, {stem: None if is_silent(ref) else sdr(ref, estimates[buses[stem]])
+                                 for stem, ref in refs.items()}
 
 
 def evaluate(root: Path, make_separator: Callable[[int], Separator], profile: str = "balanced",
@@ -130,11 +156,19 @@ def evaluate(root: Path, make_separator: Callable[[int], Separator], profile: st
             skipped[name] = str(exc)
         except (AudioFileError, SeparatorError, ValueError, OSError) as exc:
             failed[name] = str(exc)
-    stem_names = sorted({s for t in tracks.values() for s in t})
-    mean = {s: statistics.fmean(t[s] for t in tracks.values() if s in t) for s in stem_names}
-    median = {s: statistics.median(t[s] for t in tracks.values() if s in t) for s in stem_names}
+    stem_names = list(dict.fromkeys(s for t in tracks.values() for s in t))  # the model's order
+    values = {s: [t[s] for t in tracks.values() if t.get(s) is not None] for s in stem_names}
+    mean = {s: statistics.fmean(v) if v else None for s, v in values.items()}
+    median = {s: statistics.median(v) if v else None for s, v in values.items()}
     return {"model": model_name, "profile": profile, "tracks": tracks, "mean": mean, "median": median,
             "scored": len(tracks), "skipped": skipped, "failed": failed}
+
+
+def _cell(value) -> str:
+    """A score, ``not scored`` (silent reference) or ``n/a`` (no reference in that track)."""
+    if value is None:
+        return f"{NOT_SCORED:>14}"
+    return f"{value:14.2f}"
 
 
 def format_results(results: dict) -> str:
@@ -143,9 +177,14 @@ def format_results(results: dict) -> str:
     lines = [f"model {results['model']}, profile {results['profile']}: SDR in dB",
              "track".ljust(width) + "".join(f"  {s:>14}" for s in stems)]
     for track, scores in results["tracks"].items():
-        lines.append(track.ljust(width) + "".join(f"  {scores.get(s, float('nan')):14.2f}" for s in stems))
+        lines.append(track.ljust(width) + "".join(f"  {_cell(scores[s]) if s in scores else 'n/a':>14}"
+                                                  for s in stems))
     for label in ("mean", "median"):
-        lines.append(label.ljust(width) + "".join(f"  {results[label][s]:14.2f}" for s in stems))
+        lines.append(label.ljust(width) + "".join(f"  {_cell(results[label][s])}" for s in stems))
+    silent = sorted({s for t in results["tracks"].values() for s, v in t.items() if v is None})
+    if silent:
+        lines.append(f"{NOT_SCORED}: the reference is silence ({', '.join(silent)} in some tracks); "
+                     f"left out of the mean and median")
     skipped, failed = results.get("skipped", {}), results.get("failed", {})
     lines.append(f"{len(results['tracks'])} scored, {len(skipped)} skipped, {len(failed)} failed "
                  f"(only scored tracks count in the mean and median)")

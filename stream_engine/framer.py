@@ -15,7 +15,8 @@ with the input sample for sample.
 A window whose separated output holds NaN or inf is never passed on:
 ``nonfinite="raise"`` (offline) stops with a ``SeparatorError`` naming the
 model; ``"dry"`` (live) plays that segment unseparated instead (the input on
-the first stem that is not the vocals, so the mixes carry the dry signal, as
+the last stem that is not the vocals: accompaniment, or other beside drums
+and bass, so the mixes carry the dry signal, as
 during a deadline miss), reached through the segments' usual crossfade,
 resets a stateful model's state and counts the window in
 ``nonfinite_windows``.
@@ -55,7 +56,7 @@ class Framer:
             raise ValueError(f"nonfinite must be 'raise' or 'dry', not {nonfinite!r}")
         spec = separator.spec
         self.nonfinite = nonfinite
-        self._dry_stem = next((i for i, name in enumerate(spec.stems) if name != "vocals"), 0)
+        self._dry_stem = max((i for i, name in enumerate(spec.stems) if name != "vocals"), default=0)
         self.separator = separator
         self.spec = spec
         self.channels = channels

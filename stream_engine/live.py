@@ -220,7 +220,7 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--host-api", default=None, metavar="NAME",
                    help="only devices of this host API (part of its name, e.g. jack, alsa)")
     p.add_argument("--model", default=None,
-                   help="built-in name (passthrough, dsp-center), bundled model name, or a model file path")
+                   help="built-in name (passthrough, dsp-center, dsp-4stem), bundled model name, or a model file path")
     p.add_argument("--profile", choices=REALTIME_PROFILES, default="live", help="default: %(default)s")
     p.add_argument("--device", dest="compute_device", default="cpu", help="cpu or cuda (model backends only)")
     p.add_argument("--block", type=int, default=None, help="device block in frames (default: the profile's)")
@@ -230,7 +230,7 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--stats-json", default=None, metavar="FILE", help="write stats and latency here at the end")
     p.add_argument("--route", nargs="+", action="extend", default=None, metavar="BUS=CH,CH",
                    help="put a bus on output channels (from 1): a stem, main, instrumental, karaoke or mic; "
-                        "e.g. --route vocals=3,4 accompaniment=1,2 (default main=1,2)")
+                        "e.g. --route vocals=3,4 accompaniment=1,2, or drums=5,6 with a four-stem model (default main=1,2)")
     p.add_argument("--routes", default=None, metavar="FILE",
                    help="routing from a file: JSON {\"vocals\": [3, 4], ...} or lines BUS=CH,CH (channels from 1)")
     p.add_argument("--mic", type=int, default=None, metavar="CH", help="microphone on input channel CH (from 1)")

@@ -1,7 +1,8 @@
 """Evaluation report: a markdown table and a PNG chart of SDR per track and stem.
 
 ``results``: ``{"model", "profile", "tracks": {track: {stem: sdr_db}}, "mean": {stem: db},
-"median": {stem: db}}`` (what ``evaluate.evaluate`` returns). Several results
+"median": {stem: db}}`` (what ``evaluate.evaluate`` returns; a score of None is a
+stem whose reference is silence: shown as "not scored"). Several results
 (a list) are compared side by side: one table column and one bar per model.
 """
 
@@ -16,8 +17,13 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "report"
 
 
+MISSING = object()  # no such stem in that track (n/a), unlike None: a silent reference (not scored)
+
+
 def _fmt(v) -> str:
-    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.2f}"
+    if v is None:
+        return "not scored"
+    return "n/a" if v is MISSING or (isinstance(v, float) and math.isnan(v)) else f"{v:.2f}"
 
 
 def _stems_and_tracks(results_list: list[dict]) -> tuple[list[str], list[str]]:
@@ -40,9 +46,9 @@ def markdown(results_list: list[dict]) -> str:
              "| track | " + " | ".join(head(r, s) for r, s in cols) + " |",
              "|---|" + "---:|" * len(cols)]
     for t in tracks:
-        lines.append(f"| {t} | " + " | ".join(_fmt(r.get("tracks", {}).get(t, {}).get(s)) for r, s in cols) + " |")
+        lines.append(f"| {t} | " + " | ".join(_fmt(r.get("tracks", {}).get(t, {}).get(s, MISSING)) for r, s in cols) + " |")
     for label in ("mean", "median"):
-        lines.append(f"| **{label}** | " + " | ".join(f"**{_fmt(r.get(label, {}).get(s))}**" for r, s in cols) + " |")
+        lines.append(f"| **{label}** | " + " | ".join(f"**{_fmt(r.get(label, {}).get(s, MISSING))}**" for r, s in cols) + " |")
     for r in results_list:
         who = f" ({r.get('model')}, {r.get('profile')})" if multi else ""
         skipped, failed = r.get("skipped", {}), r.get("failed", {})
@@ -70,8 +76,13 @@ def chart(results_list: list[dict], path: Path) -> Path:
     for i, (r, s) in enumerate(series):
         vals = [r.get("tracks", {}).get(t, {}).get(s, np.nan) for t in tracks]
         vals += [r.get("mean", {}).get(s, np.nan), r.get("median", {}).get(s, np.nan)]
+        silent = [k for k, v in enumerate(vals) if v is None]
+        vals = [np.nan if v is None else v for v in vals]
         name = f"{s}" if len(results_list) == 1 else f"{s} - {r.get('model')}"
-        ax.bar(x + (i - (len(series) - 1) / 2) * width, vals, width, label=name)
+        pos = x + (i - (len(series) - 1) / 2) * width
+        ax.bar(pos, vals, width, label=name)
+        for k in silent:  # no bar: say why
+            ax.text(pos[k], 0, "not scored", rotation=90, ha="center", va="bottom", fontsize=6, color="0.4")
     ax.set_xticks(x)
     long_names = len(labels) > 8 or max(len(label) for label in labels) > 12
     ax.set_xticklabels(labels, rotation=90 if len(labels) > 8 else (30 if long_names else 0),

@@ -67,3 +67,40 @@ def stereo_music(seconds: float, rate: int = 48000, seed: int = 0) -> np.ndarray
     left = voice + 0.05 * rng.standard_normal(n) + 0.1 * np.sin(2 * np.pi * 110 * t)
     right = voice + 0.05 * rng.standard_normal(n) - 0.1 * np.sin(2 * np.pi * 110 * t)
     return np.ascontiguousarray(np.stack([left, right], axis=1), dtype=np.float32)
+
+
+FOUR_STEMS = ("vocals", "drums", "bass", "other")
+FOUR_STEM_GAINS = (0.8, 0.6, 0.4, 0.2)  # stem k = the input times its gain: each stem recognisable by level
+
+
+def write_gain_model(folder, stems=FOUR_STEMS, gains=FOUR_STEM_GAINS, rate: int = 48000, hop: int = 256):
+    """A tiny ONNX separator (onnx.helper, no training) whose stem k is ``gains[k]`` x the input.
+
+    Stateless, stereo, window = hop, no lookahead: latency 0, so where each
+    stem ends up (ports, files, meters) is exact and its level names it.
+    Returns the model path (its card beside it).
+    """
+    import json
+    from pathlib import Path
+
+    import onnx
+    from onnx import TensorProto, helper
+
+    audio = helper.make_tensor_value_info("audio", TensorProto.FLOAT, ["batch", 2, hop])
+    out = helper.make_tensor_value_info("stems", TensorProto.FLOAT, ["batch", len(stems), 2, hop])
+    graph = helper.make_graph(
+        [helper.make_node("Unsqueeze", ["audio", "axis"], ["audio1"]),
+         helper.make_node("Mul", ["audio1", "gains"], ["stems"])],
+        "gains", [audio], [out],
+        initializer=[helper.make_tensor("axis", TensorProto.INT64, [1], [1]),
+                     helper.make_tensor("gains", TensorProto.FLOAT, [1, len(stems), 1, 1], list(gains))])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8  # readable by older onnxruntime builds too
+    onnx.checker.check_model(model)
+    path = Path(folder) / "gains-4stem.onnx"
+    onnx.save(model, str(path))
+    card = {"name": "gains-4stem", "format": "onnx", "sample_rate": rate, "stems": list(stems), "channels": 2,
+            "window": hop, "hop": hop, "lookahead": 0, "fade": 0, "stateful": False,
+            "licence": "test fixture", "training": "none: stem k = input x gain k"}
+    path.with_suffix(".json").write_text(json.dumps(card, indent=2))
+    return path

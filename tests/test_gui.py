@@ -365,3 +365,56 @@ def test_separation_failing_mid_stream_is_reported_and_stop_still_works(qtbot, j
     callbacks = w.session.stats()["callbacks"]
     qtbot.waitUntil(lambda: w.session.stats()["callbacks"] > callbacks + 5, timeout=5000)  # the device goes on
     _stop(qtbot, w)
+
+
+FOUR = ["vocals", "drums", "bass", "other"]
+
+
+def test_four_stem_model_gets_a_strip_per_stem_with_osc_on_each(qtbot, make_window):
+    """The strips, the spectrogram's sources and the effect panel come from the model's
+    stems; each strip and its OSC address move together."""
+    from PySide6.QtCore import Qt
+
+    w = make_window("--model", "dsp-4stem")
+    assert list(w.live.strips) == FOUR and list(w.store.current.stems) == FOUR
+    assert [w.live.spec_source.itemData(i) for i in range(w.live.spec_source.count())] == [None, *FOUR]
+    assert [w.live.fx.stem_box.itemText(i) for i in range(w.live.fx.stem_box.count())] == FOUR
+    client = OscClient(w.osc.port)
+    try:
+        client.send("/stemstream/stem/bass/gain", 0.5)
+        qtbot.waitUntil(lambda: w.live.strips["bass"].fader.value() == 50, timeout=5000)
+        qtbot.mouseClick(w.live.strips["drums"].mute, Qt.LeftButton)
+        assert w.store.current.stem("drums").mute and not w.store.current.stem("other").mute
+        client.send("/stemstream/subscribe", "127.0.0.1", client.port)
+        assert client.wait_for("/stemstream/stem/drums/mute", qtbot, value=[1]) == [1]
+    finally:
+        client.close()
+
+
+def test_switching_to_a_four_stem_model_rebuilds_the_mixer_and_meters_every_stem(qtbot, jack, make_window):
+    """Start after choosing dsp-4stem instead of a two-stem model: four strips whose meters
+    move with the demo song, the two-stem settings carried over where the stem exists."""
+    w = make_window("--input", "demo", "--output", "JACK", "--model", "passthrough", "--profile", "live",
+                    "--no-key-shift")
+    w.live.strips["vocals"].fader.setValue(70)
+    w.live.model_box.setCurrentIndex(w.live.model_box.findData("dsp-4stem"))
+    _start(qtbot, w)
+    assert list(w.live.strips) == FOUR and w.session.stems == tuple(FOUR)
+    assert w.store.current.stem("vocals").gain == pytest.approx(0.7)
+    qtbot.waitUntil(lambda: all(s.meter.peak > -60 for s in w.live.strips.values()), timeout=10000)
+    _stop(qtbot, w)
+    assert w.errors == []
+
+
+def test_files_tab_lists_four_stems_and_the_mixes(qtbot, make_window, tmp_path):
+    w = make_window("--model", "passthrough")
+    files = w.files
+    files.out_edit.setText(str(tmp_path / "out"))
+    files.model_box.setCurrentIndex(files.model_box.findData("dsp-4stem"))
+    files.add_demo()
+    files.separate_all()
+    qtbot.waitUntil(lambda: files.job is None, timeout=60000)
+    assert w.errors == []
+    assert files.stems_of("demo_song") == FOUR + ["instrumental", "karaoke"]
+    assert all(p.exists() for p in files.results["demo_song"].values())
+    assert all(files.levels["demo_song"][s][0] > -40 for s in FOUR)  # every stem has sound in it

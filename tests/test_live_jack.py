@@ -451,3 +451,95 @@ def test_cli_live_mirrors_faders_to_a_daw(jack_server):
     assert r.returncode == 0, r.stderr
     assert "mirroring stem faders to reaper" in r.stdout
     assert any(b"/track/3/volume" in m for m in received) and any(b"/track/4/volume" in m for m in received)
+
+
+FOUR_STEM_ROUTES = ["vocals=1,2", "drums=3,4", "bass=5,6", "other=7,8"]
+
+
+def _live_four_stems(jack_server, folder: Path, model: str, client: str):
+    """`stemstream live` with ``model`` and FOUR_STEM_ROUTES; the probe clicks into its two
+    inputs and records its eight outputs. Returns (stats, recorded, played)."""
+    import signal
+
+    folder.mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stream_engine.cli", "live", "--input", "system", "--output", "system",
+         "--host-api", "jack", "--model", model, "--profile", "live", "--block", str(BLOCK),
+         "--duration", "60", "--jack-name", client, "--stats-json", str(folder / "stats.json"),
+         "--route", *FOUR_STEM_ROUTES],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=jack_server.env, cwd=REPO)
+    try:
+        jack_server.wait_for_ports(client, 2 + 8, timeout=30)
+        wiring = [("probe:out_0", f"{client}:in_0"), ("probe:out_1", f"{client}:in_1")]
+        wiring += [(f"{client}:out_{k}", f"probe:in_{k}") for k in range(8)]
+        result = run_probe(jack_server, folder, wiring, inputs=8, outputs=2)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, (out, err)
+    stats = json.loads((folder / "stats.json").read_text())
+    assert stats["routes"] == {"vocals": [1, 2], "drums": [3, 4], "bass": [5, 6], "other": [7, 8]}
+    assert stats["channels"]["out"] == 8
+    return stats, result.recorded, result.played
+
+
+def test_cli_live_puts_each_of_four_stems_on_its_own_ports(jack_server, tmp_path):
+    """`stemstream live` with a four-stem ONNX model (stem k = input x gain k) and
+    --route vocals=1,2 drums=3,4 bass=5,6 other=7,8: every stem arrives on its own pair of
+    JACK ports, left on the odd port and right on the even one, at its own level (which
+    names the stem), all at the same delay, and nothing else arrives there."""
+    from conftest import FOUR_STEM_GAINS, write_gain_model
+
+    model = write_gain_model(tmp_path)
+    amplitude = 0.5  # the probe's clicks
+
+    def run_once(attempt):
+        stats, rec, played = _live_four_stems(jack_server, tmp_path / str(attempt), str(model),
+                                              f"stemstream-4s-{attempt}")
+        # the match at the best lag is the stem's gain when every click came back
+        lags = [delay(played[:, port % 2], rec[:, port], PERIOD // 2) for port in range(8)]
+        matched = min(q / FOUR_STEM_GAINS[port // 2] for port, (_, q) in enumerate(lags))
+        return matched, stats["xruns"] == 0, (stats, rec, played, lags)
+
+    stats, rec, played, lags = best_of_three(run_once)
+    print(f"\nfour stems on JACK: lags {[lag for lag, _ in lags]}, matches {[round(q, 3) for _, q in lags]}, "
+          f"{stats['xruns']} xruns, {stats['misses']} misses; model {stats['model']}")
+    assert stats["model"] == "gains-4stem"
+    lag = lags[0][0]
+    assert all(lg == lag for lg, _ in lags), "the stems arrived at different delays"
+    for port in range(8):
+        gain = FOUR_STEM_GAINS[port // 2]
+        source = port % 2  # odd ports (1, 3, ...) carry the left input, even ones the right
+        assert CLICKS_BACK < lags[port][1] / gain < 1.02, (port, lags[port])
+        clicks = np.flatnonzero(np.abs(rec[:, port]) > 0.5 * amplitude * min(FOUR_STEM_GAINS))
+        expected = np.flatnonzero(played[:, source]) + lag
+        assert set(clicks.tolist()) <= set(expected.tolist()), f"port {port + 1} carries other clicks too"
+        # each click at this stem's level: the port carries this stem and no other
+        np.testing.assert_allclose(rec[clicks, port], amplitude * gain, atol=1e-3)
+
+
+def test_cli_live_dsp_4stem_stems_on_their_ports_sum_to_the_input(jack_server, tmp_path):
+    """The baseline live on JACK, each stem on its own ports: the four left ports add up to
+    the left input (and the right ones to the right) at the reported latency, and a click,
+    the most percussive sound there is, lands mostly on the drums' ports."""
+    def run_once(attempt):
+        stats, rec, played = _live_four_stems(jack_server, tmp_path / str(attempt), "dsp-4stem",
+                                              f"stemstream-4b-{attempt}")
+        sums = [rec[:, side::2].sum(axis=1) for side in (0, 1)]
+        lags = [delay(played[:, side], sums[side], PERIOD // 2) for side in (0, 1)]
+        return min(q for _, q in lags), stats["xruns"] == 0, (stats, rec, lags)
+
+    stats, rec, lags = best_of_three(run_once)
+    energy = {stem: float(np.sum(rec[:, 2 * k : 2 * k + 2] ** 2)) for k, stem in
+              enumerate(("vocals", "drums", "bass", "other"))}
+    print(f"\ndsp-4stem on JACK: sum of the stems' ports at lags {lags}; click energy per stem {energy}; "
+          f"{stats['xruns']} xruns, {stats['misses']} misses")
+    assert stats["model"] == "dsp-4stem"
+    (left, q_left), (right, q_right) = lags
+    assert left == right
+    assert CLICKS_BACK < q_left < 1.02 and CLICKS_BACK < q_right < 1.02
+    assert abs(left - stats["latency"]["total_samples"]) <= 2 * BLOCK
+    assert max(energy, key=energy.get) == "drums"

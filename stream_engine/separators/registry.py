@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .base import Separator, SeparatorError
 
-BUILTINS = ("passthrough", "dsp-center")
+BUILTINS = ("passthrough", "dsp-center", "dsp-4stem")
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 MODEL_SUFFIXES = {".onnx": "onnx", ".pt": "torchscript", ".ts": "torchscript", ".torchscript": "torchscript"}
 
@@ -52,6 +52,27 @@ def available() -> list[str]:
     return list(BUILTINS) + list(third_party_models()) + list(bundled_models())
 
 
+def model_stems(model: str | None, profile: str = "live") -> tuple[str, ...]:
+    """The stems ``model`` produces, without loading its weights (front ends build their strips from it).
+
+    Built-ins are cheap to construct and say so themselves; other models by
+    their card (bundled, third-party, or the JSON beside a model file).
+    """
+    name = model or default_model(profile)
+    if name in BUILTINS:
+        return tuple(load_separator(name, profile).spec.stems)
+    card = {**third_party_models(), **bundled_models()}.get(name)
+    if card is None:
+        try:
+            card = json.loads(Path(name).with_suffix(".json").read_text())
+        except (OSError, ValueError):
+            card = {}
+    stems = card.get("stems") if isinstance(card, dict) else None
+    if not (isinstance(stems, list) and stems and all(isinstance(s, str) for s in stems)):
+        raise SeparatorError(f"model {name!r}: no stems known (no readable model card with a 'stems' list)")
+    return tuple(stems)
+
+
 def load_separator(
     model: str | None,
     profile: str = "balanced",
@@ -69,6 +90,10 @@ def load_separator(
         from .dsp_center import DspCenter
 
         return DspCenter(profile, sample_rate=sample_rate)
+    if name == "dsp-4stem":
+        from .dsp_4stem import Dsp4Stem
+
+        return Dsp4Stem(profile, sample_rate=sample_rate)
     if name == "spleeter":
         from .spleeter import SpleeterSeparator
 

@@ -146,7 +146,9 @@ def soak(minutes: float, model: str | None = None, profile: str = "live", osc_ra
     try:
         if not port_found.wait(120):
             raise RuntimeError(f"stemstream live did not start: {child.stderr.read() if child.poll() is not None else ''}")
-        load = OscLoad(port[0], osc_rate)
+        from ..separators.registry import model_stems
+
+        load = OscLoad(port[0], osc_rate, stems=model_stems(model, profile))  # the faders this model has
         load.start()
         started = time.monotonic()
         time.sleep(rss_after)  # the model, PortAudio and the JACK client are warm by now
