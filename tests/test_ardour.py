@@ -1,0 +1,327 @@
+"""The producer's workflow against a real DAW: Ardour 7, headless, on a JACK dummy server.
+
+Every part is the real one: a fresh ``jackd -d dummy`` per test, an Ardour
+session made by ``ardour7-lua`` (``stream_engine.tools.ardour``), the headless
+``hardour`` recording it, ``stemstream live`` as its own process and JACK
+client, a player (``jack_probe --play``, a second PortAudio JACK client) that
+plays a song into stemstream and, as the timing reference, straight into an
+Ardour track too, and OSC over UDP on 127.0.0.1:
+
+    player:out_0,1 -> stemstream:in_0,1      stemstream:out_0,1 -> ardour:vocals/audio_in 1,2
+    player:out_0,1 -> ardour:dry/audio_in      stemstream:out_2,3 -> ardour:accompaniment/audio_in 1,2
+
+Ardour records all three tracks on one clock, so the stems' offset from the
+dry track is stemstream's port-to-port latency, whatever Ardour's own
+capture alignment does (the same for every track fed by a non-physical port).
+
+About 1 Ardour start in 10 on a dummy server is dropped by JACK ("JACK
+HALTED") and leaves that server damaged: such a start is retried once on a
+fresh jackd, and the retry is counted and printed. Nothing else is retried.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stream_engine.tools.ardour import ArdourHalted, ArdourInstall, HeadlessArdour, OscClient, create_session
+from stream_engine.tools.jack import JackServer
+from stream_engine.tools.jack_probe import Probe, delay
+
+RATE = 48000
+BLOCK = 256  # the JACK period and stemstream's device block
+SONG_SECONDS = 6.0
+REPO = Path(__file__).resolve().parent.parent
+DEMO = REPO / "stream_engine" / "demo" / "demo_song.flac"
+MODEL, PROFILE = "dsp-center", "live"
+STEM_PORTS = {"vocals": (0, 1), "accompaniment": (2, 3)}  # stemstream:out_N, from --route below
+ROUTES = ["vocals=1,2", "accompaniment=3,4"]
+RETRIES = {"halted": 0}  # JACK-HALTED starts retried in this session (printed by each test)
+
+INSTALL = ArdourInstall.find()
+pytestmark = [
+    pytest.mark.skipif(INSTALL is None, reason="Ardour is not installed (Debian: apt-get install "
+                       "--no-install-recommends ardour; scripts/setup.sh test does it)"),
+    pytest.mark.skipif(not JackServer.available(), reason="jackd2 is not installed"),
+]
+
+
+def env_for(jack: JackServer) -> dict:
+    # subprocesses import this checkout's stream_engine, whatever is installed
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
+    return dict(jack.env, PYTHONPATH=path, PYTHONUNBUFFERED="1")
+
+
+def song_file(folder: Path) -> Path:
+    """The first SONG_SECONDS of the bundled demo song, at the JACK server's rate (float WAV)."""
+    import soundfile as sf
+    import soxr
+
+    data, rate = sf.read(DEMO, frames=int(SONG_SECONDS * 44100), dtype="float32", always_2d=True)
+    path = folder / "song.wav"
+    sf.write(path, soxr.resample(data, rate, RATE).astype(np.float32), RATE, subtype="FLOAT")
+    return path
+
+
+class Live:
+    """``stemstream live`` as a child process, on JACK, stopped by SIGINT (as a user's Ctrl-C)."""
+
+    def __init__(self, jack: JackServer, *extra: str, ports: int, name: str = "stemstream"):
+        self.name = name
+        cmd = [sys.executable, "-m", "stream_engine.cli", "live", "--input", "system", "--output", "system",
+               "--host-api", "jack", "--model", MODEL, "--profile", PROFILE, "--block", str(BLOCK),
+               "--jack-name", name, "--osc-port", "0", "--quiet", *extra]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                     env=env_for(jack), cwd=REPO)
+        self.lines = []
+        self.osc_port = None
+        for line in self.proc.stdout:  # "OSC on 127.0.0.1:PORT" comes once the stream is open
+            self.lines.append(line)
+            m = re.match(r"OSC on 127\.0\.0\.1:(\d+)", line)
+            if m:
+                self.osc_port = int(m.group(1))
+                break
+        if self.osc_port is None:
+            raise AssertionError(f"stemstream live did not start: {''.join(self.lines)} {self.proc.stderr.read()}")
+        jack.wait_for_ports(name, ports, timeout=20)  # 2 in + the routing's outputs
+
+    def stop(self) -> tuple[int, str, str]:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+        try:
+            out, err = self.proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, err = self.proc.communicate()
+        return self.proc.returncode, "".join(self.lines) + out, err
+
+
+def osc_get(port: int, path: str, timeout: float = 2.0):
+    """``/stemstream/get/<path>`` over UDP; the value stemstream replies with."""
+    client = OscClient(port=port)
+    try:
+        client.send(f"/stemstream/get/{path}")
+        for address, args in client.receive(timeout):
+            if address == f"/stemstream/{path}":
+                return args[0] if len(args) == 1 else args
+    finally:
+        client.close()
+    raise AssertionError(f"no reply to /stemstream/get/{path}")
+
+
+def start_ardour(tmp_path: Path, jack: JackServer, tracks, inputs, osc: OscClient, attempt: int,
+                 address_only: bool = True) -> HeadlessArdour:
+    home = tmp_path / f"home{attempt}"
+    home.mkdir()
+    folder = create_session(INSTALL, tmp_path / f"session{attempt}", "stems", tracks, home=str(home),
+                            jack_env=jack.env, client=f"ardour-lua-{attempt}", osc_reply_port=osc.reply_port,
+                            inputs=inputs, address_only=address_only)
+    ardour = HeadlessArdour(INSTALL, folder, home=str(home), jack_env=jack.env).start()
+    n_inputs = sum(channels for _, channels in tracks)
+    ardour.wait_ready(osc, lambda: sum("/audio_in " in p for p in jack.client_ports("ardour")) >= n_inputs + 2)
+    osc.send("/transport_stop")  # headless Ardour starts rolling on load (measured)
+    time.sleep(0.5)  # a locate while the stop still declicks is refused ("bad transition", measured)
+    osc.send("/goto_start")
+    time.sleep(0.5)
+    return ardour
+
+
+def rig(tmp_path: Path, body):
+    """Run ``body(stack, jack, attempt)`` on a fresh jackd; once more on a fresh one if JACK halted Ardour."""
+    for attempt in range(2):
+        (tmp_path / f"session{attempt}").mkdir()
+        with ExitStack() as stack:
+            jack = JackServer(name=f"stemstream-ardour-{os.getpid()}-{attempt}", rate=RATE, period=BLOCK,
+                              ports=8, realtime=None)
+            jack.start()
+            stack.callback(jack.stop)
+            try:
+                return body(stack, jack, attempt)
+            except ArdourHalted as exc:
+                if attempt:
+                    raise
+                RETRIES["halted"] += 1
+                print(f"\nJACK HALTED at Ardour's start (the documented dummy-server flake); retrying once on a "
+                      f"fresh jackd: {exc}")
+
+
+def unwire_system(jack: JackServer, *clients: str) -> None:
+    """PortAudio connects its clients to system:* on its own: take those connections away."""
+    for port, peers in jack.connections().items():
+        if port.split(":", 1)[0] in clients:
+            for peer in peers:
+                if peer.startswith("system:"):
+                    if peer.startswith("system:capture"):
+                        jack.disconnect(peer, port)
+                    else:
+                        jack.disconnect(port, peer)
+
+
+def recorded(ardour: HeadlessArdour, track: str, channels: int) -> np.ndarray:
+    """Ardour's capture files of one track, (frames, channels)."""
+    import soundfile as sf
+
+    # "Take1_vocals-1%L.wav": take name (Ardour 7's default), track, take number, channel
+    files = [f for f in ardour.recorded_files() if re.fullmatch(rf"(.*_)?{track}-\d+%[LR]\.wav", f.name)]
+    assert len(files) == channels, (track, [f.name for f in ardour.recorded_files()])
+    cols = [sf.read(f, dtype="float32")[0] for f in sorted(files)]  # %L sorts before %R
+    n = min(len(c) for c in cols)
+    return np.stack([c[:n] for c in cols], axis=1)
+
+
+def test_stems_recorded_in_ardour_line_up_with_offline_stems_by_the_reported_latency(tmp_path):
+    """The producer's workflow, end to end: song -> stemstream live -> JACK -> Ardour records a track
+    per stem; shifted by the latency stemstream reports over OSC, the recordings equal what
+    ``stemstream separate`` writes for the same song, model and profile."""
+    import soundfile as sf
+
+    started = time.monotonic()
+    song = song_file(tmp_path)
+    offline_dir = tmp_path / "offline"
+    r = subprocess.run([sys.executable, "-m", "stream_engine.cli", "separate", str(song), "--model", MODEL,
+                        "--profile", PROFILE, "--out", str(offline_dir), "--quiet"],
+                       capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(REPO)), cwd=REPO,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    offline = {stem: sf.read(offline_dir / "song" / f"{stem}.wav", dtype="float32")[0] for stem in STEM_PORTS}
+    played_song = sf.read(song, dtype="float32")[0]
+    tracks = [("dry", 2), ("vocals", 2), ("accompaniment", 2)]
+
+    def body(stack, jack, attempt):
+        live = Live(jack, "--no-karaoke", "--route", *ROUTES, "--stats-json", str(tmp_path / f"stats{attempt}.json"),
+                    ports=6)
+        stack.callback(live.stop)
+        latency_ms = float(osc_get(live.osc_port, "latency"))
+        osc = OscClient()
+        stack.callback(osc.close)
+        player = Probe("player", inputs=1, outputs=2, seconds=SONG_SECONDS + 1.0, play=str(song))
+        # the session names the ports its tracks record: Ardour connects them when it loads
+        inputs = {"dry": ["player:out_0", "player:out_1"]}
+        inputs.update({stem: [f"stemstream:out_{k}" for k in ports] for stem, ports in STEM_PORTS.items()})
+        state = {}
+
+        def wire():  # the player is up and waits: start Ardour, wire, arm, roll
+            ardour = start_ardour(tmp_path, jack, tracks, inputs, osc, attempt)
+            state["ardour"] = ardour
+            stack.callback(ardour.stop)
+            unwire_system(jack, "stemstream", "player")
+            jack.connect("player:out_0", "stemstream:in_0")
+            jack.connect("player:out_1", "stemstream:in_1")
+            conns = jack.connections()
+            for track, ports in inputs.items():  # what the session file asked for, and nothing else
+                for channel, port in enumerate(ports, start=1):
+                    assert conns[f"ardour:{track}/audio_in {channel}"] == [port], conns
+            for ssid in range(1, len(tracks) + 1):
+                osc.send("/strip/recenable", ssid, 1)
+            osc.send("/rec_enable_toggle")
+            osc.send("/transport_play")
+            state["xruns_before"] = jack.xrun_counts()
+            time.sleep(0.5)  # the transport rolls before the song starts
+
+        player.run(str(tmp_path / f"player{attempt}.npz"), wire, env=env_for(jack))
+        time.sleep(latency_ms / 1000 + 0.5)  # the stems' tail reaches Ardour
+        ardour = state["ardour"]
+        osc.send("/transport_stop")
+        osc.send("/save_state")
+        xruns = {k: v - state["xruns_before"][k] for k, v in jack.xrun_counts().items()}
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and len(ardour.recorded_files()) < 2 * len(tracks):
+            time.sleep(0.1)
+        time.sleep(1.0)  # Ardour finishes writing the files after the transport stopped
+        ardour.stop()
+        code, out, err = live.stop()
+        assert code == 0, err
+        return latency_ms, xruns, {t: recorded(ardour, t, c) for t, c in tracks}
+
+    latency_ms, xruns, rec = rig(tmp_path, body)
+    reported = round(latency_ms * RATE / 1000)
+    n = len(played_song)
+    dry_at, dry_match = delay(played_song[:, 0], rec["dry"][:, 0], len(rec["dry"]) - n)
+    assert dry_match > 0.99, f"the dry track does not hold the song ({dry_match:.3f})"
+    offsets, residuals = {}, {}
+    for stem in STEM_PORTS:
+        for c in range(2):
+            at, match = delay(offline[stem][:, c], rec[stem][:, c], len(rec[stem]) - n)
+            offsets[stem, c] = at - dry_at
+            got = rec[stem][at : at + n, c].astype(np.float64)
+            want = offline[stem][:, c].astype(np.float64)
+            residuals[stem, c] = np.sqrt(np.mean((got - want) ** 2) / np.mean(want ** 2))
+    print(f"\nArdour: dry track holds the song at {dry_at} (match {dry_match:.4f}); stems offset from it "
+          f"{sorted(set(offsets.values()))} samples; stemstream reported {latency_ms:.3f} ms = {reported} samples "
+          f"over OSC; difference {[o - reported for o in sorted(set(offsets.values()))]} samples; "
+          f"residual after alignment (rms relative to the offline stem) "
+          f"{ {f'{s}/{c}': f'{v:.2e}' for (s, c), v in residuals.items()} }; jackd xruns while recording {xruns}; "
+          f"JACK-HALTED retries so far {RETRIES['halted']}; {time.monotonic() - started:.1f} s")
+    assert len(set(offsets.values())) == 1, offsets  # every stem and channel at one offset
+    offset = offsets["vocals", 0]
+    # The issue's target: the reported latency lines the stems up to within one device block.
+    assert abs(offset - reported) <= BLOCK, (offset, reported)
+    # Sharper, as measured (and as test_live_jack measures port to port): what OSC reports is the
+    # engine's algorithmic latency; PortAudio's JACK stream adds exactly one period on top.
+    assert offset - reported == BLOCK, (offset, reported)
+    for key, value in residuals.items():
+        assert value < TOLERANCE, (key, value)
+
+
+# Relative rms of (recorded - offline) over the whole song. Measured: 0.0 (bit-exact: the live path
+# runs the offline path's framer and separator, and Ardour records 32-bit float untouched). The
+# tolerance leaves room for float rounding only (-100 dB); a dropped or repeated period anywhere
+# in the song, a stem on the wrong track or a sample of misalignment costs far more (measured:
+# a one-period gap in Ardour's take gave 0.17, a one-sample shift about 0.6).
+TOLERANCE = 1e-5
+
+
+def test_daw_ardour_preset_moves_the_right_strips_of_a_real_ardour(tmp_path):
+    """``stemstream live --daw ardour``: fader, mute and solo changes sent to stemstream over OSC arrive
+    on the Ardour strips named by --daw-tracks, in dB, read back through Ardour's own feedback."""
+    tracks = [("dry", 2), ("vocals", 2), ("accompaniment", 2)]  # a dry track first: ssid != stem index
+
+    def body(stack, jack, attempt):
+        osc = OscClient()
+        stack.callback(osc.close)
+        # Ardour's "Auto" port mode: stemstream's mirror is a surface of its own, with Ardour's
+        # defaults (it never sends /set_surface), while this test's surface asks for feedback
+        ardour = start_ardour(tmp_path, jack, tracks, {}, osc, attempt, address_only=False)
+        stack.callback(ardour.stop)
+        osc.send("/strip/gain", 2, -20.0)  # away from 0 dB, so stemstream's first sync must show
+        assert ("/strip/gain", (2, -20.0)) in osc.receive(0.5)
+        live = Live(jack, "--daw", "ardour", "--daw-tracks", "vocals=2", "accompaniment=3", ports=4)
+        stack.callback(live.stop)
+        feedback = {"start": osc.receive(1.0)}
+        ctl = OscClient(port=live.osc_port)
+        stack.callback(ctl.close)
+        steps = [("vocals/gain", 0.5), ("accompaniment/gain", 2.0), ("accompaniment/mute", 1),
+                 ("vocals/solo", 1), ("vocals/gain", 0.0), ("accompaniment/mute", 0)]
+        for path, value in steps:
+            ctl.send(f"/stemstream/stem/{path}", value)
+            feedback[path, value] = osc.receive(0.5)
+        code, out, err = live.stop()
+        assert code == 0, err
+        return feedback
+
+    fb = rig(tmp_path, body)
+    for key, messages in fb.items():
+        print(key, [m for m in messages if m[0] in ("/strip/gain", "/strip/mute", "/strip/solo")])
+
+    def strip(messages, address):
+        return [args for a, args in messages if a == address]
+
+    assert (2, 0.0) in strip(fb["start"], "/strip/gain")  # the initial sync: vocals at unity
+    assert strip(fb["vocals/gain", 0.5], "/strip/gain") == [(2, pytest.approx(20 * np.log10(0.5), abs=0.01))]
+    assert strip(fb["accompaniment/gain", 2.0], "/strip/gain") == [(3, pytest.approx(6.02, abs=0.01))]
+    assert strip(fb["accompaniment/mute", 1], "/strip/mute") == [(3, 1.0)]
+    assert strip(fb["vocals/solo", 1], "/strip/solo") == [(2, 1.0)]
+    assert strip(fb["accompaniment/mute", 0], "/strip/mute") == [(3, 0.0)]
+    gains = strip(fb["vocals/gain", 0.0], "/strip/gain")
+    assert len(gains) == 1 and gains[0][0] == 2 and gains[0][1] < -190, gains  # -inf
+    for messages in fb.values():  # the dry strip is never touched
+        assert all(args[0] != 1 for a, args in messages if a in ("/strip/gain", "/strip/mute"))
