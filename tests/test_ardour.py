@@ -135,6 +135,17 @@ def start_ardour(tmp_path: Path, jack: JackServer, tracks, inputs, osc: OscClien
     return ardour
 
 
+def expect(osc: OscClient, wanted: list, timeout: float = 5.0) -> None:
+    """Wait for Ardour's feedback to confirm each (address, args) in ``wanted``."""
+    missing, seen = set(wanted), []
+    deadline = time.monotonic() + timeout
+    while missing and time.monotonic() < deadline:
+        got = osc.receive(0.2)
+        seen += got
+        missing -= set(got)
+    assert not missing, f"Ardour did not confirm {sorted(missing)} within {timeout} s; it said {seen}"
+
+
 def rig(tmp_path: Path, body):
     """Run ``body(stack, jack, attempt)`` on a fresh jackd; once more on a fresh one if JACK halted Ardour."""
     for attempt in range(2):
@@ -178,10 +189,42 @@ def recorded(ardour: HeadlessArdour, track: str, channels: int) -> np.ndarray:
     return np.stack([c[:n] for c in cols], axis=1)
 
 
+# A 256-frame block of a recorded stem "matches" the offline stem when no sample differs by more
+# than this. Measured: recordings are bit-exact (0.0) where nothing glitched: the live path runs
+# the offline path's framer and separator, and Ardour records 32-bit float untouched. The
+# tolerance leaves room for float rounding only (-100 dBFS); a stem on the wrong track, a sample
+# of misalignment or a gain in the path costs orders of magnitude more.
+TOLERANCE = 1e-5
+SLIP = 8  # a glitch (a dropped or repeated JACK period) may shift the rest of a take by whole periods
+DAMAGE_PER_GLITCH = 8  # blocks one counted glitch may spoil (a miss crossfades over a window)
+
+
+def compare_blocks(rec: np.ndarray, want: np.ndarray, at: int) -> dict:
+    """Block by block, ``want`` against ``rec`` from ``at`` on: exact in place, exact a few whole
+    periods away (after a dropped or repeated period), or damaged."""
+    counts = {"exact": 0, "slipped": 0, "damaged": 0}
+    for start in range(0, len(want) - BLOCK + 1, BLOCK):
+        block = want[start : start + BLOCK]
+        where = [at + start + k * BLOCK for k in (0, *range(-SLIP, 0), *range(1, SLIP + 1))]
+        fits = [w for w in where if 0 <= w <= len(rec) - BLOCK
+                and np.max(np.abs(rec[w : w + BLOCK] - block)) <= TOLERANCE]
+        counts["exact" if fits and fits[0] == at + start else "slipped" if fits else "damaged"] += 1
+    return counts
+
+
 def test_stems_recorded_in_ardour_line_up_with_offline_stems_by_the_reported_latency(tmp_path):
     """The producer's workflow, end to end: song -> stemstream live -> JACK -> Ardour records a track
     per stem; shifted by the latency stemstream reports over OSC, the recordings equal what
-    ``stemstream separate`` writes for the same song, model and profile."""
+    ``stemstream separate`` writes for the same song, model and profile.
+
+    On a loaded machine a real-time chain glitches now and then: the separator's worker is late
+    (a miss, counted by stemstream) or a JACK client misses a cycle (counted by jackd, or by the
+    player's PortAudio stream). A take with no glitch counted anywhere must be exact, every block;
+    a take with counted glitches may have that many spoiled blocks (and the rest of the take
+    shifted by whole periods), no more. A glitch nobody counted fails the test.
+    """
+    import json
+
     import soundfile as sf
 
     started = time.monotonic()
@@ -192,12 +235,15 @@ def test_stems_recorded_in_ardour_line_up_with_offline_stems_by_the_reported_lat
                        capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(REPO)), cwd=REPO,
                        timeout=120)
     assert r.returncode == 0, r.stderr
-    offline = {stem: sf.read(offline_dir / "song" / f"{stem}.wav", dtype="float32")[0] for stem in STEM_PORTS}
-    played_song = sf.read(song, dtype="float32")[0]
+    want = {stem: sf.read(offline_dir / "song" / f"{stem}.wav", dtype="float32")[0] for stem in STEM_PORTS}
+    want["dry"] = sf.read(song, dtype="float32")[0]
     tracks = [("dry", 2), ("vocals", 2), ("accompaniment", 2)]
 
     def body(stack, jack, attempt):
-        live = Live(jack, "--no-karaoke", "--route", *ROUTES, "--stats-json", str(tmp_path / f"stats{attempt}.json"),
+        stats_file = tmp_path / f"stats{attempt}.json"
+        # --budget: the worker runs 2048 frames ahead, so a loaded machine's stalls rarely cost a
+        # miss; the reported latency includes it (it is what a DAW must compensate)
+        live = Live(jack, "--no-karaoke", "--route", *ROUTES, "--budget", "2048", "--stats-json", str(stats_file),
                     ports=6)
         stack.callback(live.stop)
         latency_ms = float(osc_get(live.osc_port, "latency"))
@@ -220,19 +266,24 @@ def test_stems_recorded_in_ardour_line_up_with_offline_stems_by_the_reported_lat
             for track, ports in inputs.items():  # what the session file asked for, and nothing else
                 for channel, port in enumerate(ports, start=1):
                     assert conns[f"ardour:{track}/audio_in {channel}"] == [port], conns
+            osc.set_surface(feedback=3 | 16)  # 16: transport and record state too
+            osc.drain()
             for ssid in range(1, len(tracks) + 1):
                 osc.send("/strip/recenable", ssid, 1)
             osc.send("/rec_enable_toggle")
+            expect(osc, [("/strip/recenable", (ssid, 1.0)) for ssid in range(1, len(tracks) + 1)]
+                   + [("/rec_enable_toggle", (1.0,))])
             osc.send("/transport_play")
-            state["xruns_before"] = jack.xrun_counts()
+            expect(osc, [("/transport_play", (1.0,))])
             time.sleep(0.5)  # the transport rolls before the song starts
+            state["jackd_before"] = jack.xrun_counts()
 
-        player.run(str(tmp_path / f"player{attempt}.npz"), wire, env=env_for(jack))
+        played = player.run(str(tmp_path / f"player{attempt}.npz"), wire, env=env_for(jack))
         time.sleep(latency_ms / 1000 + 0.5)  # the stems' tail reaches Ardour
         ardour = state["ardour"]
         osc.send("/transport_stop")
         osc.send("/save_state")
-        xruns = {k: v - state["xruns_before"][k] for k, v in jack.xrun_counts().items()}
+        jackd = {k: v - state["jackd_before"][k] for k, v in jack.xrun_counts().items()}
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and len(ardour.recorded_files()) < 2 * len(tracks):
             time.sleep(0.1)
@@ -240,44 +291,40 @@ def test_stems_recorded_in_ardour_line_up_with_offline_stems_by_the_reported_lat
         ardour.stop()
         code, out, err = live.stop()
         assert code == 0, err
-        return latency_ms, xruns, {t: recorded(ardour, t, c) for t, c in tracks}
+        stats = json.loads(stats_file.read_text())
+        glitches = {"jackd: server late": jackd["server_late"], "jackd: client late": jackd["client_late"],
+                    "player xruns": played.xruns_playing, "stemstream misses": stats["misses"],
+                    "stemstream dropped blocks": -(-stats["dropped_frames"] // BLOCK)}
+        return latency_ms, glitches, stats, {t: recorded(ardour, t, c) for t, c in tracks}
 
-    latency_ms, xruns, rec = rig(tmp_path, body)
+    latency_ms, glitches, stats, rec = rig(tmp_path, body)
     reported = round(latency_ms * RATE / 1000)
-    n = len(played_song)
-    dry_at, dry_match = delay(played_song[:, 0], rec["dry"][:, 0], len(rec["dry"]) - n)
-    assert dry_match > 0.99, f"the dry track does not hold the song ({dry_match:.3f})"
-    offsets, residuals = {}, {}
-    for stem in STEM_PORTS:
-        for c in range(2):
-            at, match = delay(offline[stem][:, c], rec[stem][:, c], len(rec[stem]) - n)
-            offsets[stem, c] = at - dry_at
-            got = rec[stem][at : at + n, c].astype(np.float64)
-            want = offline[stem][:, c].astype(np.float64)
-            residuals[stem, c] = np.sqrt(np.mean((got - want) ** 2) / np.mean(want ** 2))
-    print(f"\nArdour: dry track holds the song at {dry_at} (match {dry_match:.4f}); stems offset from it "
-          f"{sorted(set(offsets.values()))} samples; stemstream reported {latency_ms:.3f} ms = {reported} samples "
-          f"over OSC; difference {[o - reported for o in sorted(set(offsets.values()))]} samples; "
-          f"residual after alignment (rms relative to the offline stem) "
-          f"{ {f'{s}/{c}': f'{v:.2e}' for (s, c), v in residuals.items()} }; jackd xruns while recording {xruns}; "
-          f"JACK-HALTED retries so far {RETRIES['halted']}; {time.monotonic() - started:.1f} s")
-    assert len(set(offsets.values())) == 1, offsets  # every stem and channel at one offset
-    offset = offsets["vocals", 0]
+    n = len(want["dry"])
+    at = {track: delay(want[track][:, 0], rec[track][:, 0], len(rec[track]) - n)[0] for track in rec}
+    blocks = {(track, c): compare_blocks(rec[track][:, c], want[track][:, c], at[track])
+              for track in rec for c in range(2)}
+    counted = sum(glitches.values())
+    offset = at["vocals"] - at["dry"]
+    print(f"\nArdour: song on the dry track at {at['dry']}; stems at {at['vocals']}, {at['accompaniment']}: offset "
+          f"{offset} samples; stemstream reported {latency_ms:.3f} ms = {reported} samples over OSC; difference "
+          f"{offset - reported} samples (reported: {stats['algorithmic_latency']['parts']}); blocks of {BLOCK} "
+          f"(exact / slipped by whole periods / damaged): "
+          f"{ {f'{t}/{c}': tuple(v.values()) for (t, c), v in blocks.items()} }; glitches counted {glitches}; "
+          f"stemstream PortAudio status flags {stats['xruns']}; JACK-HALTED retries so far {RETRIES['halted']}; "
+          f"{time.monotonic() - started:.1f} s")
+    assert at["vocals"] == at["accompaniment"], at  # both stems on one clock
     # The issue's target: the reported latency lines the stems up to within one device block.
     assert abs(offset - reported) <= BLOCK, (offset, reported)
     # Sharper, as measured (and as test_live_jack measures port to port): what OSC reports is the
-    # engine's algorithmic latency; PortAudio's JACK stream adds exactly one period on top.
+    # engine's latency; PortAudio's JACK stream adds exactly one period on top.
     assert offset - reported == BLOCK, (offset, reported)
-    for key, value in residuals.items():
-        assert value < TOLERANCE, (key, value)
-
-
-# Relative rms of (recorded - offline) over the whole song. Measured: 0.0 (bit-exact: the live path
-# runs the offline path's framer and separator, and Ardour records 32-bit float untouched). The
-# tolerance leaves room for float rounding only (-100 dB); a dropped or repeated period anywhere
-# in the song, a stem on the wrong track or a sample of misalignment costs far more (measured:
-# a one-period gap in Ardour's take gave 0.17, a one-sample shift about 0.6).
-TOLERANCE = 1e-5
+    for key, counts in blocks.items():
+        if counted == 0:
+            assert counts["exact"] == n // BLOCK, (key, counts, "nothing glitched, yet the take differs")
+        else:
+            assert counts["damaged"] <= DAMAGE_PER_GLITCH * counted, (key, counts, glitches)
+            # and the comparison still means something: most of the take is exact in place
+            assert counts["exact"] >= 0.5 * (n // BLOCK), (key, counts, glitches)
 
 
 def test_daw_ardour_preset_moves_the_right_strips_of_a_real_ardour(tmp_path):
@@ -325,3 +372,35 @@ def test_daw_ardour_preset_moves_the_right_strips_of_a_real_ardour(tmp_path):
     assert len(gains) == 1 and gains[0][0] == 2 and gains[0][1] < -190, gains  # -inf
     for messages in fb.values():  # the dry strip is never touched
         assert all(args[0] != 1 for a, args in messages if a in ("/strip/gain", "/strip/mute"))
+
+
+def test_daw_session_cli_makes_one_track_per_stem_wired_to_stemstream(tmp_path):
+    """``stemstream daw-session``: Ardour's own Lua tool writes a session whose tracks take their
+    inputs from stemstream's ports for each routed bus, with the OSC surface on. (That Ardour makes
+    such connections on load is what the end-to-end test above asserts.)"""
+    import xml.etree.ElementTree as ET
+
+    home = tmp_path / "home"
+    home.mkdir()
+    with JackServer(name=f"stemstream-daw-session-{os.getpid()}", rate=RATE, period=BLOCK, realtime=None) as jack:
+        r = subprocess.run([sys.executable, "-m", "stream_engine.cli", "daw-session", str(tmp_path / "mix"),
+                            "--route", "vocals=1,2", "accompaniment=3,4", "mic=5", "--jack-name", "stems"],
+                           capture_output=True, text=True, env=dict(env_for(jack), HOME=str(home)), cwd=REPO,
+                           timeout=120)
+    print(r.stdout, r.stderr[-2000:])
+    assert r.returncode == 0, r.stderr
+    assert "--daw ardour --daw-tracks vocals=1 accompaniment=2\n" in r.stdout  # the mic is no stem
+    root = ET.parse(tmp_path / "mix" / "mix.ardour").getroot()
+    wired = {}
+    for route in root.iter("Route"):
+        io = next((io for io in route.iter("IO") if io.get("direction") == "Input"), None)
+        if io is not None and route.get("name") != "Master":
+            wired[route.get("name")] = [[c.get("other") for c in port.findall("Connection")]
+                                        for port in io.findall("Port")]
+    assert wired == {"vocals": [["stems:out_0"], ["stems:out_1"]], "accompaniment": [["stems:out_2"], ["stems:out_3"]],
+                     "mic": [["stems:out_4"]]}
+    osc = next(p for p in root.iter("Protocol") if p.get("name") == "Open Sound Control (OSC)")
+    assert osc.get("active") == "1"
+    r = subprocess.run([sys.executable, "-m", "stream_engine.cli", "daw-session", str(tmp_path / "bad"),
+                        "--route", "vocals=1,2,3"], capture_output=True, text=True, env=env_for(jack), cwd=REPO)
+    assert r.returncode == 2 and "one or two channels" in r.stderr and "Traceback" not in r.stderr

@@ -93,12 +93,14 @@ def main(argv=None) -> int:
     else:
         played = click_train(frames, args.outputs, args.period, args.offset, args.stagger, args.amplitude, channels)
     recorded = np.zeros((frames, args.inputs), np.float32)
-    state = {"go": False, "pos": 0, "xruns": 0}
+    state = {"go": False, "pos": 0, "xruns": 0, "xruns_playing": 0}
     done = threading.Event()
 
     def callback(indata, outdata, n, time_info, status):
         if status:
             state["xruns"] += 1
+            if state["go"] and not done.is_set():
+                state["xruns_playing"] += 1  # the ones that can have damaged what was played
         if not state["go"] or done.is_set():
             outdata.fill(0)
             return
@@ -121,7 +123,7 @@ def main(argv=None) -> int:
         latency = stream.latency
     release_portaudio()
     np.savez(args.save, played=played, recorded=recorded, latency=np.asarray(latency, np.float64),
-             xruns=state["xruns"], complete=finished)
+             xruns=state["xruns"], xruns_playing=state["xruns_playing"], complete=finished)
     print("done" if finished else "timeout", flush=True)
     return 0 if finished else 1
 
@@ -132,6 +134,7 @@ class ProbeResult:
     recorded: np.ndarray
     latency: tuple[float, float]
     xruns: int
+    xruns_playing: int = 0
 
 
 class Probe:
@@ -168,7 +171,8 @@ class Probe:
         if proc.returncode != 0:
             raise RuntimeError(f"probe failed ({proc.returncode}): {out} {err}")
         data = np.load(save)
-        return ProbeResult(data["played"], data["recorded"], tuple(data["latency"]), int(data["xruns"]))
+        return ProbeResult(data["played"], data["recorded"], tuple(data["latency"]), int(data["xruns"]),
+                           int(data["xruns_playing"]))
 
 
 if __name__ == "__main__":
