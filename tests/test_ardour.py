@@ -26,6 +26,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -84,13 +85,23 @@ class Live:
                                      env=env_for(jack), cwd=REPO)
         self.lines = []
         self.osc_port = None
-        for line in self.proc.stdout:  # "OSC on 127.0.0.1:PORT" comes once the stream is open
-            self.lines.append(line)
-            m = re.match(r"OSC on 127\.0\.0\.1:(\d+)", line)
-            if m:
-                self.osc_port = int(m.group(1))
-                break
-        if self.osc_port is None:
+        # "OSC on 127.0.0.1:PORT" comes once the stream is open; a reader thread, so a process that
+        # hangs without a word cannot hang the test
+        found = threading.Event()
+
+        def read():
+            for line in self.proc.stdout:
+                self.lines.append(line)
+                m = re.match(r"OSC on 127\.0\.0\.1:(\d+)", line)
+                if m:
+                    self.osc_port = int(m.group(1))
+                    found.set()
+                    return
+            found.set()
+
+        threading.Thread(target=read, daemon=True).start()
+        if not found.wait(60) or self.osc_port is None:
+            self.proc.kill()
             raise AssertionError(f"stemstream live did not start: {''.join(self.lines)} {self.proc.stderr.read()}")
         jack.wait_for_ports(name, ports, timeout=20)  # 2 in + the routing's outputs
 
