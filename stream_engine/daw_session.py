@@ -12,8 +12,8 @@ when it opens the session while ``stemstream live`` runs. Ardour's OSC surface
 is switched on, so ``--daw ardour`` moves the tracks' faders; tracks are
 numbered in the order given, from 1 (Ardour's strip ids).
 
-It runs Ardour's own Lua session tool (Debian: ``ardour``), which needs a JACK
-server running, as ``stemstream live`` on JACK does.
+It runs Ardour's own Lua session tool (Debian: ``ardour``) on Ardour's Dummy
+backend: no JACK server is needed to make the session.
 """
 
 from __future__ import annotations
@@ -69,9 +69,9 @@ def cmd_daw_session(args) -> int:
     folder = Path(args.folder).expanduser().resolve()
     try:
         create_session(install, folder.parent, folder.name, tracks, home=os.environ.get("HOME", str(folder.parent)),
-                       rate=args.rate, client=f"{args.jack_name}-session", inputs=inputs)
+                       rate=args.rate, inputs=inputs)
     except (ArdourError, OSError) as exc:
-        print(f"stemstream: error: {exc} (is jackd running?)", file=sys.stderr)
+        print(f"stemstream: error: {exc}", file=sys.stderr)
         return 1
     # --daw-tracks takes stems only: the mixes and the mic have tracks here but no fader to mirror
     numbers = " ".join(f"{bus}={n}" for n, (bus, _) in enumerate(tracks, start=1) if bus not in NOT_STEMS)

@@ -4,7 +4,8 @@ Debian's ``ardour`` package (7.x) ships two programs used here, both outside
 ``/usr/bin`` except for the Lua wrapper:
 
 - ``ardourN-lua`` (``luasession``) runs a Lua script against libardour: it makes
-  a session with one track per stem (:func:`create_session`);
+  a session with one track per stem (:func:`create_session`), on Ardour's Dummy
+  backend (no JACK needed);
 - ``/usr/lib/ardourN/hardour-*`` opens a session with no GUI
   (:class:`HeadlessArdour`); its OSC surface listens on UDP 3819.
 
@@ -12,7 +13,7 @@ Both need the environment the ``ardourN-lua`` wrapper sets (``LD_LIBRARY_PATH``,
 ``ARDOUR_*_PATH``), and a private ``HOME`` (Ardour writes its config there).
 Measured on Ardour 7.3 with a JACK dummy server:
 
-- the JACK client must be given a name (an empty one broke the ports and hung
+- a JACK client must be given a name (an empty one broke the ports and hung
   the next run);
 - headless Ardour starts the transport rolling on load: send
   ``/transport_stop`` and ``/goto_start`` before anything else;
@@ -42,7 +43,7 @@ from pathlib import Path
 OSC_PORT = 3819  # Ardour's OSC surface (fixed in Ardour; it moves to a free port only when 3819 is taken)
 
 LUA_CREATE = """
-AudioEngine:set_backend("JACK", {client}, "")
+AudioEngine:set_backend({backend}, {client}, "")
 assert(AudioEngine:start(false) == 0, "cannot start Ardour's JACK engine")
 local s = create_session({folder}, {name}, {rate})
 assert(s, "create_session failed")
@@ -102,11 +103,20 @@ class ArdourInstall:
         return env
 
 
+DUMMY_BACKEND = "None (Dummy)"
+
+
 def create_session(install: ArdourInstall, parent: Path, name: str, tracks: list[tuple[str, int]], *,
-                   home: str, jack_env: dict | None = None, rate: int = 48000, client: str = "ardour-lua",
-                   osc_reply_port: int = 8000, inputs: dict[str, list[str]] | None = None,
-                   address_only: bool = True, timeout: float = 60.0) -> Path:
+                   home: str, jack_env: dict | None = None, rate: int = 48000, backend: str = DUMMY_BACKEND,
+                   client: str = "ardour-lua", osc_reply_port: int = 8000,
+                   inputs: dict[str, list[str]] | None = None, address_only: bool = True,
+                   timeout: float = 30.0) -> Path:
     """A session ``parent/name/name.ardour`` with these (track name, input channels) audio tracks.
+
+    Made on Ardour's Dummy backend by default: a session file names ports, not a backend, so
+    it opens on JACK all the same, and no JACK client is started (on a JACK dummy server the
+    Lua tool's client was dropped or hung about 1 time in 10, measured; ``backend="JACK"``
+    with a non-empty ``client`` name if a JACK engine is wanted).
 
     OSC is switched on (replies to ``osc_reply_port``); ``inputs`` replaces each named
     track's input connections (``{"vocals": ["stemstream:out_2", "stemstream:out_3"]}``),
@@ -116,7 +126,7 @@ def create_session(install: ArdourInstall, parent: Path, name: str, tracks: list
     folder = Path(parent) / name  # Ardour wants the folder named like the session
     if folder.exists():
         raise ArdourError(f"{folder} exists")
-    script = LUA_CREATE.format(client=_lua_str(client), folder=_lua_str(folder), name=_lua_str(name), rate=int(rate),
+    script = LUA_CREATE.format(backend=_lua_str(backend), client=_lua_str(client), folder=_lua_str(folder), name=_lua_str(name), rate=int(rate),
                                tracks="\n".join(LUA_TRACK.format(channels=int(c), name=_lua_str(t))
                                                 for t, c in tracks))
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
@@ -124,6 +134,9 @@ def create_session(install: ArdourInstall, parent: Path, name: str, tracks: list
     try:
         r = subprocess.run([install.lua, f.name], capture_output=True, text=True, timeout=timeout,
                            env=install.environment(home, jack_env), stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired as exc:
+        said = " | ".join(str(exc.output or "").strip().splitlines()[-5:])
+        raise ArdourError(f"{install.lua} did not finish within {timeout:.0f} s: {said}") from None
     finally:
         os.unlink(f.name)
     session_file = folder / f"{name}.ardour"
