@@ -21,6 +21,7 @@ fresh jackd, and the retry is counted and printed. Nothing else is retried.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import signal
@@ -138,7 +139,13 @@ def start_ardour(tmp_path: Path, jack: JackServer, tracks, inputs, osc: OscClien
                             inputs=inputs, address_only=address_only)
     ardour = HeadlessArdour(INSTALL, folder, home=str(home), jack_env=jack.env).start()
     n_inputs = sum(channels for _, channels in tracks)
-    ardour.wait_ready(osc, lambda: sum("/audio_in " in p for p in jack.client_ports("ardour")) >= n_inputs + 2)
+    try:
+        ardour.wait_ready(osc, lambda: sum("/audio_in " in p for p in jack.client_ports("ardour")) >= n_inputs + 2)
+    except BaseException:
+        # a halted Ardour still holds UDP 3819: left running, it would answer the retry's OSC
+        # (measured: the retry's Ardour moved to another port and the old one took the messages)
+        ardour.stop()
+        raise
     osc.send("/transport_stop")  # headless Ardour starts rolling on load (measured)
     time.sleep(0.5)  # a locate while the stop still declicks is refused ("bad transition", measured)
     osc.send("/goto_start")
@@ -207,20 +214,42 @@ def recorded(ardour: HeadlessArdour, track: str, channels: int) -> np.ndarray:
 # of misalignment or a gain in the path costs orders of magnitude more.
 TOLERANCE = 1e-5
 SLIP = 8  # a glitch (a dropped or repeated JACK period) may shift the rest of a take by whole periods
-DAMAGE_PER_GLITCH = 8  # blocks one counted glitch may spoil (a miss crossfades over a window)
+GAP = 8  # damaged blocks closer than this belong to one damaged stretch (one glitch)
+
+
+def separator_memory_blocks() -> int:
+    """How many blocks one glitch may spoil: dsp-center's window plus its spectral smoothing
+    (exponential, ``smoothing_ms``) decaying below TOLERANCE. Measured: one lost period in the
+    input spoiled 64 consecutive blocks of the stems (about 0.34 s) and none after."""
+    from stream_engine.separators.registry import load_separator
+
+    sep = load_separator(MODEL, PROFILE, sample_rate=RATE)
+    decay = math.log(1 / TOLERANCE) * sep.smoothing_ms / 1000 * RATE
+    return math.ceil((sep.spec.window + decay) / BLOCK) + GAP
 
 
 def compare_blocks(rec: np.ndarray, want: np.ndarray, at: int) -> dict:
     """Block by block, ``want`` against ``rec`` from ``at`` on: exact in place, exact a few whole
-    periods away (after a dropped or repeated period), or damaged."""
+    periods away (after a dropped or repeated period), or damaged; and the damaged stretches
+    (first block, length in blocks)."""
     counts = {"exact": 0, "slipped": 0, "damaged": 0}
-    for start in range(0, len(want) - BLOCK + 1, BLOCK):
+    damaged = []
+    for b, start in enumerate(range(0, len(want) - BLOCK + 1, BLOCK)):
         block = want[start : start + BLOCK]
         where = [at + start + k * BLOCK for k in (0, *range(-SLIP, 0), *range(1, SLIP + 1))]
         fits = [w for w in where if 0 <= w <= len(rec) - BLOCK
                 and np.max(np.abs(rec[w : w + BLOCK] - block)) <= TOLERANCE]
-        counts["exact" if fits and fits[0] == at + start else "slipped" if fits else "damaged"] += 1
-    return counts
+        kind = "exact" if fits and fits[0] == at + start else "slipped" if fits else "damaged"
+        counts[kind] += 1
+        if kind == "damaged":
+            damaged.append(b)
+    stretches = []
+    for b in damaged:
+        if stretches and b - (stretches[-1][0] + stretches[-1][1]) < GAP:
+            stretches[-1][1] = b - stretches[-1][0] + 1
+        else:
+            stretches.append([b, 1])
+    return {**counts, "stretches": [tuple(x) for x in stretches]}
 
 
 def test_stems_recorded_in_ardour_line_up_with_offline_stems_by_the_reported_latency(tmp_path):
@@ -319,7 +348,7 @@ def test_stems_recorded_in_ardour_line_up_with_offline_stems_by_the_reported_lat
     print(f"\nArdour: song on the dry track at {at['dry']}; stems at {at['vocals']}, {at['accompaniment']}: offset "
           f"{offset} samples; stemstream reported {latency_ms:.3f} ms = {reported} samples over OSC; difference "
           f"{offset - reported} samples (reported: {stats['algorithmic_latency']['parts']}); blocks of {BLOCK} "
-          f"(exact / slipped by whole periods / damaged): "
+          f"(exact, slipped by whole periods, damaged, damaged stretches as (first block, length)): "
           f"{ {f'{t}/{c}': tuple(v.values()) for (t, c), v in blocks.items()} }; glitches counted {glitches}; "
           f"stemstream PortAudio status flags {stats['xruns']}; JACK-HALTED retries so far {RETRIES['halted']}; "
           f"{time.monotonic() - started:.1f} s")
@@ -329,11 +358,14 @@ def test_stems_recorded_in_ardour_line_up_with_offline_stems_by_the_reported_lat
     # Sharper, as measured (and as test_live_jack measures port to port): what OSC reports is the
     # engine's latency; PortAudio's JACK stream adds exactly one period on top.
     assert offset - reported == BLOCK, (offset, reported)
+    memory = separator_memory_blocks()
     for key, counts in blocks.items():
         if counted == 0:
             assert counts["exact"] == n // BLOCK, (key, counts, "nothing glitched, yet the take differs")
         else:
-            assert counts["damaged"] <= DAMAGE_PER_GLITCH * counted, (key, counts, glitches)
+            # each counted glitch may spoil one stretch, no longer than the separator's memory
+            assert len(counts["stretches"]) <= counted, (key, counts, glitches)
+            assert all(length <= memory for _, length in counts["stretches"]), (key, counts, memory)
             # and the comparison still means something: most of the take is exact in place
             assert counts["exact"] >= 0.5 * (n // BLOCK), (key, counts, glitches)
 

@@ -242,6 +242,17 @@ class HeadlessArdour:
     def start(self) -> "HeadlessArdour":
         from .jack import _die_with_parent
 
+        # Ardour moves its surface to another port when 3819 is taken, and whatever holds 3819
+        # (another Ardour) would then take this one's messages: refuse instead
+        probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            probe.bind(("", OSC_PORT))
+        except OSError as exc:
+            raise ArdourError(f"UDP port {OSC_PORT} (Ardour's OSC surface) is taken: {exc}; is another Ardour "
+                              "running?") from None
+        finally:
+            probe.close()
+
         with open(self.log_path, "w") as log:
             self.proc = subprocess.Popen([self.install.headless, str(self.folder), self.name], stdout=log,
                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env,
