@@ -1,11 +1,12 @@
 """The producer's workflow against a real DAW: Ardour 7, headless, on a JACK dummy server.
 
 Every part is the real one: a fresh ``jackd -d dummy`` per test, an Ardour
-session made by ``ardour7-lua`` (``stream_engine.tools.ardour``), the headless
-``hardour`` recording it, ``stemstream live`` as its own process and JACK
-client, a player (``jack_probe --play``, a second PortAudio JACK client) that
-plays a song into stemstream and, as the timing reference, straight into an
-Ardour track too, and OSC over UDP on 127.0.0.1:
+session made by ``ardour7-lua`` on Ardour's Dummy backend
+(``stream_engine.tools.ardour``), the headless ``hardour`` recording it,
+``stemstream live`` as its own process and JACK client, a player
+(``jack_probe --play``, a second PortAudio JACK client) that plays a song into
+stemstream and, as the timing reference, straight into an Ardour track too,
+and OSC over UDP on 127.0.0.1:
 
     player:out_0,1 -> stemstream:in_0,1      stemstream:out_0,1 -> ardour:vocals/audio_in 1,2
     player:out_0,1 -> ardour:dry/audio_in      stemstream:out_2,3 -> ardour:accompaniment/audio_in 1,2
@@ -150,6 +151,7 @@ def start_ardour(tmp_path: Path, jack: JackServer, tracks, inputs, osc: OscClien
     time.sleep(0.5)  # a locate while the stop still declicks is refused ("bad transition", measured)
     osc.send("/goto_start")
     time.sleep(0.5)
+    ardour._check_alive()  # a halt in these first seconds is still the start-up flake
     return ardour
 
 
@@ -363,9 +365,10 @@ def test_stems_recorded_in_ardour_line_up_with_offline_stems_by_the_reported_lat
         if counted == 0:
             assert counts["exact"] == n // BLOCK, (key, counts, "nothing glitched, yet the take differs")
         else:
-            # each counted glitch may spoil one stretch, no longer than the separator's memory
+            # each counted glitch may spoil one stretch as long as the separator's memory (glitches
+            # close together make one longer stretch: measured up to 95 blocks from a burst of them)
             assert len(counts["stretches"]) <= counted, (key, counts, glitches)
-            assert all(length <= memory for _, length in counts["stretches"]), (key, counts, memory)
+            assert sum(length for _, length in counts["stretches"]) <= memory * counted, (key, counts, memory)
             # and the comparison still means something: most of the take is exact in place
             assert counts["exact"] >= 0.5 * (n // BLOCK), (key, counts, glitches)
 
