@@ -171,8 +171,9 @@ def rig(tmp_path: Path, body):
     for attempt in range(2):
         (tmp_path / f"session{attempt}").mkdir()
         with ExitStack() as stack:
+            # the log stays in tmp_path, for the next one who has to read what jackd said
             jack = JackServer(name=f"stemstream-ardour-{os.getpid()}-{attempt}", rate=RATE, period=BLOCK,
-                              ports=8, realtime=None)
+                              ports=8, realtime=None, log_path=str(tmp_path / f"jackd{attempt}.log"))
             jack.start()
             stack.callback(jack.stop)
             try:
