@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install what stemstream needs on a Debian machine (as root).
 #   scripts/setup.sh         runtime: separate, live, bench, eval
-#   scripts/setup.sh test    plus the test suite's real parts: JACK, VST3, Xvfb, torch
+#   scripts/setup.sh test    plus the test suite's real parts: JACK, VST3, Xvfb, torch, Ardour
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode="${1:-run}"
@@ -11,7 +11,8 @@ if [ "$mode" = test ]; then
   apt_packages+=(jackd2 zam-plugins xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxkbcommon-x11-0
                  libxcb-xinerama0 libxcb-randr0 libxcb-render-util0 libxcb-image0 libxcb-shape0 libegl1 libgl1
                  libfontconfig1 libdbus-1-3
-                 fluidsynth fluid-soundfont-gm timgm6mb-soundfont openttd-openmsx)  # stemstream render-gm
+                 fluidsynth fluid-soundfont-gm timgm6mb-soundfont openttd-openmsx  # stemstream render-gm
+                 ardour)  # a real DAW for tests/test_ardour.py: headless hardour + ardour7-lua, ~121 MB
 fi
 missing=()
 for p in "${apt_packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

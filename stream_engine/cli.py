@@ -213,7 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_models)
 
     # Commands owned by their own modules; each imports its heavy packages lazily.
-    for module in ("stream_engine.live", "stream_engine.training.commands", "stream_engine.tools.render_gm"):
+    for module in ("stream_engine.live", "stream_engine.daw_session", "stream_engine.training.commands",
+                   "stream_engine.tools.render_gm"):
         try:
             __import__(module, fromlist=["add_parsers"]).add_parsers(sub)
         except ModuleNotFoundError as exc:

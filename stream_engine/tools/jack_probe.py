@@ -36,6 +36,16 @@ def click_train(frames: int, outputs: int, period: int, offset: int, stagger: in
     return played
 
 
+def song(path: str, rate: int, outputs: int, frames: int) -> np.ndarray:
+    """The first ``frames`` of an audio file as (frames, outputs) float32; its channels repeat to fill."""
+    import soundfile as sf
+
+    data, file_rate = sf.read(path, dtype="float32", always_2d=True, frames=frames)
+    if file_rate != rate:
+        raise SystemExit(f"--play {path}: {file_rate} Hz, the stream runs at {rate} Hz")
+    return np.ascontiguousarray(data[:, np.arange(outputs) % data.shape[1]])
+
+
 def delay(played: np.ndarray, recorded: np.ndarray, max_lag: int) -> tuple[int, float]:
     """Lag (frames, 0..max_lag) at which ``recorded`` best matches ``played``, and the match quality.
 
@@ -65,6 +75,8 @@ def main(argv=None) -> int:
     p.add_argument("--amplitude", type=float, default=0.5)
     p.add_argument("--click-channels", type=int, nargs="*", default=None,
                    help="output channels (from 1) that click; default: all")
+    p.add_argument("--play", default=None, metavar="FILE",
+                   help="play this audio file (at --rate, --seconds of it at most) instead of clicks")
     p.add_argument("--save", required=True, help="where to write the .npz")
     args = p.parse_args(argv)
 
@@ -75,14 +87,20 @@ def main(argv=None) -> int:
     device = find_device(None, "output", "jack", need=max(args.inputs, args.outputs))
     frames = int(args.seconds * args.rate)
     channels = None if args.click_channels is None else [c - 1 for c in args.click_channels]
-    played = click_train(frames, args.outputs, args.period, args.offset, args.stagger, args.amplitude, channels)
+    if args.play:
+        played = song(args.play, args.rate, args.outputs, frames)
+        frames = len(played)
+    else:
+        played = click_train(frames, args.outputs, args.period, args.offset, args.stagger, args.amplitude, channels)
     recorded = np.zeros((frames, args.inputs), np.float32)
-    state = {"go": False, "pos": 0, "xruns": 0}
+    state = {"go": False, "pos": 0, "xruns": 0, "xruns_playing": 0}
     done = threading.Event()
 
     def callback(indata, outdata, n, time_info, status):
         if status:
             state["xruns"] += 1
+            if state["go"] and not done.is_set():
+                state["xruns_playing"] += 1  # the ones that can have damaged what was played
         if not state["go"] or done.is_set():
             outdata.fill(0)
             return
@@ -105,7 +123,7 @@ def main(argv=None) -> int:
         latency = stream.latency
     release_portaudio()
     np.savez(args.save, played=played, recorded=recorded, latency=np.asarray(latency, np.float64),
-             xruns=state["xruns"], complete=finished)
+             xruns=state["xruns"], xruns_playing=state["xruns_playing"], complete=finished)
     print("done" if finished else "timeout", flush=True)
     return 0 if finished else 1
 
@@ -116,6 +134,7 @@ class ProbeResult:
     recorded: np.ndarray
     latency: tuple[float, float]
     xruns: int
+    xruns_playing: int = 0
 
 
 class Probe:
@@ -152,7 +171,8 @@ class Probe:
         if proc.returncode != 0:
             raise RuntimeError(f"probe failed ({proc.returncode}): {out} {err}")
         data = np.load(save)
-        return ProbeResult(data["played"], data["recorded"], tuple(data["latency"]), int(data["xruns"]))
+        return ProbeResult(data["played"], data["recorded"], tuple(data["latency"]), int(data["xruns"]),
+                           int(data["xruns_playing"]))
 
 
 if __name__ == "__main__":
