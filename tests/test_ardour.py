@@ -226,12 +226,12 @@ GAP = 8  # damaged blocks closer than this belong to one damaged stretch (one gl
 
 def separator_memory_blocks() -> int:
     """How many blocks one glitch may spoil: dsp-center's window plus its spectral smoothing
-    (exponential, ``smoothing_ms``) decaying below TOLERANCE. Measured: one lost period in the
+    (exponential, its CentreMask's ``smoothing_ms``) decaying below TOLERANCE. Measured: one lost period in the
     input spoiled 64 consecutive blocks of the stems (about 0.34 s) and none after."""
     from stream_engine.separators.registry import load_separator
 
     sep = load_separator(MODEL, PROFILE, sample_rate=RATE)
-    decay = math.log(1 / TOLERANCE) * sep.smoothing_ms / 1000 * RATE
+    decay = math.log(1 / TOLERANCE) * sep.centre.smoothing_ms / 1000 * RATE
     return math.ceil((sep.spec.window + decay) / BLOCK) + GAP
 
 
