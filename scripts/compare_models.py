@@ -29,13 +29,14 @@ def main() -> None:
     ap.add_argument("--models", nargs="+", default=DEFAULT_MODELS, help="MODEL@PROFILE (a model file path works)")
     ap.add_argument("--out", default="docs/eval")
     ap.add_argument("--rate", type=int, default=None, help="stream rate (default: each file's)")
+    ap.add_argument("--report-only", action="store_true", help="rewrite the reports from results.json")
     args = ap.parse_args()
     for folder in map(Path, args.folders):
         dest = Path(args.out) / f"{folder.resolve().parent.name}-{folder.name}"
         dest.mkdir(parents=True, exist_ok=True)
         store = dest / "results.json"
         results = json.loads(store.read_text()) if store.is_file() else {}
-        for item in args.models:
+        for item in [] if args.report_only else args.models:
             model, _, profile = item.partition("@")
             profile = profile or "balanced"
             res = evaluate(folder, lambda rate, m=model, p=profile: load_separator(m, p, sample_rate=rate),

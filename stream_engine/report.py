@@ -72,15 +72,19 @@ def chart(results_list: list[dict], path: Path) -> Path:
     width = 0.8 / max(1, len(series))
     fig_w = min(40.0, max(6.0, 0.35 * len(labels) * max(1, len(series)) + 2))
     fig, ax = plt.subplots(figsize=(fig_w, 4.5))
+    colours = plt.get_cmap("tab10")
+    hatches = ["", "//", "..", "xx", "\\\\", "oo"]
     x = np.arange(len(labels))
     for i, (r, s) in enumerate(series):
         vals = [r.get("tracks", {}).get(t, {}).get(s, np.nan) for t in tracks]
         vals += [r.get("mean", {}).get(s, np.nan), r.get("median", {}).get(s, np.nan)]
         silent = [k for k, v in enumerate(vals) if v is None]
         vals = [np.nan if v is None else v for v in vals]
-        name = f"{s}" if len(results_list) == 1 else f"{s} - {r.get('model')}"
+        name = f"{s}" if len(results_list) == 1 else f"{s} - {r.get('model')} ({r.get('profile')})"
         pos = x + (i - (len(series) - 1) / 2) * width
-        ax.bar(pos, vals, width, label=name)
+        # one colour per model, one hatch per stem: many bars stay readable
+        ax.bar(pos, vals, width, label=name, color=colours(results_list.index(r) % 10),
+               hatch=hatches[stems.index(s) % len(hatches)], edgecolor="white", linewidth=0.3)
         for k in silent:  # no bar: say why
             ax.text(pos[k], 0, "not scored", rotation=90, ha="center", va="bottom", fontsize=6, color="0.4")
     ax.set_xticks(x)
@@ -90,8 +94,9 @@ def chart(results_list: list[dict], path: Path) -> Path:
                        fontsize=7 if len(labels) > 20 else 9)
     ax.axhline(0, color="black", linewidth=0.6)
     ax.set_ylabel("SDR (dB)")
-    ax.set_title(" vs ".join(f"{r.get('model')} ({r.get('profile')})" for r in results_list))
-    ax.legend(fontsize=8)
+    title = " vs ".join(f"{r.get('model')} ({r.get('profile')})" for r in results_list)
+    ax.set_title(title if len(results_list) <= 3 else f"SDR of {len(results_list)} models", fontsize=10)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -110,6 +115,10 @@ def write_report(results, out_dir) -> list[Path]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     base = _slug("_vs_".join(f"{r.get('model')}_{r.get('profile')}" for r in results_list))
+    if len(base) > 100:  # many models: file systems cap names at 255 bytes
+        import hashlib
+
+        base = f"{len(results_list)}-models_{hashlib.sha1(base.encode()).hexdigest()[:10]}"
     md = out / f"{base}.md"
     png = out / f"{base}.png"
     md.write_text(markdown(results_list) + f"\n![SDR per track]({png.name})\n")
