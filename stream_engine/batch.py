@@ -38,6 +38,8 @@ from collections import Counter, deque
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from .separators.card import sha256_of
+
 AUDIO_EXTENSIONS = {".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc",
                     ".au", ".snd", ".w64", ".rf64", ".caf"}
 # Audio that libsndfile cannot read: skipped in folders, but said so.
@@ -134,14 +136,6 @@ def audio_seconds(path: str) -> float:
         return info.frames / info.samplerate if info.samplerate else 0.0
     except Exception:  # noqa: BLE001 - unreadable files fail properly when separated
         return 0.0
-
-
-def sha256_of(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # -- what is made, and how ------------------------------------------------------------------
