@@ -216,13 +216,19 @@ def test_broken_model_file_shows_an_error_and_the_app_stays_usable(qtbot, jack, 
     _stop(qtbot, w)
 
 
-def test_file_separated_in_the_files_tab_appears_with_its_stems(qtbot, make_window, tmp_path):
-    w = make_window("--model", "passthrough")
+def _separate_demo_in_files_tab(w, model: str, out):
+    """Start separating the demo song in the Files tab with ``model``; returns the tab."""
     files = w.files
-    files.out_edit.setText(str(tmp_path / "out"))
-    files.model_box.setCurrentIndex(files.model_box.findData("passthrough"))
+    files.out_edit.setText(str(out))
+    files.model_box.setCurrentIndex(files.model_box.findData(model))
     files.add_demo()
     files.separate_all()
+    return files
+
+
+def test_file_separated_in_the_files_tab_appears_with_its_stems(qtbot, make_window, tmp_path):
+    w = make_window("--model", "passthrough")
+    files = _separate_demo_in_files_tab(w, "passthrough", tmp_path / "out")
     assert files.job is not None  # separation runs in the background
     qtbot.waitUntil(lambda: files.job is None, timeout=30000)
     assert w.errors == []
@@ -408,11 +414,7 @@ def test_switching_to_a_four_stem_model_rebuilds_the_mixer_and_meters_every_stem
 
 def test_files_tab_lists_four_stems_and_the_mixes(qtbot, make_window, tmp_path):
     w = make_window("--model", "passthrough")
-    files = w.files
-    files.out_edit.setText(str(tmp_path / "out"))
-    files.model_box.setCurrentIndex(files.model_box.findData("dsp-4stem"))
-    files.add_demo()
-    files.separate_all()
+    files = _separate_demo_in_files_tab(w, "dsp-4stem", tmp_path / "out")
     qtbot.waitUntil(lambda: files.job is None, timeout=60000)
     assert w.errors == []
     assert files.stems_of("demo_song") == FOUR + ["instrumental", "karaoke"]
