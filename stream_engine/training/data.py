@@ -26,10 +26,14 @@ class Track:
     mixture: np.ndarray | None = None  # (channels, samples); None: sum of stems
     source: str = ""  # the data source it came from (a training config may list several)
     share: float | None = None  # that source's share of the excerpts drawn; None: by length alone
+    trusted: frozenset[str] | None = None  # stems that are true references here; None: all of them
 
     @property
     def length(self) -> int:
         return next(iter(self.stems.values())).shape[-1]
+
+    def trusts(self, stem: str) -> bool:
+        return self.trusted is None or stem in self.trusted
 
     def mix(self) -> np.ndarray:
         if self.mixture is not None:
@@ -65,6 +69,7 @@ def load_stem_folder(
     limit: int | None = None,
     derive_accompaniment: bool = True,
     silent: tuple[str, ...] = (),
+    only: tuple[str, ...] | None = None,
 ) -> list[Track]:
     """Read every ``<root>/<track>/<stem>.<ext>`` folder.
 
@@ -73,14 +78,16 @@ def load_stem_folder(
     the sum of the stems. With ``derive_accompaniment`` an ``accompaniment``
     stem missing from a MUSDB-style folder is made as mixture - vocals (or the
     sum of drums, bass and other). A stem named in ``silent`` that a folder
-    lacks is silence (instrumental music: vocals = silence).
+    lacks is silence (instrumental music: vocals = silence), held as a
+    read-only view of one zero column so it costs no memory. ``only``: read
+    just the track folders of these names.
     """
     import soundfile as sf
 
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"no such data folder: {root}")
-    dirs = sorted(d for d in root.iterdir() if d.is_dir())
+    dirs = sorted(d for d in root.iterdir() if d.is_dir() and (only is None or d.name in only))
     tracks: list[Track] = []
     for d in dirs:
         files = {p.stem: p for p in d.iterdir() if p.suffix.lower() in AUDIO_EXTS}
@@ -111,11 +118,12 @@ def load_stem_folder(
         present = [a for k, a in audio.items() if k in stems or k == "mixture"]
         for name in silent:
             if name in stems and name not in audio and present:
-                audio[name] = np.zeros_like(present[0])
+                audio[name] = np.broadcast_to(np.zeros((present[0].shape[0], 1), np.float32), present[0].shape)
         if not all(s in audio for s in stems):
             continue
         n = min(audio[k].shape[-1] for k in list(stems) + (["mixture"] if "mixture" in audio else []))
-        st = {s: np.ascontiguousarray(audio[s][..., :n]) for s in stems}
+        st = {s: audio[s][..., :n] if audio[s].strides[-1] == 0 else np.ascontiguousarray(audio[s][..., :n])
+              for s in stems}
         mix = audio["mixture"][..., :n] if "mixture" in audio else None
         tracks.append(Track(d.name, st, rate, mix))
         if limit and len(tracks) >= limit:
@@ -161,7 +169,12 @@ def load_musdb(
 
 def load_sources(data, **kw) -> list[Track]:
     """A training config's ``data``: one spec (see load_tracks), or a list of sources, each a spec or
-    ``{"path": spec, "share": fraction of the excerpts, "limit": tracks, "silent": [stems]}``."""
+    ``{"path": spec, "share": fraction of the excerpts, "limit": tracks, "silent": [stems],
+    "tracks": [folder names], "stems": [stems]}``.
+
+    ``stems`` lists the stems a source holds true references for (eif songs whose bass notes
+    sit in ``other``: vocals and drums only). The others are never used from it: the sampler
+    takes them from sources that trust them, and they need no file (silence stands in)."""
     if isinstance(data, (str, os.PathLike)):
         return load_tracks(data, **kw)
     tracks = []
@@ -172,8 +185,19 @@ def load_sources(data, **kw) -> list[Track]:
             opts["limit"] = int(src["limit"])
         if src.get("silent"):
             opts["silent"] = tuple(src["silent"])
+        trusted = None
+        if src.get("stems"):
+            trusted = frozenset(src["stems"])
+            unknown = trusted - set(opts.get("stems", trusted))
+            if unknown:
+                raise ValueError(f"{src['path']}: 'stems' names {sorted(unknown)}, which this model does not separate")
+            opts["silent"] = tuple(set(opts.get("silent", ())) | (set(opts.get("stems", ())) - trusted))
+        if src.get("tracks"):
+            opts["only"] = tuple(src["tracks"])
+        # two entries may read one folder (different tracks or trust): each is its own source
+        key = str(src["path"]) + (":" + ",".join(src["tracks"]) if src.get("tracks") else "")
         for t in load_tracks(src["path"], **opts):
-            t.source, t.share = str(src["path"]), src.get("share")
+            t.source, t.share, t.trusted = key, src.get("share"), trusted
             tracks.append(t)
     return tracks
 
@@ -233,6 +257,18 @@ class StemSampler:
             w = np.array([t.length / totals[t.source] * (t.share if t.share is not None else 0.0)
                           for t in self.tracks])
         self.weights = w / w.sum()
+        # per stem, the tracks that hold a true reference for it, and their weights among themselves
+        self.pools = {}
+        for name in stems:
+            idx = np.array([i for i, t in enumerate(self.tracks) if t.trusts(name)], dtype=np.int64)
+            if not len(idx) or self.weights[idx].sum() <= 0:
+                raise ValueError(f"no training source holds a true '{name}' stem (see 'stems' in the data sources)")
+            self.pools[name] = (idx, self.weights[idx] / self.weights[idx].sum())
+
+    def _pick(self, stem: str) -> int:
+        """A random track that holds a true reference for ``stem``."""
+        idx, p = self.pools[stem]
+        return int(idx[self.rng.choice(len(idx), p=p)])
 
     def _excerpt(self, track: Track, stem: str, n: int) -> np.ndarray:
         x = track.stems[stem]
@@ -277,12 +313,15 @@ class StemSampler:
         for b in range(batch):
             ti = int(self.rng.choice(len(self.tracks), p=self.weights))
             base = self.tracks[ti]
-            clean = b < n_clean
+            clean = b < n_clean and base.trusted is None
             if clean or not augment or self.rng.random() >= a.remix:
                 start = int(self.rng.integers(0, max(1, base.length - n + 1)))
                 for s, name in enumerate(self.stems):
-                    seg = base.stems[name][:, start:start + n]
-                    stems[b, s, :, : seg.shape[-1]] = seg
+                    if base.trusts(name):
+                        seg = base.stems[name][:, start:start + n]
+                        stems[b, s, :, : seg.shape[-1]] = seg
+                    else:  # not a true reference here: that stem comes from a track that has one
+                        stems[b, s] = self._excerpt(self.tracks[self._pick(name)], name, n)
                 if clean:
                     g = 1.0
                     if augment:
@@ -294,7 +333,7 @@ class StemSampler:
                     continue
             else:
                 for s, name in enumerate(self.stems):
-                    tj = ti if self.rng.random() < 0.5 else int(self.rng.choice(len(self.tracks), p=self.weights))
+                    tj = ti if base.trusts(name) and self.rng.random() < 0.5 else self._pick(name)
                     stems[b, s] = self._excerpt(self.tracks[tj], name, n)
             if augment:
                 for s in range(S):

@@ -258,13 +258,21 @@ class StreamingStudent(nn.Module):
     stems = ("vocals", "accompaniment")
 
     def __init__(self, n_fft: int = 256, hop: int = 128, ctx_fft: int = 512, hidden: int = 256, layers: int = 2,
-                 asym: bool = False, channels: int = 1):
+                 asym: bool = False, channels: int = 1, stems: tuple[str, ...] | list[str] | None = None):
         super().__init__()
         self.cfg = dict(n_fft=n_fft, hop=hop, ctx_fft=ctx_fft, hidden=hidden, layers=layers)
         if asym:  # only when set, so the configs of symmetric checkpoints stay as they were
             self.cfg["asym"] = True
         if channels != 1:  # joint channels: one GRU sees every channel's spectrum, one mask per channel
             self.cfg["channels"] = channels
+        if stems is not None and tuple(stems) != type(self).stems:
+            # a mask for every stem but the last; the last is the mixture minus the others, so the
+            # stems always sum to the mixture (two stems: vocals, and accompaniment = the rest)
+            if len(stems) < 2:
+                raise ValueError(f"a student separates at least two stems, not {list(stems)}")
+            self.stems = tuple(stems)
+            self.cfg["stems"] = list(stems)
+        self.n_masks = len(self.stems) - 1
         self.channels = channels
         self.n_fft, self.hop, self.ctx_fft = n_fft, hop, ctx_fft
         self.asym = asym
@@ -297,7 +305,7 @@ class StreamingStudent(nn.Module):
         n_feat = (self.n_bins + self.ctx_bins) * channels
         self.inp = nn.Sequential(nn.Linear(n_feat, hidden), nn.LayerNorm(hidden), nn.ReLU())
         self.gru = nn.GRU(hidden, hidden, num_layers=layers, batch_first=True)
-        self.out = nn.Linear(hidden, 2 * self.n_bins * channels)
+        self.out = nn.Linear(hidden, self.n_masks * 2 * self.n_bins * channels)
         self.feat_scale = nn.Parameter(torch.ones(n_feat))
         self.feat_bias = nn.Parameter(torch.zeros(n_feat))
 
@@ -312,7 +320,8 @@ class StreamingStudent(nn.Module):
 
     def state_shapes(self) -> dict[str, tuple[int, ...]]:
         """State tensors per call, without the batch axis (batch is axis 1 for h, 0 for ola)."""
-        ola = (2, self.syn_len - self.hop) if self.channels == 1 else (2, self.channels, self.syn_len - self.hop)
+        S = len(self.stems)
+        ola = (S, self.syn_len - self.hop) if self.channels == 1 else (S, self.channels, self.syn_len - self.hop)
         return {"h": (self.layers, self.hidden), "ola": ola}
 
     def _features(self, re, im, cre, cim):
@@ -331,15 +340,16 @@ class StreamingStudent(nn.Module):
         return f.flatten(-2)
 
     def _split(self, z):
-        """(B, [T,] C*2F) -> (B*C, [T,] 2F): the inverse of _joint for the masks."""
-        if self.channels == 1:
-            return z
-        z = z.reshape(tuple(z.shape[:-1]) + (self.channels, 2 * self.n_bins))
-        if z.dim() == 4:
-            z = z.permute(0, 2, 1, 3)  # (B, C, T, 2F)
+        """(B, [T,] K*C*2F) -> (B*C, [T,] K, 2F): the inverse of _joint, for the K masks."""
+        z = z.reshape(tuple(z.shape[:-1]) + (self.n_masks, self.channels, 2 * self.n_bins))
+        if z.dim() == 5:
+            z = z.permute(0, 3, 1, 2, 4)  # (B, C, T, K, 2F)
+        else:
+            z = z.permute(0, 2, 1, 3)  # (B, C, K, 2F)
         return z.flatten(0, 1)
 
     def _mask(self, z):
+        """Complex masks (re, im), each (B*C, [T,] K, F), magnitude below 1."""
         z = self._split(z)
         mr, mi = z[..., : self.n_bins], z[..., self.n_bins:]
         mag = torch.sqrt(mr * mr + mi * mi + 1e-8)
@@ -347,7 +357,7 @@ class StreamingStudent(nn.Module):
         return mr * g, mi * g
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
-        """Whole signal (B, C, N) -> (B, 2, C, N), output delayed by ``latency`` like streaming:
+        """Whole signal (B, C, N) -> (B, S, C, N), output delayed by ``latency`` like streaming:
         out[..., t] estimates audio[..., t - latency]. Left context before t=0 is zeros."""
         B, C, N = audio.shape
         x = audio.reshape(B * C, 1, N)
@@ -362,20 +372,22 @@ class StreamingStudent(nn.Module):
             cre = cim = None
         h = self.inp(self._features(re, im, cre, cim))
         h, _ = self.gru(h)
-        mr, mi = self._mask(self.out(h))
+        mr, mi = self._mask(self.out(h))  # (BC, T, K, F)
+        re, im = re.unsqueeze(-2), im.unsqueeze(-2)
         vr = mr * re - mi * im
         vi = mr * im + mi * re
-        ar, ai = re - vr, im - vi
-        # synthesis of both stems: inverse FFT, the synthesis span, its window, overlap-add
-        S = torch.stack([torch.complex(vr, vi), torch.complex(ar, ai)], 1)  # (BC, 2, T, F)
+        rr, ri = re - vr.sum(-2, keepdim=True), im - vi.sum(-2, keepdim=True)  # the last stem: the rest
+        # synthesis of every stem: inverse FFT, the synthesis span, its window, overlap-add
+        S = torch.cat([torch.complex(vr, vi), torch.complex(rr, ri)], -2).transpose(1, 2)  # (BC, S, T, F)
+        n_stems = S.shape[1]
         frames = torch.fft.irfft(S, n=self.n_fft)[..., self.n_fft - self.syn_len:] * self.win_syn
-        frames = frames.reshape(B * C * 2, n_frames, self.syn_len).transpose(1, 2)  # (BC*2, syn_len, T)
+        frames = frames.reshape(B * C * n_stems, n_frames, self.syn_len).transpose(1, 2)  # (BCS, syn_len, T)
         L = (n_frames - 1) * self.hop + self.syn_len
-        y = F.fold(frames, (1, L), (1, self.syn_len), stride=(1, self.hop))[:, 0, 0]  # (BC*2, L)
+        y = F.fold(frames, (1, L), (1, self.syn_len), stride=(1, self.hop))[:, 0, 0]  # (BCS, L)
         y = y[:, :N]
         if y.shape[-1] < N:
             y = F.pad(y, (0, N - y.shape[-1]))
-        return y.reshape(B, C, 2, N).transpose(1, 2)
+        return y.reshape(B, C, n_stems, N).transpose(1, 2)
 
     def _frames_spectrum(self, x, n_fft: int, window, n_frames: int):
         """Frames of ``n_fft`` samples every hop, the first starting at x[0]: (re, im), each (BC, T, F)."""
@@ -398,8 +410,8 @@ class StreamingStudent(nn.Module):
         return (1 - z) * n + z * h
 
     def step(self, window: torch.Tensor, h: torch.Tensor, ola: torch.Tensor):
-        """window (B, C, W) newest samples last; h (B, layers, hidden); ola (B, 2, [C,] syn_len-hop).
-        Returns stems (B, 2, C, hop), h', ola'."""
+        """window (B, C, W) newest samples last; h (B, layers, hidden); ola (B, S, [C,] syn_len-hop).
+        Returns stems (B, S, C, hop), h', ola'."""
         B = window.shape[0]
         w = window.reshape(B * self.channels, self.window)
         fr = w[:, self.window - self.n_fft:]
@@ -416,11 +428,14 @@ class StreamingStudent(nn.Module):
             z = self._gru_cell(z, h[:, layer], layer)
             hs.append(z)
         h2 = torch.stack(hs, 1)
-        mr, mi = self._mask(self.out(z))  # (BC, F) each
+        mr, mi = self._mask(self.out(z))  # (BC, K, F) each
+        re, im = re.unsqueeze(1), im.unsqueeze(1)
         vr = mr * re - mi * im
         vi = mr * im + mi * re
-        S = torch.stack([torch.cat([vr, vi], -1), torch.cat([re - vr, im - vi], -1)], 1)  # (BC, 2, 2F)
-        y = (S @ self.syn).reshape(B, self.channels, 2, self.syn_len).transpose(1, 2)  # (B, 2, C, syn_len)
+        rest = torch.cat([re - vr.sum(1, keepdim=True), im - vi.sum(1, keepdim=True)], -1)  # the last stem
+        S = torch.cat([torch.cat([vr, vi], -1), rest], 1)  # (BC, S, 2F)
+        n_stems = S.shape[1]
+        y = (S @ self.syn).reshape(B, self.channels, n_stems, self.syn_len).transpose(1, 2)  # (B, S, C, syn_len)
         if self.channels == 1:  # mono keeps its state without a channel axis (the bundled models' cards)
             y = y[:, :, 0]
         acc = y + F.pad(ola, (0, self.hop))

@@ -167,12 +167,18 @@ def separate_full(model, mix: np.ndarray) -> np.ndarray:
 
 
 def evaluate(model, val, stems=STEMS) -> dict:
+    """SDR per track and stem, and per stem their mean and median. A stem whose reference is
+    silence (eif/valid's bass) is not scored: None in ``tracks``, left out of the mean; a stem
+    with no scored track at all is left out of ``mean`` and ``median``."""
+    from stream_engine.evaluate import is_silent
+
     tracks = {}
     for name, mix, ref in val:
         est = separate_full(model, mix)
-        tracks[name] = {s: sdr(ref[i], est[i]) for i, s in enumerate(stems)}
-    mean = {s: float(np.mean([t[s] for t in tracks.values()])) for s in stems}
-    median = {s: float(np.median([t[s] for t in tracks.values()])) for s in stems}
+        tracks[name] = {s: None if is_silent(ref[i]) else sdr(ref[i], est[i]) for i, s in enumerate(stems)}
+    scored = {s: [t[s] for t in tracks.values() if t[s] is not None] for s in stems}
+    mean = {s: float(np.mean(v)) for s, v in scored.items() if v}
+    median = {s: float(np.median(v)) for s, v in scored.items() if v}
     return {"tracks": tracks, "mean": mean, "median": median}
 
 
@@ -347,6 +353,32 @@ def online_targets(teacher, mix: torch.Tensor) -> torch.Tensor:
 # ---------------------------------------------------------------------- training
 
 
+def _same_but_stems(a: dict, b: dict) -> bool:
+    return {k: v for k, v in a.items() if k != "stems"} == {k: v for k, v in b.items() if k != "stems"}
+
+
+def widen_stems(model, state: dict, init_stems) -> None:
+    """Start a student for more stems from one trained for fewer (a two-stem student -> four stems).
+
+    Everything but the mask layer has the same shape and is copied. The mask layer holds one
+    block of rows per masked stem (every stem but the last); a stem the old model masked keeps
+    its block (vocals), the new stems start from the new layer's random rows."""
+    own = model.state_dict()
+    block = own["out.weight"].shape[0] // model.n_masks
+    old_masked = list(init_stems)[:-1]
+    for key, value in state.items():
+        if key.startswith("out."):
+            for i, name in enumerate(old_masked):
+                if name in model.stems[:-1]:
+                    j = model.stems.index(name)
+                    own[key][j * block:(j + 1) * block] = value[i * block:(i + 1) * block]
+        elif key in own and own[key].shape == value.shape:
+            own[key] = value
+        else:
+            raise ValueError(f"{key}: shape {tuple(value.shape)} does not fit this model's {tuple(own[key].shape)}")
+    model.load_state_dict(own)
+
+
 def train(cfg: dict, out_dir: str | os.PathLike, resume: bool = False, log=print, progress: bool = True) -> dict:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -358,19 +390,28 @@ def train(cfg: dict, out_dir: str | os.PathLike, resume: bool = False, log=print
     tracks = load_sources(cfg["data"], stems=stems, sample_rate=sr, channels=cfg["channels"],
                           limit=cfg.get("train_tracks"))
     val_tracks = load_tracks(cfg["valid"], stems=stems, sample_rate=sr, channels=cfg["channels"])
-    val = validation_set(val_tracks, max_tracks=cfg.get("val_tracks"))
+    val = validation_set(val_tracks, max_tracks=cfg.get("val_tracks"), max_seconds=cfg.get("val_seconds"))
     log(f"data: {len(tracks)} training tracks ({sum(t.length for t in tracks) / sr / 60:.1f} min), "
         f"{len(val)} validation tracks, loaded in {time.time() - t_load:.1f} s")
 
-    model = build_model(cfg["model"], cfg["model_cfg"])
+    model_cfg = dict(cfg["model_cfg"])
+    if cfg["model"] == "student" and stems != STEMS:
+        model_cfg.setdefault("stems", list(stems))  # a mask per stem but the last
+    model = build_model(cfg["model"], model_cfg)
+    if tuple(getattr(model, "stems", stems)) != stems:
+        raise ValueError(f"the {cfg['model']} model separates {list(model.stems)}, the config asks for {list(stems)}")
     n_params = count_parameters(model)
     log(f"model: {cfg['model']} {model.cfg}, {n_params} parameters")
     if cfg.get("init") and not resume:
         ck = load_checkpoint(cfg["init"])
-        if ck["kind"] != cfg["model"] or build_model(ck["kind"], ck["model_cfg"]).cfg != model.cfg:
+        init_cfg = build_model(ck["kind"], ck["model_cfg"]).cfg if ck["kind"] == cfg["model"] else None
+        if init_cfg == model.cfg:
+            model.load_state_dict(ck["model"])
+        elif init_cfg is not None and _same_but_stems(init_cfg, model.cfg):
+            widen_stems(model, ck["model"], ck["model_cfg"].get("stems") or list(STEMS))
+        else:
             raise ValueError(f"{cfg['init']}: a {ck['kind']} {ck['model_cfg']}, not the {cfg['model']} {model.cfg} "
                              "this config trains")
-        model.load_state_dict(ck["model"])
         log(f"weights from {cfg['init']} (its step {ck['step']}, best {float(ck['best']):.2f} dB)")
     loss_fn = make_loss(cfg.get("loss", "l1"))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=1e-5)
@@ -518,7 +559,7 @@ def train(cfg: dict, out_dir: str | os.PathLike, resume: bool = False, log=print
                 entry["teacher_trust"] = run_trust
             history.append(entry)
             msg = (f"step {step}: loss {run_loss:.4f}; validation SDR "
-                   + ", ".join(f"{s} {res['mean'][s]:.2f} (median {res['median'][s]:.2f})" for s in stems)
+                   + ", ".join(f"{s} {res['mean'][s]:.2f} (median {res['median'][s]:.2f})" for s in res["mean"])
                    + f" dB; {elapsed / 60:.1f} min")
             log(msg) if bar is None else bar.write(msg)
             if score > best:
