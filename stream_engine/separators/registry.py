@@ -29,9 +29,12 @@ def bundled_models() -> dict[str, dict]:
 
 def third_party_models() -> dict[str, dict]:
     """{name: card} for models whose weights come from another installed package."""
-    from . import spleeter
+    from . import hybrid, spleeter
 
-    return {"spleeter": spleeter.load_card()} if spleeter.available() else {}
+    models = {"spleeter": spleeter.load_card()} if spleeter.available() else {}
+    if hybrid.available():
+        models[hybrid.NAME] = hybrid.load_card()
+    return models
 
 
 def default_model(profile: str) -> str:
@@ -98,6 +101,10 @@ def load_separator(
         from .spleeter import SpleeterSeparator
 
         return SpleeterSeparator(profile, threads=threads, device=device)
+    if name == "hybrid-4stem":
+        from .hybrid import HybridFourStem
+
+        return HybridFourStem(profile, threads=threads, device=device)
     bundled = bundled_models()
     path = Path(bundled[name]["path"]) if name in bundled else Path(name)
     if not path.exists():

@@ -1,0 +1,64 @@
+"""hybrid-4stem: Spleeter's vocals with a four-stem student's drums and bass, in Spleeter's framing."""
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("onnxruntime")
+
+from stream_engine.framer import Framer  # noqa: E402
+from stream_engine.separators import spleeter  # noqa: E402
+from stream_engine.separators.base import SeparatorError  # noqa: E402
+from stream_engine.separators.hybrid import STEMS, HybridFourStem  # noqa: E402
+from stream_engine.separators.onnx_backend import OnnxSeparator  # noqa: E402
+from stream_engine.training.export import export_model  # noqa: E402
+from stream_engine.training.fixtures import tiny_student  # noqa: E402
+
+
+def _checkpoint(model, sample_rate):
+    return {"kind": "student", "step": 0, "history": [],
+            "config": {"sample_rate": sample_rate, "data": "synthetic", "preset": "test", "seed": 0}}
+
+
+@pytest.fixture(scope="module")
+def students(tmp_path_factory):
+    out = tmp_path_factory.mktemp("hybrid")
+    four = tiny_student(stems=STEMS, n_fft=256, hop=64, ctx_fft=0, asym=True, channels=2)
+    export_model(four, _checkpoint(four, 44100), out, "four", formats=("onnx",))
+    two = tiny_student(n_fft=256, hop=64, ctx_fft=0, asym=True, channels=2)
+    export_model(two, _checkpoint(two, 44100), out, "two", formats=("onnx",))
+    return out
+
+
+def _music(seconds=4.0, sr=44100):
+    rng = np.random.default_rng(0)
+    t = np.arange(int(seconds * sr)) / sr
+    voice = 0.3 * np.sin(2 * np.pi * 440 * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t))
+    beat = 0.4 * rng.standard_normal(t.size) * (np.mod(t, 0.5) < 0.03)
+    bass = 0.3 * np.sin(2 * np.pi * 55 * t)
+    return np.stack([voice + beat + bass, voice + beat + 0.8 * bass]).astype(np.float32)
+
+
+def test_hybrid_takes_spleeters_vocals_and_the_students_drums_and_bass(students):
+    x = _music()
+    hybrid = HybridFourStem("quality", student=students / "four.onnx")
+    assert hybrid.spec.stems == STEMS and hybrid.spec.latency == hybrid.spleeter.spec.latency
+    got = Framer(hybrid, channels=2, trim=True).push(x)  # (4, 2, n - latency)
+    n = got.shape[-1]
+    assert n > x.shape[-1] // 2
+    # the four stems sum to the input (Spleeter's two do)
+    np.testing.assert_allclose(got.sum(0), x[:, :n], atol=2e-4)
+    # vocals: Spleeter's own, streamed alone with the same framing
+    alone = Framer(spleeter.SpleeterSeparator("quality"), channels=2, trim=True).push(x)
+    np.testing.assert_allclose(got[0], alone[0, :, :n], atol=1e-5)
+    # drums and bass: the student's, lined up with the input
+    student = Framer(OnnxSeparator.from_path(students / "four.onnx"), channels=2, trim=True).push(x)
+    np.testing.assert_allclose(got[1:3], student[1:3, :, :n], atol=1e-5)
+    assert np.abs(got[1]).max() > 1e-3 and np.abs(got[2]).max() > 1e-3
+
+
+def test_hybrid_refuses_a_two_stem_student(students):
+    with pytest.raises(SeparatorError, match="not \\['vocals', 'drums', 'bass', 'other'\\]"):
+        HybridFourStem("quality", student=students / "two.onnx")
+    with pytest.raises(SeparatorError, match="not installed"):
+        HybridFourStem("quality", student=students / "missing.onnx")
