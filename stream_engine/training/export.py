@@ -47,6 +47,9 @@ SOURCES = {
     "instrumental": "8 instrumental pieces in shared/data/instrumental (UltraStar-Deluxe/songs and librosa/data), "
                     "vocals = silence; CC BY, CC BY-NC-SA and Public Domain Mark per piece",
     "musdb": "MUSDB18 (Rafii et al., 2017), as given by the user; research use",
+    "gm": "General MIDI renders made on the machine by stemstream render-gm: the 31 songs of Debian's "
+          "openttd-openmsx (GPL-2) through FluidSynth with the FluidR3_GM (MIT) and TimGM6mb (GPL-2) soundfonts; "
+          "drums, bass and other from the MIDI, vocals = silence",
 }
 
 
@@ -169,7 +172,8 @@ def card_for(model, name: str, fmt: str, ck: dict, window_seconds: float | None 
             "latency": {"samples": model.latency, "ms": 1000.0 * model.latency / sr,
                         "note": "model only (synthesis span - hop); the engine adds its block, hop buffering and "
                                 "resampling"},
-            "default_for": ["live", "balanced"],
+            # a two-stem student is the live default; one for more stems is chosen by name
+            "default_for": ["live", "balanced"] if tuple(model.stems) == StreamingStudent.stems else [],
         })
     else:
         W = teacher_window(model, window_seconds, sr)
