@@ -1,22 +1,26 @@
-"""Four stems at Spleeter's vocal quality: Spleeter's vocals, the four-stem student's drums and bass.
+"""Four stems at Spleeter's vocal quality: Spleeter takes the vocals, a four-stem
+separator splits what is left into drums and bass.
 
 No published four-stem model ships its weights in a package this project
 can install (Deezer's 4-stem Spleeter, Demucs and Open-Unmix download theirs
-at run time), so the quality profile's four-stem model is built from the two
-we have:
+at run time), so the quality profile's four-stem model is a chain of two we
+have:
 
     vocals = Spleeter's vocals
-    drums  = the four-stem student's drums
-    bass   = the four-stem student's bass
-    other  = the mixture - vocals - drums - bass
+    rest   = the mixture - vocals
+    drums, bass = the ``parts`` separator's drums and bass of ``rest``
+                  (``dsp-4stem`` live, or a four-stem student's ONNX file)
+    other  = rest - drums - bass
 
-The stems sum to the mixture. ``other`` is not Spleeter's accompaniment less
-drums and bass: Spleeter leaves both its stems empty above 11 kHz, so that
-would drop the cymbals' top octave the student's drums hold. The framing is
-Spleeter's (its profile picks window, hop and lookahead); the student is
-stateful and streams every new sample through its own framer, and its
-estimates wait in a short history until Spleeter's segment, which lies
-``lookahead`` samples back, catches up with them. Both run at 44.1 kHz.
+The stems sum to the mixture. ``rest`` is not Spleeter's accompaniment:
+Spleeter leaves both its stems empty above 11 kHz, and the cymbals' top
+octave belongs with the drums.
+
+Streaming: both separators run behind their own framers, on continuous
+streams, so the chain is a stateful model to the engine: each call takes
+``hop`` new samples and returns the ``hop`` samples that lie both framers'
+latencies back. The vocals wait in a short history for the drums and bass.
+Both run at 44.1 kHz (the parts separator at any rate).
 """
 
 from __future__ import annotations
@@ -32,75 +36,72 @@ from .base import Separator, SeparatorError, SeparatorSpec
 NAME = "hybrid-4stem"
 STEMS = ("vocals", "drums", "bass", "other")
 CARD_PATH = Path(__file__).resolve().parent.parent / "models" / "third_party" / f"{NAME}.json"
-STUDENT = "stemstream-4stem"  # the bundled four-stem student whose drums and bass it uses
+PARTS = "dsp-4stem"  # the default drums-and-bass separator (measured: docs/eval, the card's metrics)
 
 
 def load_card() -> dict:
     return json.loads(CARD_PATH.read_text())
 
 
-def student_path() -> Path | None:
-    """The bundled four-stem student's ONNX file, if this install has it."""
-    from .registry import bundled_models
-
-    card = bundled_models().get(STUDENT)
-    return Path(card["path"]) if card else None
-
-
 def available() -> bool:
     from . import spleeter
 
-    return spleeter.available() and student_path() is not None
+    return spleeter.available()
+
+
+def _parts_separator(parts: str | Path, sample_rate: int, device: str, threads: int | None) -> Separator:
+    if str(parts) == "dsp-4stem":
+        from .dsp_4stem import Dsp4Stem
+
+        return Dsp4Stem("live", sample_rate=sample_rate)
+    from .onnx_backend import OnnxSeparator
+
+    if not Path(parts).exists():
+        raise SeparatorError(f"{NAME}: no such four-stem model {str(parts)!r}")
+    return OnnxSeparator.from_path(parts, profile="live", device=device, threads=threads)
 
 
 class HybridFourStem(Separator):
     def __init__(self, profile: str = "offline", threads: int | None = None, device: str = "cpu",
-                 student: str | Path | None = None):
-        from .onnx_backend import OnnxSeparator
+                 parts: str | Path = PARTS):
         from .spleeter import SpleeterSeparator
 
-        path = Path(student) if student else student_path()
-        if path is None or not path.exists():
-            raise SeparatorError(f"{NAME}: the four-stem student {student or STUDENT!r} is not installed")
         self.spleeter = SpleeterSeparator(profile, threads=threads, device=device)
-        self.student = OnnxSeparator.from_path(path, profile="live", device=device, threads=threads)
-        sp, st = self.spleeter.spec, self.student.spec
-        if tuple(st.stems) != STEMS:
-            raise SeparatorError(f"{NAME}: {path} separates {list(st.stems)}, not {list(STEMS)}")
-        if st.sample_rate != sp.sample_rate or st.channels != 2:
-            raise SeparatorError(f"{NAME}: {path} must be a stereo model at {sp.sample_rate} Hz "
-                                 f"(it is {st.channels} channels at {st.sample_rate} Hz)")
-        if sp.hop % st.hop:  # each call must hand the student whole hops, or its output would drift
-            raise SeparatorError(f"{NAME}: Spleeter's hop ({sp.hop}) is not a multiple of the student's ({st.hop})")
-        if st.latency > sp.lookahead:
-            raise SeparatorError(f"{NAME}: the student's latency ({st.latency}) exceeds Spleeter's lookahead")
-        card = {**load_card(), "student": str(path)}
-        self.spec = SeparatorSpec(NAME, STEMS, window=sp.window, hop=sp.hop, lookahead=sp.lookahead, fade=sp.fade,
-                                  sample_rate=sp.sample_rate, channels=2, card=card)
-        # the segment ends `lookahead` input samples back; the student's output lags its input by its latency
-        self._back = sp.lookahead - st.latency
-        self._history_len = self._back + sp.segment
+        sp = self.spleeter.spec
+        self.parts = _parts_separator(parts, sp.sample_rate, device, threads)
+        pt = self.parts.spec
+        if tuple(pt.stems) != STEMS:
+            raise SeparatorError(f"{NAME}: {parts} separates {list(pt.stems)}, not {list(STEMS)}")
+        if pt.sample_rate not in (None, sp.sample_rate):
+            raise SeparatorError(f"{NAME}: {parts} runs at {pt.sample_rate} Hz, Spleeter at {sp.sample_rate} Hz")
+        if sp.hop % pt.hop:  # each call hands both framers whole hops, so each returns exactly `hop` samples
+            raise SeparatorError(f"{NAME}: Spleeter's hop ({sp.hop}) is not a multiple of {parts}'s ({pt.hop})")
+        self._vocal_lag = sp.latency  # Spleeter's output lags its input by lookahead + fade
+        self._parts_lag = pt.latency
+        lookahead = self._vocal_lag + self._parts_lag
+        card = {**load_card(), "parts": str(parts)}
+        self.spec = SeparatorSpec(NAME, STEMS, window=sp.hop + lookahead, hop=sp.hop, lookahead=lookahead,
+                                  sample_rate=sp.sample_rate, channels=2, stateful=True, card=card)
         self.reset(1)
 
     def reset(self, batch: int) -> None:
-        self.spleeter.reset(batch)
-        self._framer = Framer(self.student, channels=2 * batch)  # resets the student's state too
-        self._history = np.zeros((batch, len(STEMS), 2, self._history_len), np.float32)
+        self._vocals_framer = Framer(self.spleeter, channels=2 * batch)  # resets the separators too
+        self._parts_framer = Framer(self.parts, channels=2 * batch)
+        self._vocals = np.zeros((batch, 2, self._parts_lag + self.spec.hop), np.float32)
 
     def separate(self, window: np.ndarray) -> np.ndarray:
-        B, C, _ = window.shape
-        if B != self._history.shape[0]:
+        B, C, W = window.shape
+        if B != self._vocals.shape[0]:
             self.reset(B)
-        vocals_acc = self.spleeter.separate(window)  # (B, 2, 2, segment)
-        newest = window[..., -self.spec.hop:].reshape(B * C, -1)
-        est = self._framer.push(newest)  # (4, B*C, hop), lagging by the student's latency
-        est = est.reshape(len(STEMS), B, C, -1).transpose(1, 0, 2, 3)
-        self._history = np.concatenate([self._history[..., est.shape[-1]:], est], axis=-1)
-        end = self._history_len - self._back
-        student = self._history[..., end - self.spec.segment:end]
-        out = np.empty((B, len(STEMS), C, self.spec.segment), np.float32)
-        out[:, 0] = vocals_acc[:, 0]
-        out[:, 1] = student[:, 1]
-        out[:, 2] = student[:, 2]
+        hop = self.spec.hop
+        vocals = self._vocals_framer.push(window[..., W - hop:].reshape(B * C, hop))[0].reshape(B, C, hop)
+        end = W - self._vocal_lag  # the input samples these vocals belong to
+        rest = window[..., end - hop:end] - vocals
+        parts = self._parts_framer.push(rest.reshape(B * C, hop)).reshape(len(STEMS), B, C, hop)
+        self._vocals = np.concatenate([self._vocals[..., hop:], vocals], axis=-1)
+        out = np.empty((B, len(STEMS), C, hop), np.float32)
+        out[:, 0] = self._vocals[..., :hop]  # lined up with the parts: `parts_lag` older
+        out[:, 1] = parts[1]
+        out[:, 2] = parts[2]
         out[:, 3] = self.segment_of(window) - out[:, 0] - out[:, 1] - out[:, 2]
         return out
