@@ -207,8 +207,7 @@ def main(argv=None) -> int:
             jack = None
         else:
             args.jack_ready = time.perf_counter()
-            args.input = args.input or "JACK"
-            args.output = args.output or "JACK"
+            args.jack_running = True  # the window picks JACK output where nothing was chosen or saved
     from PySide6.QtCore import Qt
     from PySide6.QtGui import QGuiApplication
     from PySide6.QtWidgets import QApplication
