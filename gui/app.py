@@ -40,9 +40,9 @@ QFrame#strip { background: #22262d; border: 1px solid #343a44; border-radius: 6p
 QPushButton { background: #2d323b; border: 1px solid #454c58; border-radius: 5px; padding: 4px 10px; }
 QPushButton:hover { background: #363c47; }
 QPushButton:disabled { color: #6a707a; }
-QPushButton#start { font-size: 13pt; font-weight: bold; min-width: 130px; min-height: 40px; background: #1f6f43; }
+QPushButton#start { font-size: 13pt; font-weight: bold; min-width: 96px; min-height: 40px; background: #1f6f43; }
 QPushButton#start[running="true"] { background: #8a2a2a; }
-QPushButton#karaoke { font-size: 15pt; font-weight: bold; min-width: 220px; min-height: 40px; letter-spacing: 2px; }
+QPushButton#karaoke { font-size: 13pt; font-weight: bold; min-width: 150px; min-height: 40px; letter-spacing: 1px; }
 QPushButton#karaoke:checked { background: #b04f1a; border-color: #f08a40; color: white; }
 QPushButton#primary { background: #2a5d9c; font-weight: bold; }
 QPushButton#mute:checked { background: #b03030; color: white; }

@@ -222,7 +222,7 @@ class FilesTab(QWidget):
         self.out_edit = QLineEdit(str(out_dir))
         self.out_edit.setToolTip("Outputs go to <folder>/<track>/<output>.<format>")
         browse = button("…", "Choose the output folder", self._pick_out)
-        browse.setFixedWidth(32)
+        browse.setFixedWidth(browse.fontMetrics().horizontalAdvance("…") + 28)  # text + the style's padding
         self.separate_button = button("Separate", "Separate the listed files in the background", self.separate_all)
         self.separate_button.setObjectName("primary")
         self.cancel_button = button("Cancel", "Stop after the current block; nothing half-written is kept",

@@ -33,11 +33,10 @@ class LevelMeter(QWidget):
         self._hold_at = 0.0
         self._last = time.perf_counter()
         self.frames = 0
-        # the dB labels sit in a gutter left of the bar, so the bar keeps its width
-        self.gutter = self.fontMetrics().horizontalAdvance("-48") + 4 if scale else 0
-        self.setMinimumSize(stereo_width + self.gutter, 80)
+        self.scale = scale  # dBFS labels drawn over the bar: the strip stays narrow
+        self.setMinimumSize(stereo_width, 80)
         self.setSizePolicy(QSizePolicy.Fixed, QSizePolicy.Expanding)
-        self.setFixedWidth(stereo_width + self.gutter)
+        self.setFixedWidth(stereo_width)
         self.setToolTip("Peak (light) and RMS (solid) level in dBFS; the line holds the recent peak")
 
     def sizeHint(self) -> QSize:
@@ -63,10 +62,7 @@ class LevelMeter(QWidget):
     def paintEvent(self, event) -> None:
         self.frames += 1
         p = QPainter(self)
-        if self.gutter:
-            self._paint_scale(p)
-            p.translate(self.gutter, 0)
-        w, h = self.width() - self.gutter, self.height()
+        w, h = self.width(), self.height()
         p.fillRect(0, 0, w, h, QColor(18, 20, 24))
         grad = QLinearGradient(0, h, 0, 0)
         grad.setColorAt(0.0, QColor(40, 200, 90))
@@ -88,21 +84,24 @@ class LevelMeter(QWidget):
         for mark in METER_MARKS_DB[1:]:
             y = int(self._y(mark, h))
             p.drawLine(0, y, 3, y)
+        if self.scale:
+            self._paint_scale(p)
         p.end()
 
     def _paint_scale(self, p: QPainter) -> None:
-        """dBFS labels beside the bar (-60 at the bottom, +6 at the top)."""
+        """dBFS labels over the bar (+6 at the top, -48 near the bottom), shadowed to read on any colour."""
         font = p.font()
-        font.setPointSizeF(max(6.0, font.pointSizeF() * 0.75))
+        font.setPointSizeF(max(6.0, font.pointSizeF() * 0.7))
         p.setFont(font)
-        p.setPen(QColor(130, 136, 146))
-        h = self.height()
-        half = p.fontMetrics().ascent() / 2
+        fm = p.fontMetrics()
+        w, h = self.width(), self.height()
         for mark in METER_MARKS_DB:
             y = self._y(mark, h)
-            text_y = min(max(y + half, p.fontMetrics().ascent()), h - 1)
-            p.drawText(QRectF(0, text_y - p.fontMetrics().ascent(), self.gutter - 3, p.fontMetrics().height()),
-                       int(Qt.AlignRight | Qt.AlignTop), f"{mark:+.0f}" if mark > 0 else f"{mark:.0f}")
+            top = min(max(0.0, y - fm.height() / 2), h - fm.height())
+            text = f"{mark:+.0f}" if mark > 0 else f"{mark:.0f}"
+            for dx, color in ((1, QColor(0, 0, 0, 200)), (0, QColor(225, 228, 234, 220))):
+                p.setPen(color)
+                p.drawText(QRectF(dx, top + dx, w - 2, fm.height()), int(Qt.AlignRight | Qt.AlignVCenter), text)
 
     @staticmethod
     def _frac(db: float) -> float:
@@ -194,7 +193,6 @@ class Indicator(QLabel):
         self.warn = False
         self.setToolTip(tooltip)
         self.setAlignment(Qt.AlignCenter)
-        self.setMinimumWidth(110)
         self.setSizePolicy(QSizePolicy.Minimum, QSizePolicy.Preferred)  # never narrower than its text
         self.set_idle()
 

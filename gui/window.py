@@ -42,6 +42,18 @@ def own_jack_client(device) -> bool:
     return device.hostapi.startswith("JACK") and re.fullmatch(rf"{JACK_CLIENT}(-\d+)?", device.name) is not None
 
 
+def keep_width_for(button: QPushButton, texts) -> None:
+    """Size ``button`` for the widest of the texts it shows, so the header never moves when it changes."""
+    button.ensurePolished()  # the style sheet's font
+    shown = button.text()
+    widest = 0
+    for text in texts:
+        button.setText(text)
+        widest = max(widest, button.sizeHint().width())
+    button.setText(shown)
+    button.setMinimumWidth(widest)
+
+
 def latency_state(shown_ms: float, algorithmic_ms: float, target_ms: float) -> tuple[bool, bool]:
     """(bad, warn) for the latency pill: red when the design's own latency is above the profile's
     target, amber when only the compute budget takes the shown figure above it."""
@@ -99,6 +111,9 @@ class MainWindow(QMainWindow):
         self.karaoke.setCheckable(True)
         self.karaoke.setToolTip("Karaoke mix: vocals down to the guide level (K; OSC /stemstream/karaoke/on)")
         self.karaoke.toggled.connect(self._karaoke_toggled)
+        for button, texts in ((self.start_button, ("▶  Start", "■  Stop", "Starting…", "Stopping…")),
+                              (self.karaoke, ("KARAOKE  ON", "KARAOKE  OFF"))):
+            keep_width_for(button, texts)
         self.state_label = QLabel("stopped")
         self.state_label.setObjectName("state")
         self.state_label.setWordWrap(True)  # long states wrap onto two lines instead of pushing the pills
@@ -109,9 +124,9 @@ class MainWindow(QMainWindow):
                                                "PortAudio reports for the device ('dev'). Amber: the engine's part "
                                                "(with the compute budget) is above the profile's target; red: "
                                                "even its algorithmic part is")
-        self.latency_ind.reserve("9999.9 ms +999.9 dev")
+        self.latency_ind.reserve("1999.9 ms +99.9 dev")
         self.cpu_ind = Indicator("CPU", "Share of real time the separation worker is busy. Red: above 80 %")
-        self.cpu_ind.reserve("error")
+        self.cpu_ind.reserve("100 %")
         self.miss_ind = Indicator("Misses", "Blocks whose separated audio was late (the dry mix played instead). "
                                             "Red for 3 s after a new miss")
         self.miss_ind.reserve("99999")
@@ -124,7 +139,7 @@ class MainWindow(QMainWindow):
         header.addWidget(self.start_button)
         header.addWidget(self.karaoke)
         header.addWidget(self.state_label, 1)
-        for w in (self.latency_ind, self.cpu_ind, self.miss_ind, self.xrun_ind, self.osc_label):
+        for w in (self.latency_ind, self.cpu_ind, self.miss_ind, self.xrun_ind):
             header.addWidget(w)
 
         # -- tabs -----------------------------------------------------------------
@@ -141,6 +156,7 @@ class MainWindow(QMainWindow):
         v.addWidget(self.tabs, 1)
         self.setCentralWidget(central)
         self.statusBar().showMessage("ready")
+        self.statusBar().addPermanentWidget(self.osc_label)  # beside the messages: the header keeps its room
         self._build_menus()
 
         self._fill_models()
