@@ -7,7 +7,7 @@ from __future__ import annotations
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox, QComboBox, QFormLayout, QFrame, QGridLayout, QGroupBox, QHBoxLayout, QLabel, QPushButton,
-    QScrollArea, QSizePolicy, QSlider, QVBoxLayout, QWidget,
+    QScrollArea, QSizePolicy, QSlider, QStyle, QVBoxLayout, QWidget,
 )
 
 from stream_engine.params import StemParams
@@ -207,8 +207,9 @@ class LiveTab(QWidget):
         left_scroll.setWidgetResizable(True)
         left_scroll.setFrameShape(QFrame.NoFrame)
         left_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
-        left_scroll.setMaximumWidth(440)
-        left_scroll.setMinimumWidth(310)
+        left_scroll.setMaximumWidth(460)
+        left_scroll.setMinimumWidth(left_w.minimumSizeHint().width()
+                                    + left_scroll.style().pixelMetric(QStyle.PM_ScrollBarExtent) + 4)
         left_scroll.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
 
         # -- mixer -------------------------------------------------------------
@@ -246,14 +247,15 @@ class LiveTab(QWidget):
         scroll.setWidget(fx_group)
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QFrame.NoFrame)
-        scroll.setMinimumWidth(280)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        scroll.setMinimumWidth(fx_group.minimumSizeHint().width() + scroll.style().pixelMetric(QStyle.PM_ScrollBarExtent) + 4)
 
         # the mixer spans the width right of the set-up (any number of strips fits at 1024 px);
         # below it the spectrogram and the effects share the row and grow with the window
         center.takeAt(1)
         bottom = QHBoxLayout()
-        bottom.addWidget(spec_group, 3)
-        bottom.addWidget(scroll, 2)
+        bottom.addWidget(spec_group, 1)
+        bottom.addWidget(scroll, 1)
         center.addLayout(bottom, 2)
         layout = QHBoxLayout(self)
         layout.addWidget(left_scroll, 1)

@@ -12,7 +12,7 @@ from PySide6.QtWidgets import QLabel, QPushButton, QSizePolicy, QSlider, QWidget
 FLOOR_DB = -60.0
 CEIL_DB = 6.0
 METER_MARKS_DB = (6.0, 0.0, -6.0, -12.0, -24.0, -48.0)
-FADER_MARKS_DB = (6.0, 0.0, -6.0, -12.0, -20.0, -40.0)  # a 0..2 linear fader: +6 dB at the top
+FADER_MARKS_DB = (6.0, 0.0, -6.0, -12.0, -float("inf"))  # a 0..2 linear fader: +6 dB at the top
 
 
 class LevelMeter(QWidget):
@@ -236,7 +236,7 @@ class FaderScale(QWidget):
         opt = QStyleOptionSlider()
         f.initStyleOption(opt)
         handle = f.style().subControlRect(QStyle.CC_Slider, opt, QStyle.SC_SliderHandle, f).height()
-        value = 100.0 * 10.0 ** (db / 20.0)  # the fader's unit: gain x 100
+        value = 100.0 * 10.0 ** (db / 20.0) if db > -200 else 0.0  # the fader's unit: gain x 100
         span = f.height() - handle
         frac = (value - f.minimum()) / max(1, f.maximum() - f.minimum())
         y_in_fader = handle / 2 + (1.0 - frac) * span
@@ -252,8 +252,8 @@ class FaderScale(QWidget):
         for db in FADER_MARKS_DB:
             y = self.mark_y(db)
             top = min(max(0.0, y - fm.height() / 2), self.height() - fm.height())
-            p.drawText(QRectF(0, top, self.width(), fm.height()), int(Qt.AlignLeft | Qt.AlignVCenter),
-                       f"{db:+.0f}" if db > 0 else f"{db:.0f}")
+            text = "-∞" if db < -200 else f"{db:+.0f}" if db > 0 else f"{db:.0f}"
+            p.drawText(QRectF(0, top, self.width(), fm.height()), int(Qt.AlignLeft | Qt.AlignVCenter), text)
         p.end()
 
 

@@ -151,12 +151,28 @@ def layout_problems(window: QWidget) -> list[str]:
                 if not room.contains(c.geometry()):
                     problems.append(f"{_name(c)} reaches outside {_name(parent)}: {c.geometry().getRect()} "
                                     f"in {parent.width()}x{parent.height()}")
+        if isinstance(parent, QAbstractScrollArea):
+            problems += _scroll_faults(parent)
         fault = _text_fault(parent) if parent is not window else None
         if fault and _shown(parent):
             problems.append(fault)
         if isinstance(parent, QTreeWidget):
             problems += _tree_faults(parent)
     return problems
+
+
+def _scroll_faults(area: QAbstractScrollArea) -> list[str]:
+    """Content wider (taller) than a scroll area's viewport with no scroll bar to reach the rest is cut."""
+    widget = getattr(area, "widget", lambda: None)()
+    if widget is None or not widget.isVisible():
+        return []
+    out = []
+    view = area.viewport()
+    if widget.width() > view.width() + TOLERANCE and not area.horizontalScrollBar().isVisible():
+        out.append(f"{_name(area)} content is {widget.width()} px wide, its view {view.width()}, no scroll bar")
+    if widget.height() > view.height() + TOLERANCE and not area.verticalScrollBar().isVisible():
+        out.append(f"{_name(area)} content is {widget.height()} px high, its view {view.height()}, no scroll bar")
+    return out
 
 
 def _shown(w: QWidget) -> bool:
