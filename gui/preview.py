@@ -52,7 +52,12 @@ def load_track(files: dict[str, Path], device_rate: int | None, columns: int = 1
     from .widgets import envelope
 
     tracks, rate = StemPlayer.read(files, device_rate)
-    return tracks, rate, {name: envelope(data, columns) for name, data in tracks.items()}
+    envelopes = {name: envelope(data, columns) for name, data in tracks.items()}
+    # drawn relative to the track's loudest output: quiet stems stay visible, levels stay comparable
+    loudest = max((float(np.abs(e).max()) for e in envelopes.values() if e.size), default=0.0)
+    if loudest > 1e-4:
+        envelopes = {name: e / loudest for name, e in envelopes.items()}
+    return tracks, rate, envelopes
 
 
 class MixPlayer:
