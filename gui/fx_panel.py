@@ -317,8 +317,11 @@ class FxPanel(QWidget):
 
     def _save_preset(self) -> None:
         name, ok = QInputDialog.getText(self, "Save effect preset", "Preset name:")
-        if not ok or not name.strip():
-            return
+        if ok and name.strip():
+            self.save_preset_as(name)
+
+    def save_preset_as(self, name: str) -> Path | None:
+        """Save this stem's chain (bypassed effects left out) as a user preset; returns its file."""
         safe = re.sub(r"[^A-Za-z0-9_. -]", "_", name.strip())
         effects = [{k: v for k, v in e.items() if k != "bypass"} for e in self.chain() if not e.get("bypass")]
         try:
@@ -328,10 +331,11 @@ class FxPanel(QWidget):
             path.write_text(json.dumps({"name": safe, "effects": effects}, indent=1))
         except OSError as exc:
             self.message.emit(f"could not save preset: {exc}")
-            return
+            return None
         self.refresh_presets()
         self.preset_box.setCurrentText(safe)
         self.message.emit(f"saved effect preset {safe!r} to {path}")
+        return path
 
     def _apply(self) -> None:
         self.pending.setText("")
