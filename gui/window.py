@@ -184,12 +184,12 @@ class MainWindow(QMainWindow):
         """File, Transport and Help menus with the usual shortcuts."""
         bar = self.menuBar()
         file_menu = bar.addMenu("&File")
-        self.open_action = self._action(file_menu, "&Open files…", self._open_files, QKeySequence.Open,
+        self.open_action = self._action(file_menu, "&Open files…", self._open_files, "Ctrl+O",
                                         "Add audio files to the Files tab")
         self.export_action = self._action(file_menu, "&Export stems…", self._export_stems, "Ctrl+E",
                                           "Export the chosen stems of the selected track")
         file_menu.addSeparator()
-        self.quit_action = self._action(file_menu, "&Quit", self.close, QKeySequence.Quit, "Quit stemstream")
+        self.quit_action = self._action(file_menu, "&Quit", self.close, "Ctrl+Q", "Quit stemstream")
         transport = bar.addMenu("&Transport")
         # Space as well as Ctrl+Space: a text field with focus keeps its Space (Qt's shortcut override)
         self.start_action = self._action(transport, "&Start / Stop", self.toggle_start, None,
