@@ -23,7 +23,7 @@ from .jobs import Job, run_job
 from .preview import MixPlayer, is_mix, load_track, output_description
 from .separate import separate_one
 from .settings import ResultHistory
-from .widgets import Waveform, button, time_text
+from .widgets import Waveform, button, keep_width_for, time_text
 
 IDLE_HINT = "Select a track to preview it; double-click a stem to hear it alone."
 EXPORT_FORMATS = {"wav": ("16-bit", "24-bit", "32-bit float"), "flac": ("16-bit", "24-bit")}
@@ -295,6 +295,7 @@ class FilesTab(QWidget):
         self.play_button = button("▶ Play", "Play the preview mix from the playhead (double-click an output "
                                             "in Results to hear it alone)", self.toggle_play)
         self.stop_button = button("■ Stop", "Stop and return to the start", self.stop_playback)
+        keep_width_for(self.play_button, ("▶ Play", "❚❚ Pause"))  # the transport row keeps its place
         self.time_label = QLabel(f"{time_text(0)} / {time_text(0)}")
         self.time_label.setMinimumWidth(self.time_label.fontMetrics().horizontalAdvance("00:00.0 / 00:00.0") + 8)
         self.time_label.setAlignment(Qt.AlignRight | Qt.AlignVCenter)

@@ -337,6 +337,18 @@ def envelope(samples: np.ndarray, columns: int = 1200) -> np.ndarray:
     return np.clip(np.stack([lo, hi]).astype(np.float32), -1.0, 1.0)
 
 
+def keep_width_for(button: QPushButton, texts) -> None:
+    """Size ``button`` for the widest of the texts it shows, so the header never moves when it changes."""
+    button.ensurePolished()  # the style sheet's font
+    shown = button.text()
+    widest = 0
+    for text in texts:
+        button.setText(text)
+        widest = max(widest, button.sizeHint().width())
+    button.setText(shown)
+    button.setMinimumWidth(widest)
+
+
 def button(text: str, tooltip: str, on_click) -> QPushButton:
     """A push button with its tooltip and click handler, in one line."""
     b = QPushButton(text)

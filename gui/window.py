@@ -27,7 +27,7 @@ from .files_tab import FilesTab
 from .jobs import run_job
 from .live_tab import LiveTab, gain_text
 from .settings import Settings, data_dir
-from .widgets import Indicator
+from .widgets import Indicator, keep_width_for
 
 TICK_MS = 20  # meter / spectrogram refresh (50 Hz)
 MODEL_FILE = "__model_file__"
@@ -40,18 +40,6 @@ def own_jack_client(device) -> bool:
     import re
 
     return device.hostapi.startswith("JACK") and re.fullmatch(rf"{JACK_CLIENT}(-\d+)?", device.name) is not None
-
-
-def keep_width_for(button: QPushButton, texts) -> None:
-    """Size ``button`` for the widest of the texts it shows, so the header never moves when it changes."""
-    button.ensurePolished()  # the style sheet's font
-    shown = button.text()
-    widest = 0
-    for text in texts:
-        button.setText(text)
-        widest = max(widest, button.sizeHint().width())
-    button.setText(shown)
-    button.setMinimumWidth(widest)
 
 
 def latency_state(shown_ms: float, algorithmic_ms: float, target_ms: float) -> tuple[bool, bool]:

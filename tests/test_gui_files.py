@@ -170,10 +170,18 @@ def test_preview_plays_on_jack_with_playhead_time_and_a_mixer(qtbot, jack_server
     _load(qtbot, files)
     start_text = files.time_label.text()
     assert start_text.startswith("0:00.0 / 0:2")  # the demo song is 20-odd seconds
+
+    def columns():
+        parts = [files.play_button, files.stop_button, files.position, files.time_label,
+                 *(r.wave for r in files.rows.values()), *(r.level for r in files.rows.values())]
+        return [(x.mapTo(w, x.rect().topLeft()).x(), x.width()) for x in parts]
+
+    before = columns()
     qtbot.mouseClick(files.play_button, Qt.LeftButton)
     qtbot.waitUntil(lambda: files.player.position > files.player.rate // 2, timeout=10000)  # the JACK clock runs it
     qtbot.waitUntil(lambda: files.time_label.text() != start_text, timeout=2000)
     assert all(row.wave.fraction > 0 for row in files.rows.values())  # the playheads move
+    assert columns() == before  # nothing moves sideways when playback starts
     wave = files.rows["vocals"].wave
     qtbot.mouseClick(wave, Qt.LeftButton, pos=QPoint(wave.width() * 3 // 4, wave.height() // 2))
     assert abs(files.player.position / files.player.length - 0.75) < 0.05  # a click seeks there
