@@ -56,6 +56,10 @@ QSlider::handle:horizontal { width: 16px; margin: -6px 0; background: #c8ccd4; b
 QProgressBar { border: 1px solid #454c58; border-radius: 4px; text-align: center; background: #1a1d22; }
 QProgressBar::chunk { background: #2a7d5c; }
 QTabBar::tab { padding: 6px 22px; }
+QCheckBox::indicator { width: 13px; height: 13px; border: 1px solid #7a808a; border-radius: 3px; background: #1a1d22; }
+QCheckBox::indicator:checked { background: #3a78c2; border-color: #7fb2ff; }
+QCheckBox::indicator:disabled { border-color: #454c58; }
+QLabel#colhead { color: #8a909a; font-size: 8pt; }
 """
 
 

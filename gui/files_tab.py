@@ -141,8 +141,8 @@ class StemRow:
         self.what = QLabel(output_description(name, stems))
         self.what.setWordWrap(True)
         self.what.setStyleSheet("color:#9aa0aa; font-size:8pt;")
-        self.what.setMinimumWidth(150)
-        self.what.setMaximumWidth(220)
+        self.what.setMinimumWidth(130)
+        self.what.setMaximumWidth(200)
         self.mute = QPushButton("M")
         self.mute.setObjectName("mute")
         self.mute.setCheckable(True)
@@ -157,7 +157,7 @@ class StemRow:
         self.level = QSlider(Qt.Horizontal)
         self.level.setRange(0, 200)
         self.level.setValue(100)
-        self.level.setMinimumWidth(70)
+        self.level.setMinimumWidth(60)
         self.level.setToolTip(f"{name} level in the preview, 0..2 (does not change the file)")
         self.level_text = QLabel("+0.0 dB")
         self.level_text.setMinimumWidth(self.level_text.fontMetrics().horizontalAdvance("-inf dB_") + 12)
@@ -312,7 +312,7 @@ class FilesTab(QWidget):
         self.rows_grid.setContentsMargins(0, 0, 0, 0)
         self.rows_grid.setHorizontalSpacing(6)
         self.rows_grid.setColumnStretch(6, 1)
-        rows_scroll = QScrollArea()
+        self.rows_scroll = rows_scroll = QScrollArea()
         rows_scroll.setWidget(self.rows_holder)
         rows_scroll.setWidgetResizable(True)
         rows_scroll.setFrameShape(QScrollArea.NoFrame)
@@ -645,8 +645,12 @@ class FilesTab(QWidget):
 
     def _build_rows(self, track: str, envelopes: dict) -> None:
         stems = self.model_stems.get(track, [])
-        for r, name in enumerate(self.results[track]):
-            row = StemRow(name, stems, ROW_COLORS[r % len(ROW_COLORS)])
+        for c, text in ((0, "Export"), (1, "Output"), (4, "Preview level"), (6, "Waveform")):
+            head = QLabel(text)
+            head.setObjectName("colhead")
+            self.rows_grid.addWidget(head, 0, c, 1, 2 if c == 4 else 1)
+        for r, name in enumerate(self.results[track], start=1):
+            row = StemRow(name, stems, ROW_COLORS[(r - 1) % len(ROW_COLORS)])
             row.wave.set_envelope(envelopes[name])
             row.export.setChecked(not is_mix(name))
             row.export.toggled.connect(lambda _on: self._update_actions())

@@ -278,7 +278,7 @@ class Waveform(QWidget):
         self.fraction = 0.0  # playhead
         self.color = color or QColor(90, 170, 230)
         self.dimmed = False  # muted, or not heard because another stem is soloed
-        self.setMinimumSize(160, 36)
+        self.setMinimumSize(100, 36)
         self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Expanding)
         self.setCursor(Qt.PointingHandCursor)
         self.setToolTip("Click to play from here")

@@ -132,3 +132,6 @@ def test_files_tab_with_results_fits_every_size(qtbot, make_window, tmp_path):
     files.tree.setCurrentItem(files.tree.topLevelItem(0))
     qtbot.waitUntil(lambda: len(files.rows) == 6, timeout=20000)
     _check_all_sizes(qtbot, w, "files tab with a four-stem result")
+    for size in SIZES:  # the preview's rows fit its width: no sideways scrolling
+        _at(qtbot, w, size)
+        assert not files.rows_scroll.horizontalScrollBar().isVisible(), size
