@@ -285,6 +285,7 @@ class Waveform(QWidget):
 
     def set_envelope(self, envelope: np.ndarray) -> None:
         self.envelope = envelope
+        self._version = getattr(self, "_version", 0) + 1
         self.update()
 
     def set_playhead(self, fraction: float) -> None:
@@ -302,9 +303,24 @@ class Waveform(QWidget):
             self.seek_requested.emit(min(max(event.position().x() / self.width(), 0.0), 1.0))
 
     def paintEvent(self, event) -> None:
+        key = (self.width(), self.height(), self.dimmed, getattr(self, "_version", 0))
+        if getattr(self, "_cache_key", None) != key:  # redrawn on resize or new data only, not per playhead move
+            self._cache = self._draw_wave()
+            self._cache_key = key
         p = QPainter(self)
-        w, h = self.width(), self.height()
-        p.fillRect(0, 0, w, h, QColor(18, 20, 24))
+        p.drawPixmap(0, 0, self._cache)
+        x = int(self.fraction * self.width())
+        p.setPen(QPen(QColor(255, 255, 255), 1))
+        p.drawLine(x, 0, x, self.height())
+        p.end()
+
+    def _draw_wave(self):
+        from PySide6.QtGui import QPixmap
+
+        w, h = max(1, self.width()), max(1, self.height())
+        pixmap = QPixmap(w, h)
+        pixmap.fill(QColor(18, 20, 24))
+        p = QPainter(pixmap)
         mid = h / 2
         cols = self.envelope.shape[1]
         if cols:
@@ -312,16 +328,14 @@ class Waveform(QWidget):
             if self.dimmed:
                 color.setAlpha(70)
             p.setPen(color)
-            idx = np.minimum((np.arange(w) * cols / max(1, w)).astype(int), cols - 1)
+            idx = np.minimum((np.arange(w) * cols / w).astype(int), cols - 1)
             lo, hi = self.envelope[0, idx], self.envelope[1, idx]
             for x in range(w):
                 p.drawLine(x, int(mid - hi[x] * mid), x, int(mid - lo[x] * mid))
         p.setPen(QColor(60, 64, 72))
         p.drawLine(0, int(mid), w, int(mid))
-        x = int(self.fraction * w)
-        p.setPen(QPen(QColor(255, 255, 255), 1))
-        p.drawLine(x, 0, x, h)
         p.end()
+        return pixmap
 
 
 def envelope(samples: np.ndarray, columns: int = 1200) -> np.ndarray:

@@ -10,6 +10,7 @@ they only emit a queued signal, so widgets are touched on the UI thread.
 from __future__ import annotations
 
 import copy
+import re
 import time
 from pathlib import Path
 
@@ -37,8 +38,6 @@ JACK_CLIENT = "stemstream"  # the app's own JACK client name (as `stemstream liv
 
 def own_jack_client(device) -> bool:
     """The app's own JACK client (``stemstream``, or ``stemstream-01``... when JACK renamed a second one)."""
-    import re
-
     return device.hostapi.startswith("JACK") and re.fullmatch(rf"{JACK_CLIENT}(-\d+)?", device.name) is not None
 
 
@@ -308,7 +307,7 @@ class MainWindow(QMainWindow):
         lt.fx.message.connect(self.statusBar().showMessage)
         self.files.message.connect(self.statusBar().showMessage)
         self.files.error.connect(self.show_error)
-        for keys, slot in (((("Up", "+", "="), lambda: self.nudge_key(1)), (("Down", "-"), lambda: self.nudge_key(-1)))):
+        for keys, slot in ((("Up", "+", "="), lambda: self.nudge_key(1)), (("Down", "-"), lambda: self.nudge_key(-1))):
             for k in keys:
                 sc = QShortcut(QKeySequence(k), self)
                 sc.setContext(Qt.WindowShortcut)
@@ -345,6 +344,7 @@ class MainWindow(QMainWindow):
 
     def _devices_loaded(self, result) -> None:
         devices, problem = result
+        devices = [d for d in devices if not own_jack_client(d)]
         self.devices = devices
         self.devices_ready = True
         self.timings.setdefault("devices_listed", time.perf_counter())
@@ -358,8 +358,6 @@ class MainWindow(QMainWindow):
         ib, ob = self.live.input_box, self.live.output_box
         for box in (ib, ob):
             box.clear()
-        devices = [d for d in devices if not own_jack_client(d)]
-        self.devices = devices
         for d in devices:
             for box, n in ((ib, d.max_in), (ob, d.max_out)):
                 if n:
