@@ -48,6 +48,7 @@ class StemStrip(QFrame):
         layout.setSpacing(4)
         layout.addWidget(title)
         body = QHBoxLayout()
+        body.setSpacing(3)  # meter, fader and scale close together: more strips fit at 1024 px
         body.addStretch(1)
         body.addWidget(self.meter)
         self.fader = None
@@ -85,7 +86,7 @@ class StemStrip(QFrame):
                 row.addWidget(b)
             layout.addLayout(row)
         # never narrower than the title (a fixed minimum clipped "ACCOMPANIMENT" to "COMPANIMI")
-        self.setMinimumWidth(max(96, title.minimumSizeHint().width() + 14))
+        self.setMinimumWidth(max(90 if controls else 80, title.minimumSizeHint().width() + 14))
         self.setMaximumWidth(max(200, self.minimumWidth()))
 
     def _fader_moved(self, value: int) -> None:
@@ -207,6 +208,7 @@ class LiveTab(QWidget):
         left_scroll.setWidgetResizable(True)
         left_scroll.setFrameShape(QFrame.NoFrame)
         left_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        left_scroll.setVerticalScrollBarPolicy(Qt.ScrollBarAlwaysOn)  # a bar appearing on Start would shift the column
         left_scroll.setMaximumWidth(460)
         left_scroll.setMinimumWidth(left_w.minimumSizeHint().width()
                                     + left_scroll.style().pixelMetric(QStyle.PM_ScrollBarExtent) + 4)
