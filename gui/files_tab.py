@@ -95,6 +95,12 @@ class DropList(QListWidget):
         event.acceptProposedAction()
 
 
+def _origin(entry: dict) -> str:
+    """'from song.flac with dsp-center, 2026-11-29 23:40' for a result's tooltip."""
+    source = Path(entry.get("source") or "?").name
+    return f"from {source} with {entry.get('model') or 'the default model'}, {entry.get('when', '')}".rstrip(", ")
+
+
 def write_export(files: dict[str, Path], folder: Path, track: str, fmt: str | None = None,
                  subtype: str | None = None) -> list[Path]:
     """Copy (no ``fmt``) or convert the outputs to ``folder/<track>-<name>.<fmt>``; returns the files.
@@ -188,6 +194,7 @@ class FilesTab(QWidget):
         self.results: dict[str, dict[str, Path]] = {}
         self.levels: dict[str, dict[str, tuple]] = {}
         self.model_stems: dict[str, list[str]] = {}  # track -> the model's stems (the rest are mixes)
+        self.origins: dict[str, str] = {}  # track -> where it came from, with which model, when
         self.history = ResultHistory()
         self.job = None
         self.player = MixPlayer()
@@ -477,12 +484,13 @@ class FilesTab(QWidget):
         files, levels, stems = result
         track = self._current.stem
         files = {k: Path(v) for k, v in files.items()}
+        entry = {"track": track, "folder": str(next(iter(files.values())).parent),
+                 "files": {k: str(v) for k, v in files.items()}, "levels": {k: list(v) for k, v in levels.items()},
+                 "stems": stems, "source": str(self._current), "model": self.model_box.currentData(),
+                 "when": time.strftime("%Y-%m-%d %H:%M")}
+        self.origins[track] = _origin(entry)
         self._remember(track, files, levels, stems)
-        self.history.add({"track": track, "folder": str(next(iter(files.values())).parent),
-                          "files": {k: str(v) for k, v in files.items()},
-                          "levels": {k: list(v) for k, v in levels.items()}, "stems": stems,
-                          "source": str(self._current), "model": self.model_box.currentData(),
-                          "when": time.strftime("%Y-%m-%d %H:%M")})
+        self.history.add(entry)
         problem = self.history.save()
         if problem:
             self.message.emit(problem)
@@ -513,6 +521,7 @@ class FilesTab(QWidget):
         for entry in reversed(self.history.entries):  # oldest first: each lands on top
             levels = {k: tuple(v) for k, v in (entry.get("levels") or {}).items()}
             stems = entry.get("stems") or [k for k in entry["files"] if not is_mix(k)]
+            self.origins[entry["track"]] = _origin(entry)
             self._remember(entry["track"], {k: Path(v) for k, v in entry["files"].items()}, levels, stems)
 
     def _remember(self, track: str, files: dict[str, Path], levels: dict, stems) -> None:
@@ -532,7 +541,7 @@ class FilesTab(QWidget):
                 break
         folder = next(iter(self.results[track].values())).parent
         top = QTreeWidgetItem([track, "", "", ""])
-        top.setToolTip(0, str(folder))
+        top.setToolTip(0, f"{folder}\n{self.origins.get(track, '')}".strip())
         top.setData(0, Qt.UserRole, (track, None))
         levels = self.levels.get(track, {})
         stems = self.model_stems.get(track, [])

@@ -197,13 +197,15 @@ class Indicator(QLabel):
         self.set_idle()
 
     def reserve(self, widest: str) -> None:
-        """Keep room for ``widest`` (in bold, as when red) so the pill neither truncates nor
+        """Keep room for ``widest`` as drawn when red (bold), so the pill neither truncates nor
         resizes the header when its figure changes."""
-        font = self.font()
-        font.setBold(True)
-        from PySide6.QtGui import QFontMetrics
-
-        width = QFontMetrics(font).horizontalAdvance(f"{self.title}  {widest}") + 2 * 8 + 2 + 4  # padding, border
+        shown, style = self.text(), self.styleSheet()
+        self.setText(f"{self.title}  {widest}")
+        self.setStyleSheet(self.STYLE_BAD)
+        self.ensurePolished()
+        width = self.sizeHint().width()
+        self.setText(shown)
+        self.setStyleSheet(style)
         self.setMinimumWidth(max(self.minimumWidth(), width))
 
     def set(self, text: str, bad: bool, warn: bool = False) -> None:

@@ -119,6 +119,7 @@ def test_results_are_listed_again_after_a_restart(qtbot, make_window, config, tm
     assert again.files.results["demo_song"] == first
     assert again.files.stems_of("demo_song") == ["vocals", "accompaniment", "instrumental", "karaoke"]
     assert again.files.levels["demo_song"]["vocals"][0] > -40  # the levels came back too
+    assert "from demo_song.flac with passthrough" in again.files.tree.topLevelItem(0).toolTip(0)
     _load(qtbot, again.files)  # and the track opens in the preview
     assert list(again.files.rows) == ["vocals", "accompaniment", "instrumental", "karaoke"]
     again.files.tree.setCurrentItem(again.files.tree.topLevelItem(0))

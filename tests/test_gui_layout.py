@@ -114,6 +114,16 @@ def test_running_window_fits_and_columns_do_not_shift(qtbot, jack_server, make_w
     qtbot.wait(300)
     assert _columns(w) == before, "a panel or header item moved when the engine started"
     _check_all_sizes(qtbot, w, "running")
+    # the widest figures the pills show (the quality profile's latency, in bold red) still fit at 1024 px
+    w.timer.stop()  # hold the figures while they are checked
+    w.latency_ind.set("1276.0 ms +10.7 dev", True)
+    w.cpu_ind.set("100 %", True)
+    w.miss_ind.set("99999", True)
+    w.xrun_ind.set("99999", True)
+    _at(qtbot, w, SIZES[0])
+    assert layout_problems(w) == []
+    assert _columns(w) == before, "a pill grew with its figure"
+    w.timer.start()
     qtbot.mouseClick(w.start_button, Qt.LeftButton)
     qtbot.waitUntil(lambda: w.state == "idle", timeout=10000)
 
