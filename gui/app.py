@@ -40,9 +40,9 @@ QFrame#strip { background: #22262d; border: 1px solid #343a44; border-radius: 6p
 QPushButton { background: #2d323b; border: 1px solid #454c58; border-radius: 5px; padding: 4px 10px; }
 QPushButton:hover { background: #363c47; }
 QPushButton:disabled { color: #6a707a; }
-QPushButton#start { font-size: 13pt; font-weight: bold; min-width: 130px; min-height: 40px; background: #1f6f43; }
+QPushButton#start { font-size: 13pt; font-weight: bold; min-width: 96px; min-height: 40px; background: #1f6f43; }
 QPushButton#start[running="true"] { background: #8a2a2a; }
-QPushButton#karaoke { font-size: 15pt; font-weight: bold; min-width: 220px; min-height: 40px; letter-spacing: 2px; }
+QPushButton#karaoke { font-size: 13pt; font-weight: bold; min-width: 150px; min-height: 40px; letter-spacing: 1px; }
 QPushButton#karaoke:checked { background: #b04f1a; border-color: #f08a40; color: white; }
 QPushButton#primary { background: #2a5d9c; font-weight: bold; }
 QPushButton#mute:checked { background: #b03030; color: white; }
@@ -56,6 +56,10 @@ QSlider::handle:horizontal { width: 16px; margin: -6px 0; background: #c8ccd4; b
 QProgressBar { border: 1px solid #454c58; border-radius: 4px; text-align: center; background: #1a1d22; }
 QProgressBar::chunk { background: #2a7d5c; }
 QTabBar::tab { padding: 6px 22px; }
+QCheckBox::indicator { width: 13px; height: 13px; border: 1px solid #7a808a; border-radius: 3px; background: #1a1d22; }
+QCheckBox::indicator:checked { background: #3a78c2; border-color: #7fb2ff; }
+QCheckBox::indicator:disabled { border-color: #454c58; }
+QLabel#colhead { color: #8a909a; font-size: 8pt; }
 """
 
 
@@ -207,8 +211,7 @@ def main(argv=None) -> int:
             jack = None
         else:
             args.jack_ready = time.perf_counter()
-            args.input = args.input or "JACK"
-            args.output = args.output or "JACK"
+            args.jack_running = True  # the window picks JACK output where nothing was chosen or saved
     from PySide6.QtCore import Qt
     from PySide6.QtGui import QGuiApplication
     from PySide6.QtWidgets import QApplication

@@ -25,6 +25,14 @@ from PySide6.QtWidgets import (
 
 from .widgets import button
 
+# What an added effect starts with where Pedalboard's own defaults do nothing
+# (a Compressor at ratio 1 and 0 dB, a NoiseGate at -100 dB): a typical gentle setting.
+EFFECT_DEFAULTS = {
+    "Compressor": {"threshold_db": -18.0, "ratio": 3.0, "attack_ms": 5.0, "release_ms": 120.0},
+    "NoiseGate": {"threshold_db": -50.0, "ratio": 10.0, "attack_ms": 1.0, "release_ms": 100.0},
+}
+UNITS = {"db": "dB", "ms": "ms", "hz": "Hz", "seconds": "s"}
+
 BUILTIN_EFFECTS = ["Compressor", "Reverb", "Gain", "HighpassFilter", "LowpassFilter", "Delay", "Chorus",
                    "Limiter", "NoiseGate", "Phaser", "Distortion", "HighShelfFilter", "LowShelfFilter", "PeakFilter"]
 
@@ -45,6 +53,29 @@ def builtin_params(type_name: str) -> dict[str, float]:
         return out
     except Exception:  # noqa: BLE001
         return {}
+
+
+def param_label(name: str) -> str:
+    """What a user reads for a parameter: ``threshold_db`` -> ``Threshold (dB)``."""
+    words = name.split("_")
+    unit = UNITS.get(words[-1].lower()) if len(words) > 1 else None
+    if unit:
+        words = words[:-1]
+    text = " ".join(words).capitalize()
+    return f"{text} ({unit})" if unit else text
+
+
+def preset_folder() -> Path:
+    """The user's effect presets: ``$STEMSTREAM_FX_PRESETS``, else under the app's config folder
+    (so ``$STEMSTREAM_CONFIG_DIR`` keeps everything the app writes in one place)."""
+    import os
+
+    from plugins.effects import USER_PRESETS_ENV
+
+    from .settings import config_dir
+
+    env = os.environ.get(USER_PRESETS_ENV)
+    return Path(env).expanduser() if env else config_dir() / "presets" / "effects"
 
 
 def effect_label(spec: dict) -> str:
@@ -158,7 +189,7 @@ class FxPanel(QWidget):
 
         self.preset_box.clear()
         try:
-            self.preset_box.addItems(sorted(list_presets()))
+            self.preset_box.addItems(sorted(list_presets(preset_folder())))
         except OSError:
             pass
 
@@ -208,7 +239,7 @@ class FxPanel(QWidget):
             box.setKeyboardTracking(False)
             box.setToolTip(f"{name}: applied at once to the running engine (OSC /stemstream/fx/{self.stem}/{row}/{name})")
             box.valueChanged.connect(lambda v, n=name, r=row: self._param_edited(r, n, v))
-            self.params_form.addRow(name.replace("_", " "), box)
+            self.params_form.addRow(param_label(name), box)
             self._param_boxes[name] = box
 
     def show_param(self, stem: str, row: int, name: str, value: float) -> None:
@@ -236,7 +267,7 @@ class FxPanel(QWidget):
 
     def _add_builtin(self) -> None:
         t = self.type_box.currentText()
-        self.chain().append({"type": t, "params": {}})
+        self.chain().append({"type": t, "params": dict(EFFECT_DEFAULTS.get(t, {}))})
         self._changed()
         self.list.setCurrentRow(self.list.count() - 1)
 
@@ -277,7 +308,7 @@ class FxPanel(QWidget):
         if not name:
             return
         try:
-            data = load_preset(name)
+            data = load_preset(name, preset_folder())
         except (KeyError, OSError, ValueError) as exc:
             self.message.emit(f"could not load effect preset {name!r}: {exc}")
             return
@@ -285,24 +316,26 @@ class FxPanel(QWidget):
         self._changed()
 
     def _save_preset(self) -> None:
-        from plugins.effects import user_preset_dir
-
         name, ok = QInputDialog.getText(self, "Save effect preset", "Preset name:")
-        if not ok or not name.strip():
-            return
+        if ok and name.strip():
+            self.save_preset_as(name)
+
+    def save_preset_as(self, name: str) -> Path | None:
+        """Save this stem's chain (bypassed effects left out) as a user preset; returns its file."""
         safe = re.sub(r"[^A-Za-z0-9_. -]", "_", name.strip())
         effects = [{k: v for k, v in e.items() if k != "bypass"} for e in self.chain() if not e.get("bypass")]
         try:
-            folder = user_preset_dir()
+            folder = preset_folder()
             folder.mkdir(parents=True, exist_ok=True)
             path = folder / f"{safe}.json"
             path.write_text(json.dumps({"name": safe, "effects": effects}, indent=1))
         except OSError as exc:
             self.message.emit(f"could not save preset: {exc}")
-            return
+            return None
         self.refresh_presets()
         self.preset_box.setCurrentText(safe)
         self.message.emit(f"saved effect preset {safe!r} to {path}")
+        return path
 
     def _apply(self) -> None:
         self.pending.setText("")

@@ -7,14 +7,14 @@ from __future__ import annotations
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox, QComboBox, QFormLayout, QFrame, QGridLayout, QGroupBox, QHBoxLayout, QLabel, QPushButton,
-    QScrollArea, QSlider, QVBoxLayout, QWidget,
+    QScrollArea, QSizePolicy, QSlider, QStyle, QVBoxLayout, QWidget,
 )
 
 from stream_engine.params import StemParams
 from stream_engine.profiles import PROFILES, REALTIME_PROFILES
 
 from .fx_panel import FxPanel
-from .widgets import LevelMeter, Spectrogram
+from .widgets import FaderScale, LevelMeter, Spectrogram
 
 
 def gain_text(gain: float) -> str:
@@ -48,6 +48,7 @@ class StemStrip(QFrame):
         layout.setSpacing(4)
         layout.addWidget(title)
         body = QHBoxLayout()
+        body.setSpacing(3)  # meter, fader and scale close together: more strips fit at 1024 px
         body.addStretch(1)
         body.addWidget(self.meter)
         self.fader = None
@@ -60,6 +61,7 @@ class StemStrip(QFrame):
             self.fader.setToolTip(f"{stem} level: linear gain 0..2 (OSC /stemstream/stem/{stem}/gain)")
             self.fader.valueChanged.connect(self._fader_moved)
             body.addWidget(self.fader)
+            body.addWidget(FaderScale(self.fader))
         body.addStretch(1)
         layout.addLayout(body, 1)
         layout.addWidget(self.level)
@@ -83,8 +85,9 @@ class StemStrip(QFrame):
                 b.setFixedWidth(34)
                 row.addWidget(b)
             layout.addLayout(row)
-        self.setMinimumWidth(96)
-        self.setMaximumWidth(200)
+        # never narrower than the title (a fixed minimum clipped "ACCOMPANIMENT" to "COMPANIMI")
+        self.setMinimumWidth(max(90 if controls else 80, title.minimumSizeHint().width() + 14))
+        self.setMaximumWidth(max(200, self.minimumWidth()))
 
     def _fader_moved(self, value: int) -> None:
         gain = value / 100.0
@@ -198,8 +201,18 @@ class LiveTab(QWidget):
         left.addStretch(1)
         left_w = QWidget()
         left_w.setLayout(left)
-        left_w.setMaximumWidth(380)
-        left_w.setMinimumWidth(300)
+        # scrolls rather than squeezes when the window is short; its width goes by stretch, not by
+        # its text, so nothing shifts when the latency breakdown appears on Start
+        left_scroll = QScrollArea()
+        left_scroll.setWidget(left_w)
+        left_scroll.setWidgetResizable(True)
+        left_scroll.setFrameShape(QFrame.NoFrame)
+        left_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        left_scroll.setVerticalScrollBarPolicy(Qt.ScrollBarAlwaysOn)  # a bar appearing on Start would shift the column
+        left_scroll.setMaximumWidth(460)
+        left_scroll.setMinimumWidth(left_w.minimumSizeHint().width()
+                                    + left_scroll.style().pixelMetric(QStyle.PM_ScrollBarExtent) + 4)
+        left_scroll.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
 
         # -- mixer -------------------------------------------------------------
         self.mixer_group = QGroupBox("Mixer (peak / RMS dBFS)")
@@ -236,13 +249,19 @@ class LiveTab(QWidget):
         scroll.setWidget(fx_group)
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QFrame.NoFrame)
-        scroll.setMinimumWidth(280)
-        scroll.setMaximumWidth(340)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        scroll.setMinimumWidth(fx_group.minimumSizeHint().width() + scroll.style().pixelMetric(QStyle.PM_ScrollBarExtent) + 4)
 
+        # the mixer spans the width right of the set-up (any number of strips fits at 1024 px);
+        # below it the spectrogram and the effects share the row and grow with the window
+        center.takeAt(1)
+        bottom = QHBoxLayout()
+        bottom.addWidget(spec_group, 1)
+        bottom.addWidget(scroll, 1)
+        center.addLayout(bottom, 2)
         layout = QHBoxLayout(self)
-        layout.addWidget(left_w)
-        layout.addLayout(center, 1)
-        layout.addWidget(scroll)
+        layout.addWidget(left_scroll, 1)
+        layout.addLayout(center, 3)
 
     def show_latency(self, report, target_ms: float) -> None:
         rows = [f"<tr><td>{name}</td><td align='right'>&nbsp;{1000.0 * n / report.sample_rate:.1f} ms</td></tr>"

@@ -63,3 +63,42 @@ class Settings:
         except OSError as exc:
             return f"could not save settings to {self.path}: {exc}"
         return None
+
+
+class ResultHistory:
+    """The Files tab's separated tracks, kept in ``results.json`` beside the settings so they
+    are listed again after a restart; entries whose files are gone are dropped on load."""
+
+    LIMIT = 200
+
+    def __init__(self, path: Path | None = None):
+        self.path = Path(path) if path else config_dir() / "results.json"
+        self.entries: list[dict] = []
+        try:
+            loaded = json.loads(self.path.read_text()) if self.path.exists() else []
+        except (OSError, ValueError):
+            loaded = []
+        for entry in loaded if isinstance(loaded, list) else []:
+            files = entry.get("files") if isinstance(entry, dict) else None
+            if isinstance(files, dict) and files and all(Path(f).exists() for f in files.values()):
+                self.entries.append(entry)
+
+    def add(self, entry: dict) -> None:
+        """Newest first; a track separated again into the same folder replaces its old entry."""
+        folder = entry.get("folder")
+        self.entries = [e for e in self.entries if e.get("folder") != folder]
+        self.entries.insert(0, entry)
+        del self.entries[self.LIMIT:]
+
+    def remove(self, folder: str) -> None:
+        self.entries = [e for e in self.entries if e.get("folder") != folder]
+
+    def save(self) -> str | None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(".json.tmp")
+            tmp.write_text(json.dumps(self.entries, indent=1, default=str))
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            return f"could not save the list of results to {self.path}: {exc}"
+        return None

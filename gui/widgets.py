@@ -5,12 +5,14 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from PySide6.QtCore import QRectF, QSize, Qt
+from PySide6.QtCore import QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QImage, QLinearGradient, QPainter, QPen
-from PySide6.QtWidgets import QLabel, QPushButton, QSizePolicy, QWidget
+from PySide6.QtWidgets import QLabel, QPushButton, QSizePolicy, QSlider, QWidget
 
 FLOOR_DB = -60.0
 CEIL_DB = 6.0
+METER_MARKS_DB = (6.0, 0.0, -6.0, -12.0, -24.0, -48.0)
+FADER_MARKS_DB = (6.0, 0.0, -6.0, -12.0, -float("inf"))  # a 0..2 linear fader: +6 dB at the top
 
 
 class LevelMeter(QWidget):
@@ -24,13 +26,14 @@ class LevelMeter(QWidget):
     FALL_DB_PER_S = 20.0
     HOLD_S = 1.5
 
-    def __init__(self, parent=None, stereo_width: int = 16):
+    def __init__(self, parent=None, stereo_width: int = 16, scale: bool = True):
         super().__init__(parent)
         self.peak = self.rms = FLOOR_DB - 1
         self.hold = FLOOR_DB - 1
         self._hold_at = 0.0
         self._last = time.perf_counter()
         self.frames = 0
+        self.scale = scale  # dBFS labels drawn over the bar: the strip stays narrow
         self.setMinimumSize(stereo_width, 80)
         self.setSizePolicy(QSizePolicy.Fixed, QSizePolicy.Expanding)
         self.setFixedWidth(stereo_width)
@@ -78,10 +81,27 @@ class LevelMeter(QWidget):
             p.setPen(QPen(QColor(255, 80, 60) if self.hold > 0 else QColor(230, 230, 230), 2))
             p.drawLine(1, int(y), w - 2, int(y))
         p.setPen(QColor(70, 74, 82))
-        for mark in (0.0, -6.0, -12.0, -24.0, -48.0):
+        for mark in METER_MARKS_DB[1:]:
             y = int(self._y(mark, h))
             p.drawLine(0, y, 3, y)
+        if self.scale:
+            self._paint_scale(p)
         p.end()
+
+    def _paint_scale(self, p: QPainter) -> None:
+        """dBFS labels over the bar (+6 at the top, -48 near the bottom), shadowed to read on any colour."""
+        font = p.font()
+        font.setPointSizeF(max(6.0, font.pointSizeF() * 0.7))
+        p.setFont(font)
+        fm = p.fontMetrics()
+        w, h = self.width(), self.height()
+        for mark in METER_MARKS_DB:
+            y = self._y(mark, h)
+            top = min(max(0.0, y - fm.height() / 2), h - fm.height())
+            text = f"{mark:+.0f}" if mark > 0 else f"{mark:.0f}"
+            for dx, color in ((1, QColor(0, 0, 0, 200)), (0, QColor(225, 228, 234, 220))):
+                p.setPen(color)
+                p.drawText(QRectF(dx, top + dx, w - 2, fm.height()), int(Qt.AlignRight | Qt.AlignVCenter), text)
 
     @staticmethod
     def _frac(db: float) -> float:
@@ -163,26 +183,186 @@ class Indicator(QLabel):
 
     STYLE_OK = "QLabel { background:#1f2a22; color:#9fe0a8; border:1px solid #2f5a38; border-radius:4px; padding:3px 8px; }"
     STYLE_BAD = "QLabel { background:#5a1a1a; color:#ffd0d0; border:1px solid #c03030; border-radius:4px; padding:3px 8px; font-weight:bold; }"
+    STYLE_WARN = "QLabel { background:#4a3a12; color:#ffe2a0; border:1px solid #b08a2a; border-radius:4px; padding:3px 8px; }"
     STYLE_IDLE = "QLabel { background:#23262c; color:#9aa0aa; border:1px solid #383c44; border-radius:4px; padding:3px 8px; }"
 
     def __init__(self, title: str, tooltip: str, parent=None):
         super().__init__(parent)
         self.title = title
         self.bad = False
+        self.warn = False
         self.setToolTip(tooltip)
         self.setAlignment(Qt.AlignCenter)
-        self.setMinimumWidth(110)
+        self.setSizePolicy(QSizePolicy.Minimum, QSizePolicy.Preferred)  # never narrower than its text
         self.set_idle()
 
-    def set(self, text: str, bad: bool) -> None:
-        self.bad = bad
+    def reserve(self, widest: str) -> None:
+        """Keep room for ``widest`` as drawn when red (bold), so the pill neither truncates nor
+        resizes the header when its figure changes."""
+        shown, style = self.text(), self.styleSheet()
+        self.setText(f"{self.title}  {widest}")
+        self.setStyleSheet(self.STYLE_BAD)
+        self.ensurePolished()
+        width = self.sizeHint().width()
+        self.setText(shown)
+        self.setStyleSheet(style)
+        self.setMinimumWidth(max(self.minimumWidth(), width))
+
+    def set(self, text: str, bad: bool, warn: bool = False) -> None:
+        """Red when ``bad``, amber when only ``warn``, green otherwise."""
+        self.bad, self.warn = bad, warn and not bad
         self.setText(f"{self.title}  {text}")
-        self.setStyleSheet(self.STYLE_BAD if bad else self.STYLE_OK)
+        self.setStyleSheet(self.STYLE_BAD if bad else self.STYLE_WARN if warn else self.STYLE_OK)
 
     def set_idle(self, text: str = "–") -> None:
-        self.bad = False
+        self.bad = self.warn = False
         self.setText(f"{self.title}  {text}")
         self.setStyleSheet(self.STYLE_IDLE)
+
+
+class FaderScale(QWidget):
+    """dB labels beside a vertical 0..2 linear-gain fader, at the handle's centre for each mark."""
+
+    def __init__(self, fader: QSlider, parent=None):
+        super().__init__(parent)
+        self.fader = fader
+        self.setFixedWidth(self.fontMetrics().horizontalAdvance("-40") + 4)
+        self.setSizePolicy(QSizePolicy.Fixed, QSizePolicy.Expanding)
+        self.setToolTip("Fader gain in dB (0 dB: the stem as separated)")
+
+    def mark_y(self, db: float) -> float:
+        """Where the handle's centre sits at ``db``, in this widget's coordinates."""
+        from PySide6.QtWidgets import QStyle, QStyleOptionSlider
+
+        f = self.fader
+        opt = QStyleOptionSlider()
+        f.initStyleOption(opt)
+        handle = f.style().subControlRect(QStyle.CC_Slider, opt, QStyle.SC_SliderHandle, f).height()
+        value = 100.0 * 10.0 ** (db / 20.0) if db > -200 else 0.0  # the fader's unit: gain x 100
+        span = f.height() - handle
+        frac = (value - f.minimum()) / max(1, f.maximum() - f.minimum())
+        y_in_fader = handle / 2 + (1.0 - frac) * span
+        return self.mapFromGlobal(f.mapToGlobal(f.rect().topLeft())).y() + y_in_fader
+
+    def paintEvent(self, event) -> None:
+        p = QPainter(self)
+        font = p.font()
+        font.setPointSizeF(max(6.0, font.pointSizeF() * 0.75))
+        p.setFont(font)
+        p.setPen(QColor(130, 136, 146))
+        fm = p.fontMetrics()
+        for db in FADER_MARKS_DB:
+            y = self.mark_y(db)
+            top = min(max(0.0, y - fm.height() / 2), self.height() - fm.height())
+            text = "-∞" if db < -200 else f"{db:+.0f}" if db > 0 else f"{db:.0f}"
+            p.drawText(QRectF(0, top, self.width(), fm.height()), int(Qt.AlignLeft | Qt.AlignVCenter), text)
+        p.end()
+
+
+def time_text(seconds: float) -> str:
+    """m:ss.s (a playback position)."""
+    seconds = max(0.0, seconds)
+    return f"{int(seconds // 60)}:{seconds % 60:04.1f}"
+
+
+class Waveform(QWidget):
+    """A stem's min/max envelope with a playhead; a click asks to seek there.
+
+    ``set_envelope`` takes (2, columns) min/max values in -1..1, computed off
+    the UI thread; painting only scales them to the widget.
+    """
+
+    seek_requested = Signal(float)  # 0..1
+
+    def __init__(self, color: QColor | None = None, parent=None):
+        super().__init__(parent)
+        self.envelope = np.zeros((2, 0), np.float32)
+        self.fraction = 0.0  # playhead
+        self.color = color or QColor(90, 170, 230)
+        self.dimmed = False  # muted, or not heard because another stem is soloed
+        self.setMinimumSize(100, 36)
+        self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Expanding)
+        self.setCursor(Qt.PointingHandCursor)
+        self.setToolTip("Click to play from here")
+
+    def set_envelope(self, envelope: np.ndarray) -> None:
+        self.envelope = envelope
+        self._version = getattr(self, "_version", 0) + 1
+        self.update()
+
+    def set_playhead(self, fraction: float) -> None:
+        if abs(fraction - self.fraction) * max(1, self.width()) >= 0.5:
+            self.fraction = fraction
+            self.update()
+
+    def set_dimmed(self, dimmed: bool) -> None:
+        if dimmed != self.dimmed:
+            self.dimmed = dimmed
+            self.update()
+
+    def mousePressEvent(self, event) -> None:
+        if event.button() == Qt.LeftButton and self.width() > 0:
+            self.seek_requested.emit(min(max(event.position().x() / self.width(), 0.0), 1.0))
+
+    def paintEvent(self, event) -> None:
+        key = (self.width(), self.height(), self.dimmed, getattr(self, "_version", 0))
+        if getattr(self, "_cache_key", None) != key:  # redrawn on resize or new data only, not per playhead move
+            self._cache = self._draw_wave()
+            self._cache_key = key
+        p = QPainter(self)
+        p.drawPixmap(0, 0, self._cache)
+        x = int(self.fraction * self.width())
+        p.setPen(QPen(QColor(255, 255, 255), 1))
+        p.drawLine(x, 0, x, self.height())
+        p.end()
+
+    def _draw_wave(self):
+        from PySide6.QtGui import QPixmap
+
+        w, h = max(1, self.width()), max(1, self.height())
+        pixmap = QPixmap(w, h)
+        pixmap.fill(QColor(18, 20, 24))
+        p = QPainter(pixmap)
+        mid = h / 2
+        cols = self.envelope.shape[1]
+        if cols:
+            color = QColor(self.color)
+            if self.dimmed:
+                color.setAlpha(70)
+            p.setPen(color)
+            idx = np.minimum((np.arange(w) * cols / w).astype(int), cols - 1)
+            lo, hi = self.envelope[0, idx], self.envelope[1, idx]
+            for x in range(w):
+                p.drawLine(x, int(mid - hi[x] * mid), x, int(mid - lo[x] * mid))
+        p.setPen(QColor(60, 64, 72))
+        p.drawLine(0, int(mid), w, int(mid))
+        p.end()
+        return pixmap
+
+
+def envelope(samples: np.ndarray, columns: int = 1200) -> np.ndarray:
+    """(2, columns) min/max of ``samples`` ((frames, channels) or (frames,)), mono-mixed."""
+    mono = samples.mean(axis=1) if samples.ndim == 2 else samples
+    n = len(mono)
+    if n == 0:
+        return np.zeros((2, 0), np.float32)
+    columns = min(columns, n)
+    edges = np.linspace(0, n, columns + 1).astype(int)
+    lo = np.minimum.reduceat(mono, edges[:-1])
+    hi = np.maximum.reduceat(mono, edges[:-1])
+    return np.clip(np.stack([lo, hi]).astype(np.float32), -1.0, 1.0)
+
+
+def keep_width_for(button: QPushButton, texts) -> None:
+    """Size ``button`` for the widest of the texts it shows, so the header never moves when it changes."""
+    button.ensurePolished()  # the style sheet's font
+    shown = button.text()
+    widest = 0
+    for text in texts:
+        button.setText(text)
+        widest = max(widest, button.sizeHint().width())
+    button.setText(shown)
+    button.setMinimumWidth(widest)
 
 
 def button(text: str, tooltip: str, on_click) -> QPushButton:

@@ -10,12 +10,13 @@ they only emit a queued signal, so widgets are touched on the UI thread.
 from __future__ import annotations
 
 import copy
+import re
 import time
 from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import QByteArray, Qt, QTimer, Signal
-from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtGui import QAction, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QFileDialog, QHBoxLayout, QLabel, QMainWindow, QMessageBox, QPushButton, QSizePolicy, QTabWidget, QVBoxLayout,
     QWidget,
@@ -27,11 +28,24 @@ from .files_tab import FilesTab
 from .jobs import run_job
 from .live_tab import LiveTab, gain_text
 from .settings import Settings, data_dir
-from .widgets import Indicator
+from .widgets import Indicator, keep_width_for
 
 TICK_MS = 20  # meter / spectrogram refresh (50 Hz)
 MODEL_FILE = "__model_file__"
 INPUT_FILE = "__input_file__"
+JACK_CLIENT = "stemstream"  # the app's own JACK client name (as `stemstream live`); never offered as a device
+
+
+def own_jack_client(device) -> bool:
+    """The app's own JACK client (``stemstream``, or ``stemstream-01``... when JACK renamed a second one)."""
+    return device.hostapi.startswith("JACK") and re.fullmatch(rf"{JACK_CLIENT}(-\d+)?", device.name) is not None
+
+
+def latency_state(shown_ms: float, algorithmic_ms: float, target_ms: float) -> tuple[bool, bool]:
+    """(bad, warn) for the latency pill: red when the design's own latency is above the profile's
+    target, amber when only the compute budget takes the shown figure above it."""
+    bad = algorithmic_ms > target_ms
+    return bad, (not bad) and shown_ms > target_ms
 
 
 def stems_for(model: str | None, profile: str = "live") -> tuple[str, ...]:
@@ -84,18 +98,27 @@ class MainWindow(QMainWindow):
         self.karaoke.setCheckable(True)
         self.karaoke.setToolTip("Karaoke mix: vocals down to the guide level (K; OSC /stemstream/karaoke/on)")
         self.karaoke.toggled.connect(self._karaoke_toggled)
+        for button, texts in ((self.start_button, ("▶  Start", "■  Stop", "Starting…", "Stopping…")),
+                              (self.karaoke, ("KARAOKE  ON", "KARAOKE  OFF"))):
+            keep_width_for(button, texts)
         self.state_label = QLabel("stopped")
         self.state_label.setObjectName("state")
-        self.state_label.setMinimumWidth(180)
+        self.state_label.setWordWrap(True)  # long states wrap onto two lines instead of pushing the pills
+        self.state_label.setMinimumWidth(90)
         self.state_label.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Preferred)
         self.latency_ind = Indicator("Latency", "Input-to-output latency: what the engine adds (device block, "
                                                "hop, compute budget, model lookahead, effects and key), plus what "
-                                               "PortAudio reports for the device ('dev'). Red: the engine's part "
-                                               "is above the profile's target")
+                                               "PortAudio reports for the device ('dev'). Amber: the engine's part "
+                                               "(with the compute budget) is above the profile's target; red: "
+                                               "even its algorithmic part is")
+        self.latency_ind.reserve("1999.9 ms +99.9 dev")
         self.cpu_ind = Indicator("CPU", "Share of real time the separation worker is busy. Red: above 80 %")
+        self.cpu_ind.reserve("100 %")
         self.miss_ind = Indicator("Misses", "Blocks whose separated audio was late (the dry mix played instead). "
                                             "Red for 3 s after a new miss")
+        self.miss_ind.reserve("99999")
         self.xrun_ind = Indicator("Xruns", "Device over/underruns reported by PortAudio. Red for 3 s after a new one")
+        self.xrun_ind.reserve("99999")
         self.osc_label = QLabel("OSC off")
         self.osc_label.setObjectName("osc")
         self.osc_label.setToolTip("OSC control surface (UDP, 127.0.0.1): /stemstream/...")
@@ -103,7 +126,7 @@ class MainWindow(QMainWindow):
         header.addWidget(self.start_button)
         header.addWidget(self.karaoke)
         header.addWidget(self.state_label, 1)
-        for w in (self.latency_ind, self.cpu_ind, self.miss_ind, self.xrun_ind, self.osc_label):
+        for w in (self.latency_ind, self.cpu_ind, self.miss_ind, self.xrun_ind):
             header.addWidget(w)
 
         # -- tabs -----------------------------------------------------------------
@@ -120,6 +143,8 @@ class MainWindow(QMainWindow):
         v.addWidget(self.tabs, 1)
         self.setCentralWidget(central)
         self.statusBar().showMessage("ready")
+        self.statusBar().addPermanentWidget(self.osc_label)  # beside the messages: the header keeps its room
+        self._build_menus()
 
         self._fill_models()
         self._restore()
@@ -142,6 +167,59 @@ class MainWindow(QMainWindow):
         self.load_devices()
 
     # ================================================================ set-up
+    def _build_menus(self) -> None:
+        """File, Transport and Help menus with the usual shortcuts."""
+        bar = self.menuBar()
+        file_menu = bar.addMenu("&File")
+        self.open_action = self._action(file_menu, "&Open files…", self._open_files, "Ctrl+O",
+                                        "Add audio files to the Files tab")
+        self.export_action = self._action(file_menu, "&Export stems…", self._export_stems, "Ctrl+E",
+                                          "Export the chosen stems of the selected track")
+        file_menu.addSeparator()
+        self.quit_action = self._action(file_menu, "&Quit", self.close, "Ctrl+Q", "Quit stemstream")
+        transport = bar.addMenu("&Transport")
+        # Space as well as Ctrl+Space: a text field with focus keeps its Space (Qt's shortcut override)
+        self.start_action = self._action(transport, "&Start / Stop", self.toggle_start, None,
+                                         "Start or stop the live engine")
+        self.start_action.setShortcuts([QKeySequence("Space"), QKeySequence("Ctrl+Space")])
+        self.karaoke_action = self._action(transport, "&Karaoke on/off", self.karaoke.toggle, "K",
+                                           "Karaoke mix: vocals down to the guide level")
+        help_menu = bar.addMenu("&Help")
+        self.about_action = self._action(help_menu, "&About stemstream", self.show_about, None, "")
+        self.files.export_ready.connect(self.export_action.setEnabled)
+        self.export_action.setEnabled(False)
+
+    def _action(self, menu, text: str, slot, shortcut, tip: str) -> QAction:
+        action = QAction(text, self)
+        if shortcut is not None:
+            action.setShortcut(QKeySequence(shortcut))
+        action.setStatusTip(tip)
+        action.triggered.connect(lambda _checked=False: slot())
+        menu.addAction(action)
+        return action
+
+    def _open_files(self) -> None:
+        self.tabs.setCurrentWidget(self.files)
+        self.files.pick_files()
+
+    def _export_stems(self) -> None:
+        self.tabs.setCurrentWidget(self.files)
+        self.files.export_dialog()
+
+    def show_about(self) -> QMessageBox:
+        from stream_engine import __version__
+
+        box = QMessageBox(QMessageBox.Information, "About stemstream",
+                          f"<b>stemstream {__version__}</b><br>Music separated into stems while it plays: "
+                          "live karaoke, stems to a DAW, a vocal-free mix for a stream.<br><br>"
+                          "Live tab: the engine on an audio device. Files tab: separate, preview and export "
+                          "files.<br>Keys: Space / Ctrl+Space start-stop, K karaoke, Up/Down key, "
+                          "Ctrl+O open files, Ctrl+E export, Ctrl+Q quit.", QMessageBox.Ok, self)
+        box.setWindowModality(Qt.NonModal)
+        box.open()
+        self._about_box = box
+        return box
+
     def _fill_models(self) -> None:
         from stream_engine.separators.registry import available, default_model
 
@@ -229,8 +307,7 @@ class MainWindow(QMainWindow):
         lt.fx.message.connect(self.statusBar().showMessage)
         self.files.message.connect(self.statusBar().showMessage)
         self.files.error.connect(self.show_error)
-        for keys, slot in ((("Space",), self.toggle_start), (("K",), self.karaoke.toggle),
-                           (("Up", "+", "="), lambda: self.nudge_key(1)), (("Down", "-"), lambda: self.nudge_key(-1))):
+        for keys, slot in ((("Up", "+", "="), lambda: self.nudge_key(1)), (("Down", "-"), lambda: self.nudge_key(-1))):
             for k in keys:
                 sc = QShortcut(QKeySequence(k), self)
                 sc.setContext(Qt.WindowShortcut)
@@ -249,7 +326,14 @@ class MainWindow(QMainWindow):
         first = not self.devices_ready
 
         def work():
-            if not first:
+            if first:
+                from stream_engine.live import set_jack_client_name
+
+                try:
+                    set_jack_client_name(JACK_CLIENT)  # so the app's own client can be told apart (and routed)
+                except Exception:  # noqa: BLE001 - no PortAudio: list_devices says why
+                    pass
+            else:
                 rescan()
             return list_devices()
 
@@ -260,6 +344,7 @@ class MainWindow(QMainWindow):
 
     def _devices_loaded(self, result) -> None:
         devices, problem = result
+        devices = [d for d in devices if not own_jack_client(d)]
         self.devices = devices
         self.devices_ready = True
         self.timings.setdefault("devices_listed", time.perf_counter())
@@ -267,8 +352,9 @@ class MainWindow(QMainWindow):
         if problem:
             self.show_error(problem)
         s, a = self.settings, self.args
-        want_in = a.input or s.get("input")
-        want_out = a.output or s.get("output")
+        # first launch plays the demo song: a new user hears something on Start (the system input is often silent)
+        want_in = a.input or s.get("input") or DEMO_SOURCE
+        want_out = a.output or s.get("output") or ("JACK" if getattr(a, "jack_running", False) else None)
         ib, ob = self.live.input_box, self.live.output_box
         for box in (ib, ob):
             box.clear()
@@ -282,10 +368,8 @@ class MainWindow(QMainWindow):
         ib.addItem("Audio file…", INPUT_FILE)
         if want_in and str(want_in).startswith(FILE_SOURCE_PREFIX):
             self._add_input_file(str(want_in)[len(FILE_SOURCE_PREFIX):])
-        elif want_in:
-            self._select_device(ib, want_in, "in")
         else:
-            self._select_default(ib, 0)
+            self._select_device(ib, want_in, "in")
         if want_out:
             self._select_device(ob, want_out, "out")
         else:
@@ -302,11 +386,10 @@ class MainWindow(QMainWindow):
             self.files.separate_all()
 
     def _play_for_screenshot(self, track: str) -> None:
-        top = self.files.tree.topLevelItem(self.files.tree.topLevelItemCount() - 1)
-        for k in range(top.childCount()):
-            if top.child(k).text(0) == self.args.play:
-                self.files.tree.setCurrentItem(top.child(k))
-                self.files._play_item(top.child(k))
+        top = next(self.files.tree.topLevelItem(i) for i in range(self.files.tree.topLevelItemCount())
+                   if self.files.tree.topLevelItem(i).text(0) == track)
+        self.files.tree.setCurrentItem(top)
+        self.files.play_stem(track, self.args.play)
 
     def _select_device(self, box, spec, need) -> None:
         from .audio import DEMO_SOURCE as demo, find_device
@@ -335,10 +418,7 @@ class MainWindow(QMainWindow):
     def _output_changed(self, _index: int) -> None:
         key = self.live.output_box.currentData()
         device = next((d for d in self.devices if d.key == key), None)
-        self.files.stop_playback()
-        self.files._loaded = None  # reload at the new device's rate
-        self.files.output_device = device.index if device else None
-        self.files.output_rate = int(device.default_rate) if device else None
+        self.files.set_output(device.index if device else None, int(device.default_rate) if device else None)
 
     def _input_chosen(self, _index: int) -> None:
         if self.live.input_box.currentData() == INPUT_FILE:
@@ -560,6 +640,7 @@ class MainWindow(QMainWindow):
     def _stopped(self) -> None:
         self.session = None
         self._set_state("idle")
+        self.statusBar().showMessage("stopped")
         for strip in list(self.live.strips.values()) + [self.live.main_strip]:
             strip.set_levels(-120.0, -120.0)
         if self._restart_after_stop:
@@ -624,8 +705,9 @@ class MainWindow(QMainWindow):
                 self._bad_until[key] = now + 3.0
         self._last_stats = st
         device_ms = session.latency_report.ms - session.engine_ms
+        bad, warn = latency_state(session.engine_ms, session.algorithmic_ms, session.target_ms)
         self.latency_ind.set(f"{session.engine_ms:.1f} ms" + (f" +{device_ms:.1f} dev" if device_ms >= 0.05 else ""),
-                             session.algorithmic_ms > session.target_ms)
+                             bad, warn)
         self.cpu_ind.set(f"{st['cpu']:.0f} %", st["cpu"] > 80.0)
         self.miss_ind.set(str(st["misses"]), now < self._bad_until["misses"])
         self.xrun_ind.set(str(st["xruns"]), now < self._bad_until["xruns"])
