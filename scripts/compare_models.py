@@ -46,7 +46,7 @@ def main() -> None:
             print(f"{folder.name}: {item}: " + ", ".join(f"{s} {'not scored' if v is None else f'{v:.2f}'}"
                                                 for s, v in res["mean"].items()), flush=True)
             store.write_text(json.dumps(results, indent=1))
-        for path in dest.glob("*_vs_*"):
+        for path in [*dest.glob("*_vs_*"), *dest.glob("*-models_*")]:
             path.unlink()  # one report per folder: the newest comparison
         write_report(list(results.values()), dest)
 

@@ -60,6 +60,10 @@ def markdown(results_list: list[dict]) -> str:
 
 
 def chart(results_list: list[dict], path: Path) -> Path:
+    """One panel per stem (tracks, mean and median along x), one bar and colour per model.
+
+    Panels keep many models readable: the legend lists models, not model x stem. A model
+    without a stem has no bar in its panel; a silent reference is marked "not scored"."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -68,36 +72,35 @@ def chart(results_list: list[dict], path: Path) -> Path:
 
     stems, tracks = _stems_and_tracks(results_list)
     labels = tracks + ["mean", "median"]
-    series = [(r, s) for r in results_list for s in stems]
-    width = 0.8 / max(1, len(series))
-    fig_w = min(40.0, max(6.0, 0.35 * len(labels) * max(1, len(series)) + 2))
-    fig, ax = plt.subplots(figsize=(fig_w, 4.5))
-    colours = plt.get_cmap("tab10")
-    hatches = ["", "//", "..", "xx", "\\\\", "oo"]
+    colours = plt.get_cmap("tab20" if len(results_list) > 10 else "tab10")
+    n = max(1, len(results_list))
+    width = 0.8 / n
+    fig_w = min(24.0, max(7.0, 0.22 * len(labels) * n + 4))
+    fig, axes = plt.subplots(len(stems), 1, figsize=(fig_w, 2.6 * len(stems) + 1.0), sharex=True, squeeze=False)
     x = np.arange(len(labels))
-    for i, (r, s) in enumerate(series):
-        vals = [r.get("tracks", {}).get(t, {}).get(s, np.nan) for t in tracks]
-        vals += [r.get("mean", {}).get(s, np.nan), r.get("median", {}).get(s, np.nan)]
-        silent = [k for k, v in enumerate(vals) if v is None]
-        vals = [np.nan if v is None else v for v in vals]
-        name = f"{s}" if len(results_list) == 1 else f"{s} - {r.get('model')} ({r.get('profile')})"
-        pos = x + (i - (len(series) - 1) / 2) * width
-        # one colour per model, one hatch per stem: many bars stay readable
-        ax.bar(pos, vals, width, label=name, color=colours(results_list.index(r) % 10),
-               hatch=hatches[stems.index(s) % len(hatches)], edgecolor="white", linewidth=0.3)
-        for k in silent:  # no bar: say why
-            ax.text(pos[k], 0, "not scored", rotation=90, ha="center", va="bottom", fontsize=6, color="0.4")
+    for ax, s in zip(axes[:, 0], stems):
+        for i, r in enumerate(results_list):
+            vals = [r.get("tracks", {}).get(t, {}).get(s, np.nan) for t in tracks]
+            vals += [r.get("mean", {}).get(s, np.nan), r.get("median", {}).get(s, np.nan)]
+            silent = [k for k, v in enumerate(vals) if v is None]
+            vals = [np.nan if v is None else v for v in vals]
+            pos = x + (i - (n - 1) / 2) * width
+            ax.bar(pos, vals, width, label=f"{r.get('model')} ({r.get('profile')})", color=colours(i % colours.N))
+            for k in silent:  # no bar: say why
+                ax.text(pos[k], 0, "not scored", rotation=90, ha="center", va="bottom", fontsize=6, color="0.4")
+        ax.axhline(0, color="black", linewidth=0.6)
+        ax.set_ylabel(f"{s}\nSDR (dB)")
+        ax.grid(axis="y", alpha=0.3)
+    ax = axes[-1, 0]
     ax.set_xticks(x)
     long_names = len(labels) > 8 or max(len(label) for label in labels) > 12
     ax.set_xticklabels(labels, rotation=90 if len(labels) > 8 else (30 if long_names else 0),
                        ha="center" if len(labels) > 8 or not long_names else "right",
                        fontsize=7 if len(labels) > 20 else 9)
-    ax.axhline(0, color="black", linewidth=0.6)
-    ax.set_ylabel("SDR (dB)")
     title = " vs ".join(f"{r.get('model')} ({r.get('profile')})" for r in results_list)
-    ax.set_title(title if len(results_list) <= 3 else f"SDR of {len(results_list)} models", fontsize=10)
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
-    ax.grid(axis="y", alpha=0.3)
+    axes[0, 0].set_title(title if len(results_list) <= 3 else f"SDR of {len(results_list)} models", fontsize=10)
+    if len(results_list) > 1:
+        axes[0, 0].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
