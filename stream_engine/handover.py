@@ -169,13 +169,15 @@ class SwitchReport:
     latency_before_ms: float | None = None
     latency_after_ms: float | None = None
     misses_during: int = 0  # deadline misses while both chains ran
+    fade_start: int | None = None  # output position (frames since the stream began) where the fade began
     dropped_routes: list = field(default_factory=list)
     error: str | None = None
     done: threading.Event = field(default_factory=threading.Event)
+    callbacks: list = field(default_factory=list)  # called with the report on the builder thread when done
 
     def as_dict(self) -> dict:
         return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in self.__dict__.items()
-                if k not in ("done", "requested")}
+                if k not in ("done", "requested", "callbacks")}
 
 
 class Handover:

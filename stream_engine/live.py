@@ -677,12 +677,34 @@ def _start_osc(args, store, separator, engine):
         raise LiveError(f"--osc-port: OSC control needs python-osc ({exc})") from None
     try:
         effects = next((stage for stage in engine.pipeline.stages if hasattr(stage, "check_fx")), None)
-        server = OscServer(store, list(separator.spec.stems), status=engine.status, port=args.osc_port,
-                           fx_check=None if effects is None else effects.check_fx)
+        server = OscServer(store, list(engine.pipeline.stems), status=engine.status, port=args.osc_port,
+                           fx_check=None if effects is None else effects.check_fx, controls=live_control(args, engine))
     except OSError as exc:
         raise LiveError(f"--osc-port {args.osc_port}: {exc}") from None
     print(f"OSC on 127.0.0.1:{server.port}")
     return server
+
+
+def live_control(args, engine):
+    """Model, profile, key stage, effects and routing changes while playing (OSC), for ``stemstream live``."""
+    from .control import ChainSpec, LiveControl
+    from .stages import parse_fx
+
+    preload_backends()
+    spec = ChainSpec(model=args.model, profile=args.profile, key_stage=bool(getattr(args, "key", 0)),
+                     fx=parse_fx(getattr(args, "fx", None)), channels=engine.channels)
+    return LiveControl(engine, spec, device=getattr(args, "compute_device", "cpu"))
+
+
+def preload_backends() -> None:
+    """Import the model backends now, before the stream runs: a first import holds the GIL for tens of
+    ms (onnxruntime: 25-45 ms measured), which a switch to a model would otherwise spend mid-stream."""
+    import importlib
+    import importlib.util
+
+    for name in ("onnxruntime",):
+        if importlib.util.find_spec(name) is not None:
+            importlib.import_module(name)
 
 
 def parse_daw_tracks(items, stems) -> dict[str, int]:

@@ -200,6 +200,9 @@ class RealtimeEngine:
         self.input_channels = np.array(input_channels or list(range(self.channels)), np.intp)
         self._music_columns = tuple(int(c) for c in self.input_channels)
         self.mic_channel = mic_channel
+        # a microphone on a device of its own: ``next(frames) -> (frames, 1)`` (sources.CaptureReader),
+        # read in the callback instead of an input channel; replaced whole to change the mic while playing
+        self.mic_source = None
         self.mic_processor = mic_processor
         # An effect chain on the mic runs on its own thread (MicLane), one block behind, since effect
         # hosts allocate; ``mic_fx_in_callback`` runs it in the callback instead: one block less
@@ -329,7 +332,7 @@ class RealtimeEngine:
             self._play_dry(outdata, position, ready, frames)
         elif not self._wet:
             self._return_to_wet(outdata, position, frames)
-        if self.mic_channel is not None:
+        if self.mic_source is not None or self.mic_channel is not None:
             self._mix_mic(indata, outdata, frames)
 
     def _dry(self, position: int, frames: int) -> np.ndarray:
@@ -380,7 +383,13 @@ class RealtimeEngine:
 
     def _mix_mic(self, indata, outdata, frames: int) -> None:
         mic = self._scratch_mic[:frames]
-        mic[:, 0] = indata[:, self.mic_channel]
+        source = self.mic_source  # one read: another thread may replace it
+        if source is not None:
+            mic[:, 0] = source(frames)[:, 0]
+        elif self.mic_channel is not None:
+            mic[:, 0] = indata[:, self.mic_channel]
+        else:
+            return
         if self.mic_lane is not None:
             self.mic_lane.process(mic, frames)
         elif self.mic_fx_in_callback:
@@ -423,7 +432,8 @@ class RealtimeEngine:
 
     # -- changes while playing (handover.py) ----------------------------------
     def switch(self, build: Callable[[], Pipeline] | None, what: str, routes: dict[str, list[int]] | None = None,
-               fade_ms: float = DEFAULT_FADE_MS, wait: bool = False) -> SwitchReport:
+               fade_ms: float = DEFAULT_FADE_MS, wait: bool = False,
+               on_done: Callable[[SwitchReport], None] | None = None) -> SwitchReport:
         """Replace the pipeline (``build()`` returns the new one) and/or the routing while playing.
 
         Runs on a builder thread; switches queue behind each other. The report's
@@ -431,6 +441,8 @@ class RealtimeEngine:
         failed: ``error``); ``on_switch`` listeners hear of it then.
         """
         report = SwitchReport(what)
+        if on_done is not None:
+            report.callbacks.append(on_done)
         args = (report, build, routes, max(1, round(fade_ms * self.rate / 1000.0)))
         thread = threading.Thread(target=self._switch_in_thread, args=args, name="stemstream-switch", daemon=True)
         thread.start()
@@ -449,7 +461,7 @@ class RealtimeEngine:
             except Exception as exc:  # noqa: BLE001 - the old chain plays on; the front end shows why
                 report.error = f"{type(exc).__name__}: {exc}"
             report.done.set()
-        for listener in list(self.on_switch):
+        for listener in report.callbacks + list(self.on_switch):
             listener(report)
 
     def _build_and_hand_over(self, report: SwitchReport, build, routes, fade: int) -> None:
@@ -515,6 +527,7 @@ class RealtimeEngine:
         chain, queue, fed, report, fade, handed = self._pending
         self._pending = None
         handover = Handover(self.chain, chain, queue, fed, self.out_ring.written, fade, report)
+        report.fade_start = self.out_ring.written
         handover.handed = handed
         handover.misses_before = self.stats.misses
         if not handover.shared:

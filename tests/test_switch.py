@@ -1,0 +1,231 @@
+"""Changes while playing (stream_engine/handover.py, control.py): model, profile, key stage and
+routing switches crossfade without a gap; listen modes; scenes; over OSC on real UDP; and a model
+and profile switch on a JACK dummy server with the xruns, misses and discontinuity it caused.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from stream_engine.control import ChainSpec, LiveControl
+from stream_engine.params import ParamStore, Params
+from stream_engine.pipeline import Pipeline
+from stream_engine.profiles import get_profile
+from stream_engine.realtime import RealtimeEngine
+from stream_engine.separators.registry import load_separator
+
+from conftest import stereo_music
+
+RATE = 48000
+BLOCK = 256
+
+
+def pipeline_for(model: str, profile: str = "live", key_change: bool = False) -> Pipeline:
+    from stream_engine.stages import build_stages
+
+    separator = load_separator(model, profile, sample_rate=RATE)
+    stages = build_stages(separator.spec.stems, RATE, 2, key_change=key_change)
+    return Pipeline(separator, RATE, 2, get_profile(profile), stages=stages)
+
+
+def engine_for(model: str, listen: str = "full", **kw) -> RealtimeEngine:
+    pipeline = pipeline_for(model)
+    store = ParamStore(Params.for_stems(pipeline.stems, listen=listen))
+    return RealtimeEngine(pipeline, BLOCK, store=store, **kw)
+
+
+class Stepper:
+    """Drives the callback and the worker by hand, block by block, sleeping a little so a switch's
+    builder thread (which chases the worker's read position) keeps up; records what was played."""
+
+    def __init__(self, engine: RealtimeEngine, source: np.ndarray):
+        self.engine, self.source = engine, source
+        self.played = np.zeros((len(source), engine.out_channels), np.float32)
+        self.k = 0
+
+    def step(self, blocks: int = 1) -> None:
+        for _ in range(blocks):
+            a, b = self.k * BLOCK, (self.k + 1) * BLOCK
+            self.engine.callback(self.source[a:b], self.played[a:b], BLOCK, None, None)
+            self.engine.work_once()
+            self.k += 1
+            time.sleep(0.0003)
+
+    def until(self, report, limit_blocks: int = 4000) -> None:
+        for _ in range(limit_blocks):
+            if report.done.is_set():
+                return
+            self.step()
+        raise AssertionError(f"switch not done after {limit_blocks} blocks: {report.as_dict()}")
+
+
+def test_model_switch_is_exact_before_and_after_the_crossfade():
+    """passthrough -> dsp-center, main = full mix: both give back their input (the stems sum to it),
+    so the output is the input delayed by the old latency up to the fade, the sin² blend of both
+    delays across it, and the input delayed by the new latency after it: no gap, no sample lost."""
+    engine = engine_for("passthrough")
+    source = stereo_music(4.0)
+    run = Stepper(engine, source)
+    engine.start(thread=False)
+    try:
+        run.step(200)
+        d1 = engine._dry_delay
+        report = engine.switch(lambda: pipeline_for("dsp-center"), "model")
+        run.until(report)
+        run.step(100)
+    finally:
+        engine.stop()
+    assert report.error is None, report.error
+    d2 = engine._dry_delay
+    assert d2 == engine.chain.delay != d1
+    assert engine.pipeline.separator.spec.name == "dsp-center"
+    assert engine.stats.switches == 1 and engine.stats.last_switch["what"] == "model"
+    assert report.gap_ms == 0.0 and report.fade_ms == pytest.approx(30.0)
+    assert engine.stats.misses == 0
+    start, fade = report.fade_start, round(report.fade_ms * RATE / 1000)
+    out = run.played[:, 0]
+    x = source[:, 0]
+    before = np.arange(d1 + 1000, start)
+    after = np.arange(start + fade, run.k * BLOCK)
+    np.testing.assert_allclose(out[before], x[before - d1], atol=1e-6)
+    np.testing.assert_allclose(out[after], x[after - d2], atol=1e-4)
+    middle = np.arange(start, start + fade)
+    rise = np.sin(0.5 * np.pi * (middle - start + 0.5) / fade) ** 2
+    np.testing.assert_allclose(out[middle], (1 - rise) * x[middle - d1] + rise * x[middle - d2], atol=1e-4)
+    print(f"\nmodel switch passthrough -> dsp-center: latency {report.latency_before_ms:.1f} -> "
+          f"{report.latency_after_ms:.1f} ms, crossfade {report.fade_ms:.1f} ms, gap {report.gap_ms} ms, "
+          f"build {report.build_ms:.0f} ms, prime {report.prime_ms:.0f} ms, catch-up {report.catch_up_frames} frames")
+
+
+def test_switch_to_a_shorter_latency_waits_for_its_input_instead_of_a_gap():
+    """dsp-center (balanced) -> passthrough: the new chain needs input that has not arrived yet where
+    the fade begins; the ring drains to the new latency instead of playing silence."""
+    pipeline = pipeline_for("dsp-center", "balanced")
+    engine = RealtimeEngine(pipeline, BLOCK, store=ParamStore(Params.for_stems(pipeline.stems, listen="full")))
+    source = stereo_music(4.0, seed=1)
+    run = Stepper(engine, source)
+    engine.start(thread=False)
+    try:
+        run.step(300)
+        report = engine.switch(lambda: pipeline_for("passthrough"), "model")
+        run.until(report)
+        run.step(150)
+    finally:
+        engine.stop()
+    assert report.error is None and report.gap_ms == 0.0
+    assert report.latency_after_ms < report.latency_before_ms
+    assert engine.stats.misses == 0
+    d2 = engine._dry_delay
+    tail = np.arange(run.k * BLOCK - 4000, run.k * BLOCK)
+    np.testing.assert_allclose(run.played[tail, 1], source[tail - d2, 1], atol=1e-6)
+
+
+def test_routing_switch_moves_a_stem_to_other_channels_while_playing():
+    """main on 1-2, then vocals on 3-4 and main unrouted, through the same pipeline (separated once)."""
+    engine = engine_for("passthrough", out_channels=4)
+    source = stereo_music(3.0, seed=2)
+    run = Stepper(engine, source)
+    engine.start(thread=False)
+    try:
+        run.step(100)
+        pipeline = engine.pipeline
+        report = engine.switch(None, "routing", routes={"vocals": [2, 3]})
+        run.until(report)
+        run.step(60)
+    finally:
+        engine.stop()
+    assert report.error is None and engine.pipeline is pipeline
+    assert engine.router.routes == {"vocals": [2, 3]}
+    d = engine._dry_delay
+    tail = np.arange(run.k * BLOCK - 3000, run.k * BLOCK)
+    np.testing.assert_allclose(run.played[tail, 2:4], source[tail - d], atol=1e-6)  # vocals = input (passthrough)
+    assert np.abs(run.played[tail, 0:2]).max() == 0.0
+    early = np.arange(2000, report.fade_start)
+    np.testing.assert_allclose(run.played[early, 0:2], source[early - d], atol=1e-6)
+    assert np.abs(run.played[early, 2:4]).max() == 0.0
+
+
+def test_key_move_brings_the_key_stage_in_by_a_switch():
+    """Any key move away from 0 (here a ParamStore write, as the GUI slider and OSC do) adds the
+    key stage through a crossfade; its 2048 samples show in the latency."""
+    engine = engine_for("dsp-center", listen="full")
+    control = LiveControl(engine, ChainSpec("dsp-center", "live"))
+    seen = []
+    control.listeners.append(lambda name, values: seen.append((name, values)))
+    source = stereo_music(4.0, seed=3)
+    run = Stepper(engine, source)
+    engine.start(thread=False)
+    try:
+        run.step(100)
+        before = engine.chain.delay
+        engine.store.update(lambda p: p.with_(key=-2))
+        assert control.wanted.key_stage
+        deadline = time.monotonic() + 30
+        while engine.stats.switches == 0 and time.monotonic() < deadline:
+            run.step()
+        run.step(20)
+    finally:
+        engine.stop()
+        control.close()
+    assert any(type(s).__name__ == "KeyShift" for s in engine.pipeline.stages)
+    assert engine.chain.delay - before >= 2048
+    assert control.spec.key_stage and control.get("keystage") == 1
+    assert ("keystage", (1,)) in seen
+    assert any(name == "switched" and values[0] == "keystage" for name, values in seen)
+
+
+def test_failed_switch_keeps_the_old_chain_and_says_why():
+    engine = engine_for("dsp-center")
+    control = LiveControl(engine, ChainSpec("dsp-center", "live"))
+    errors = []
+    control.listeners.append(lambda name, values: errors.append(values) if name == "error" else None)
+
+    def broken(spec):
+        raise RuntimeError("weights missing")
+
+    control._build = broken
+    report = control.set_profile("balanced")
+    assert report.done.wait(10)
+    assert report.error and "weights missing" in report.error
+    assert engine.pipeline.separator.spec.name == "dsp-center" and control.wanted.profile == "live"
+    assert errors and errors[0][0] == "profile"
+    with pytest.raises(ValueError):
+        control.set_model("no-such-model")
+    with pytest.raises(ValueError):
+        control.set_profile("offline")
+
+
+@pytest.mark.parametrize("mode, vocals, accompaniment", [
+    ("full", 1.0, 1.0), ("instrumental", 0.0, 1.0), ("acappella", 1.0, 0.0), ("karaoke", 0.25, 1.0)])
+def test_listen_mode_sets_main_and_the_strip_meters_show_what_main_plays(mode, vocals, accompaniment):
+    from stream_engine.mixer import Mixer
+
+    mixer = Mixer(("vocals", "accompaniment"), 2)
+    stems = np.ones((2, 2, 64), np.float32)
+    stems[0] *= 0.5  # vocals
+    stems[1] *= 0.25
+    params = Params.for_stems(("vocals", "accompaniment"), guide=0.25).with_(listen=mode)
+    buses = mixer.mix(stems, params)
+    np.testing.assert_allclose(buses["main"], 0.5 * vocals + 0.25 * accompaniment, atol=1e-6)
+    np.testing.assert_allclose(buses["vocals"], 0.5, atol=1e-6)  # the routed stem bus stays after its fader
+    peaks = mixer.meters[:, 0]
+    np.testing.assert_allclose(peaks, [0.5 * vocals, 0.25 * accompaniment, 0.5 * vocals + 0.25 * accompaniment],
+                               atol=1e-6)
+    assert params.karaoke == (mode == "karaoke")
+
+
+def test_karaoke_flag_and_listen_mode_agree():
+    p = Params.for_stems(("vocals", "accompaniment"))
+    assert p.listen == "karaoke" and p.karaoke
+    assert p.with_(karaoke=False).listen == "full"
+    assert p.with_(listen="acappella").karaoke is False
+    assert p.with_(listen="a cappella").listen == "acappella"
+    assert Params.for_stems(("vocals",), karaoke=False).listen == "full"
+    with pytest.raises(ValueError):
+        p.with_(listen="nonsense")
