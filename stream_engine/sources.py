@@ -24,29 +24,14 @@ import numpy as np
 FADE_FRAMES = 1440  # 30 ms at 48 kHz: an input change crossfades over this
 
 
-class FileSource:
-    """A file played in a loop (the demo, a backing track), resampled to the stream rate once.
+class LoopSource:
+    """Frames (n, channels) played in a loop. ``next(frames)`` is called from the audio callback:
+    slicing only, and a copy into a preallocated buffer where the loop wraps."""
 
-    ``next(frames)`` is called from the audio callback: slicing only, and a
-    copy into a preallocated buffer where the loop wraps.
-    """
-
-    def __init__(self, path: str | Path, rate: int, channels: int = 2, max_block: int = 8192):
-        from .audio_io import read_audio
-
-        data, file_rate = read_audio(path)
-        if file_rate != rate:
-            import soxr
-
-            data = soxr.resample(data.T, file_rate, rate, "HQ").T
-        if data.shape[0] == 1:
-            data = np.repeat(data, channels, axis=0)
-        elif data.shape[0] > channels:
-            data = data[:channels]
-        self.path = Path(path)
-        self.data = np.ascontiguousarray(data.T.astype(np.float32))  # (frames, channels)
+    def __init__(self, data: np.ndarray, max_block: int = 8192):
+        self.data = np.ascontiguousarray(data, dtype=np.float32)
         self.position = 0
-        self._wrap = np.zeros((max_block, channels), np.float32)
+        self._wrap = np.zeros((max_block, self.data.shape[1]), np.float32)
         self.latency = 0.0  # seconds the source adds before the engine sees it
 
     def next(self, frames: int) -> np.ndarray:
@@ -63,6 +48,25 @@ class FileSource:
 
     def close(self) -> None:
         pass
+
+
+class FileSource(LoopSource):
+    """A file played in a loop (the demo, a backing track), resampled to the stream rate once."""
+
+    def __init__(self, path: str | Path, rate: int, channels: int = 2, max_block: int = 8192):
+        from .audio_io import read_audio
+
+        data, file_rate = read_audio(path)
+        if file_rate != rate:
+            import soxr
+
+            data = soxr.resample(data.T, file_rate, rate, "HQ").T
+        if data.shape[0] == 1:
+            data = np.repeat(data, channels, axis=0)
+        elif data.shape[0] > channels:
+            data = data[:channels]
+        super().__init__(data.T, max_block)  # (frames, channels)
+        self.path = Path(path)
 
 
 class CaptureRing:
