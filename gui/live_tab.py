@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
-    QCheckBox, QComboBox, QFormLayout, QFrame, QGridLayout, QGroupBox, QHBoxLayout, QLabel, QPushButton,
-    QScrollArea, QSlider, QVBoxLayout, QWidget,
+    QAbstractItemView, QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFormLayout, QFrame, QGridLayout, QGroupBox,
+    QHBoxLayout, QHeaderView, QLabel, QPushButton, QScrollArea, QSlider, QTableWidget, QTableWidgetItem,
+    QVBoxLayout, QWidget,
 )
 
-from stream_engine.params import StemParams
+from stream_engine.params import LISTEN_LABELS, LISTEN_MODES, StemParams
 from stream_engine.profiles import PROFILES, REALTIME_PROFILES
 
 from .fx_panel import FxPanel
@@ -30,12 +31,12 @@ class StemStrip(QFrame):
     mute_changed = Signal(str, bool)
     solo_changed = Signal(str, bool)
 
-    def __init__(self, stem: str, parent=None, controls: bool = True):
+    def __init__(self, stem: str, parent=None, controls: bool = True, title: str | None = None):
         super().__init__(parent)
         self.stem = stem
         self.setObjectName("strip")
         self.setFrameShape(QFrame.StyledPanel)
-        title = QLabel(stem.upper() if controls else "MAIN")
+        title = QLabel(title or (stem.upper() if controls else "MAIN"))
         title.setAlignment(Qt.AlignCenter)
         title.setStyleSheet("font-weight:bold; letter-spacing:1px;")
         self.meter = LevelMeter(stereo_width=24)
@@ -138,13 +139,23 @@ class LiveTab(QWidget):
                                               f"target ≤ {PROFILES[n].latency_target_ms:g} ms"
                                               for n in REALTIME_PROFILES))
         self.key_stage = QCheckBox("Key change (adds 43 ms)")
-        self.key_stage.setToolTip("Put the key-shift stage in the pipeline so the key can change; "
-                                  "its phase vocoder adds 2048 samples of latency. Applies on (re)start")
+        self.key_stage.setToolTip("The key-shift stage: its phase vocoder adds 2048 samples of latency. "
+                                  "Moving the key away from 0 adds it by itself; while running it comes "
+                                  "in or out with a 30 ms crossfade (OSC /stemstream/keystage)")
+        self.mic_device_box = QComboBox()
+        self.mic_device_box.addItem("Input device", None)
+        self.mic_device_box.setToolTip("The microphone's device: any input device, also while a file or the demo "
+                                       "plays (\"Input device\": the music's input device, or the default one)")
+        self.mic_device_box.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+        self.mic_device_box.setMinimumContentsLength(10)
         self.mic_box = QComboBox()
         self.mic_box.addItem("none", None)
         for ch in range(8):
-            self.mic_box.addItem(f"input channel {ch + 1}", ch)
-        self.mic_box.setToolTip("Input channel carrying your microphone (mixed into the output at the mic level)")
+            self.mic_box.addItem(f"channel {ch + 1}", ch)
+        self.mic_box.setToolTip("The microphone's channel on its device (mixed into the output at the mic level; "
+                                "OSC /stemstream/mic \"DEVICE#CH\")")
+        self.routing_button = QPushButton("Routing…")
+        self.routing_button.setToolTip("Put each stem and bus on output channels (as the command line's --route)")
         setup = QGroupBox("Audio and model")
         form = QFormLayout(setup)
         form.setLabelAlignment(Qt.AlignRight)
@@ -155,8 +166,12 @@ class LiveTab(QWidget):
         form.addRow("Output", self.output_box)
         form.addRow("Model", self.model_box)
         form.addRow("Profile", self.profile_box)
-        form.addRow("Mic", self.mic_box)
+        mic_row = QHBoxLayout()
+        mic_row.addWidget(self.mic_device_box, 1)
+        mic_row.addWidget(self.mic_box)
+        form.addRow("Mic", mic_row)
         form.addRow("", self.key_stage)
+        form.addRow("Outputs", self.routing_button)
 
         # -- karaoke ----------------------------------------------------------
         self.guide = QSlider(Qt.Horizontal)
@@ -176,13 +191,37 @@ class LiveTab(QWidget):
         self.mic_label = QLabel("0.0 dB")
         for lab in (self.guide_label, self.key_label, self.mic_label):
             lab.setMinimumWidth(56)
-        karaoke = QGroupBox("Karaoke")
+        self.listen_box = QComboBox()
+        for mode in LISTEN_MODES:
+            self.listen_box.addItem(LISTEN_LABELS[mode], mode)
+        self.listen_box.setToolTip("What the main output plays: every stem, all but the vocals, the vocals alone, "
+                                   "or the karaoke mix with the guide vocal (OSC /stemstream/listen)")
+        self.scene_box = QComboBox()
+        self.scene_box.setEditable(True)
+        self.scene_box.setToolTip("Scenes: the whole mixer (listen mode, faders, mutes, solos, key, guide, mic, "
+                                  "effect chains). Type a name to save a new one (OSC /stemstream/scene/save)")
+        self.scene_box.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+        self.scene_box.setMinimumContentsLength(8)
+        self.scene_save = QPushButton("Save")
+        self.scene_save.setToolTip("Save the mixer as the scene named on the left")
+        self.scene_load = QPushButton("Load")
+        self.scene_load.setToolTip("Load the scene named on the left (effect chains crossfade in while running)")
+        karaoke = QGroupBox("Listen")
         grid = QGridLayout(karaoke)
+        grid.addWidget(QLabel("Mode"), 0, 0)
+        grid.addWidget(self.listen_box, 0, 1, 1, 2)
         for r, (name, slider, lab) in enumerate((("Guide", self.guide, self.guide_label), ("Key", self.key, self.key_label),
-                                                ("Mic", self.mic, self.mic_label))):
+                                                ("Mic", self.mic, self.mic_label)), start=1):
             grid.addWidget(QLabel(name), r, 0)
             grid.addWidget(slider, r, 1)
             grid.addWidget(lab, r, 2)
+        scenes = QHBoxLayout()
+        scenes.addWidget(self.scene_box, 1)
+        scenes.addWidget(self.scene_save)
+        scenes.addWidget(self.scene_load)
+        grid.addWidget(QLabel("Scene"), 4, 0)
+        grid.addLayout(scenes, 4, 1, 1, 2)
+        grid.setColumnStretch(1, 1)
 
         self.latency_group = QGroupBox("Latency")
         self.latency_text = QLabel("Start the engine to see where the latency comes from.")
@@ -196,10 +235,16 @@ class LiveTab(QWidget):
         left.addWidget(karaoke)
         left.addWidget(self.latency_group)
         left.addStretch(1)
-        left_w = QWidget()
-        left_w.setLayout(left)
-        left_w.setMaximumWidth(380)
-        left_w.setMinimumWidth(300)
+        left_inner = QWidget()
+        left_inner.setLayout(left)
+        # scrolls rather than squeezes when the window is short (1024x700): nothing overlaps
+        left_w = QScrollArea()
+        left_w.setWidget(left_inner)
+        left_w.setWidgetResizable(True)
+        left_w.setFrameShape(QFrame.NoFrame)
+        left_w.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        left_w.setMaximumWidth(400)
+        left_w.setMinimumWidth(320)
 
         # -- mixer -------------------------------------------------------------
         self.mixer_group = QGroupBox("Mixer (peak / RMS dBFS)")
@@ -207,7 +252,9 @@ class LiveTab(QWidget):
         self.strip_row.setSpacing(8)
         self.strips: dict[str, StemStrip] = {}
         self.main_strip = StemStrip("main", controls=False)
-        self.main_strip.setToolTip("The main mix: what the output plays")
+        self.main_strip.setToolTip("The main mix: what the output plays (the strips show each stem's part of it)")
+        self.mic_strip = StemStrip("mic", controls=False, title="MIC")
+        self.mic_strip.setToolTip("The microphone after its level (mixed in after the separation)")
 
         # -- spectrogram ----------------------------------------------------------
         self.spec_source = QComboBox()
@@ -244,10 +291,14 @@ class LiveTab(QWidget):
         layout.addLayout(center, 1)
         layout.addWidget(scroll)
 
-    def show_latency(self, report, target_ms: float) -> None:
+    def show_latency(self, report, target_ms: float, mic_ms: float | None = None) -> None:
         rows = [f"<tr><td>{name}</td><td align='right'>&nbsp;{1000.0 * n / report.sample_rate:.1f} ms</td></tr>"
                 for name, n in report.parts.items() if n]
         rows.append(f"<tr><td><b>total</b></td><td align='right'>&nbsp;<b>{report.ms:.1f} ms</b></td></tr>")
+        if mic_ms is not None:
+            rows.append(f"<tr><td>microphone (no separation)</td><td align='right'>&nbsp;{mic_ms:.1f} ms</td></tr>")
+        self.mic_strip.setToolTip(self.mic_strip.toolTip().split("\n")[0] +
+                                  ("" if mic_ms is None else f"\nlatency {mic_ms:.1f} ms"))
         self.latency_text.setText(f"<table width='100%'>{''.join(rows)}</table>"
                                   f"<span style='color:#7f8794'>algorithmic {report.algorithmic_ms:.1f} ms "
                                   f"(profile target ≤ {target_ms:g} ms; compute budget and device excluded)</span>")
@@ -257,13 +308,14 @@ class LiveTab(QWidget):
         while self.strip_row.count():
             item = self.strip_row.takeAt(0)
             w = item.widget()
-            if w is not None and w is not self.main_strip:
+            if w is not None and w not in (self.main_strip, self.mic_strip):
                 w.deleteLater()
         self.strips = {s: StemStrip(s) for s in stems}
         for strip in self.strips.values():
             self.strip_row.addWidget(strip, 1)
         self.strip_row.addSpacing(16)
         self.strip_row.addWidget(self.main_strip)
+        self.strip_row.addWidget(self.mic_strip)
         current = self.spec_source.currentData()
         self.spec_source.blockSignals(True)
         self.spec_source.clear()
@@ -275,4 +327,67 @@ class LiveTab(QWidget):
         self.spec_source.blockSignals(False)
 
 
-__all__ = ["LiveTab", "StemStrip", "gain_text"]
+class RoutingDialog(QDialog):
+    """Each bus on output channels, as ``stemstream live --route`` (channels from 1, e.g. 3,4)."""
+
+    def __init__(self, buses, routes: dict, outputs: int | None = None, parent=None):
+        super().__init__(parent)
+        self.setWindowTitle("Routing")
+        self.outputs = outputs
+        self.table = QTableWidget(len(buses), 2)
+        self.table.setHorizontalHeaderLabels(["Bus", "Output channels"])
+        self.table.verticalHeader().setVisible(False)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.Stretch)
+        self.table.setSelectionMode(QAbstractItemView.SingleSelection)
+        for row, bus in enumerate(buses):
+            name = QTableWidgetItem(bus)
+            name.setFlags(Qt.ItemIsEnabled)
+            self.table.setItem(row, 0, name)
+            chans = routes.get(bus) or []
+            self.table.setItem(row, 1, QTableWidgetItem(",".join(str(c + 1) for c in chans)))
+        hint = QLabel("Channels from 1, e.g. 3,4; empty: not routed. The mic bus (if routed) replaces "
+                      "its place in main." + (f" The output device has {outputs} channels." if outputs else ""))
+        hint.setWordWrap(True)
+        self.problem = QLabel("")
+        self.problem.setWordWrap(True)
+        self.problem.setStyleSheet("color:#e06c5a;")
+        buttons = self.button_box = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
+        buttons.accepted.connect(self._accept)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.table, 1)
+        layout.addWidget(hint)
+        layout.addWidget(self.problem)
+        layout.addWidget(buttons)
+        self.result_routes: dict | None = None
+
+    def routes(self) -> dict:
+        """{bus: [channels from 0]} as typed; ValueError naming the bad row."""
+        from .audio import parse_channels
+
+        routes = {}
+        for row in range(self.table.rowCount()):
+            bus = self.table.item(row, 0).text()
+            text = self.table.item(row, 1).text() if self.table.item(row, 1) else ""
+            try:
+                chans = parse_channels(text)
+            except ValueError:
+                raise ValueError(f"{bus}: write channels from 1 like 3,4 (got {text!r})") from None
+            if chans and self.outputs and max(chans) >= self.outputs:
+                raise ValueError(f"{bus}: the output device has {self.outputs} channels")
+            if chans:
+                routes[bus] = chans
+        if not routes:
+            raise ValueError("route at least one bus (main=1,2 plays the mix)")
+        return routes
+
+    def _accept(self) -> None:
+        try:
+            self.result_routes = self.routes()
+        except ValueError as exc:
+            self.problem.setText(str(exc))
+            return
+        self.accept()
+
+
+__all__ = ["LiveTab", "RoutingDialog", "StemStrip", "gain_text"]
