@@ -636,6 +636,8 @@ def run_live(args) -> int:
         "device_latency_s": {"input": device_in, "output": device_out},
         "seconds": round(elapsed, 3),
         "worker_priority_raised": live.engine.tuning.worker_boosted,
+        "model_at_end": engine.pipeline.separator.spec.name,  # switches (OSC) may have changed them
+        "profile_at_end": engine.pipeline.profile.name,
         "exit": {"code": code, "reason": reason},
     }
     result = stats_dict(engine, latency, timer, info)

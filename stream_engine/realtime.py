@@ -231,6 +231,7 @@ class RealtimeEngine:
         self.worker_error: BaseException | None = None
         self._pending: tuple | None = None  # (chain, its output queue, next input it needs, report): builder -> worker
         self._handover: Handover | None = None  # worker only
+        self._retired: Handover | None = None  # the finished hand-over (its old chain), freed by the builder
         self._switch_lock = threading.Lock()  # one switch at a time (builder threads)
         self.on_switch: list[Callable[[SwitchReport], None]] = []  # called on the builder thread when one ends
         self.pipeline.reset()
@@ -510,6 +511,9 @@ class RealtimeEngine:
                 break
         if tuple(chain.pipeline.stems) != tuple(self.store.current.stems):
             self.store.update(lambda p: p.carried_to(chain.pipeline.stems))
+        # the old chain is freed here, not on the worker (a model session can take ms to tear down)
+        time.sleep(0.02)  # the worker has left its hand-over step by now
+        self._retired = None
 
     def _install(self, chain: Chain, report: SwitchReport, fade_ms: float) -> None:
         """Make ``chain`` the engine's (worker side, or while stopped)."""
@@ -547,6 +551,7 @@ class RealtimeEngine:
         self.stats.dropped_frames += self.out_ring.write_dropping_late(out)
         if handover.finished(self.out_ring.written):
             self._handover = None
+            self._retired = handover  # the builder lets go of it, off the worker
             handover.report.misses_during = self.stats.misses - handover.misses_before
             self._install(handover.new, handover.report, fade_ms=1000.0 * handover.fade / self.rate)
             handover.handed.set()

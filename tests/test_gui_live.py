@@ -135,9 +135,12 @@ def test_listen_mode_selector_osc_and_scenes(qtbot, jack8, make_window, tmp_path
     assert w.errors == []
 
 
-def _port_of(server, prefix: str, kind: str) -> list[str]:
-    return sorted((p for p in server.ports_list() if p.startswith(prefix) and f":{kind}_" in p),
-                  key=lambda p: int(p.rsplit("_", 1)[1]))
+def _ports(server, kind: str) -> list[str]:
+    """This process's PortAudio client's ``in`` or ``out`` ports (its name is whatever was set last)."""
+    ports = [p for p in server.ports_list() if not p.startswith("system:") and f":{kind}_" in p]
+    clients = {p.split(":", 1)[0] for p in ports}
+    assert len(clients) == 1, ports
+    return sorted(ports, key=lambda p: int(p.rsplit("_", 1)[1]))
 
 
 def test_routing_dialog_and_a_microphone_of_its_own_under_the_demo_song(qtbot, jack8, make_window):
@@ -171,8 +174,8 @@ def test_routing_dialog_and_a_microphone_of_its_own_under_the_demo_song(qtbot, j
     w.save_settings()
     assert json.loads(w.settings.path.read_text())["routes"] == {"vocals": [3, 4], "main": [1, 2]}
     # the engine's vocals leave on out 3: loop them into the mic's capture port
-    outs = _port_of(jack8, "PortAudio", "out")
-    mic_port = _port_of(jack8, "PortAudio", "in")[-1]
+    outs = _ports(jack8, "out")
+    mic_port = _ports(jack8, "in")[-1]
     for peer in jack8.connections().get(mic_port, []):
         jack8.disconnect(peer, mic_port)
     jack8.connect(outs[2], mic_port)

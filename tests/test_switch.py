@@ -167,7 +167,7 @@ def test_key_move_brings_the_key_stage_in_by_a_switch():
         engine.store.update(lambda p: p.with_(key=-2))
         assert control.wanted.key_stage
         deadline = time.monotonic() + 30
-        while engine.stats.switches == 0 and time.monotonic() < deadline:
+        while not any(name == "switched" for name, _ in seen) and time.monotonic() < deadline:
             run.step()
         run.step(20)
     finally:
@@ -387,3 +387,45 @@ def test_model_and_profile_switch_on_jack_dummy(jack_server):
                 assert r["click_ratio"] < 10.0, r  # a hard cut scores 300 and more, the crossfade about 1
             return
     pytest.fail(f"every run had xruns or misses around a switch: {result['switches']}")
+
+
+def test_cli_live_switches_model_and_profile_over_osc(jack_server, tmp_path):
+    """`stemstream live` on JACK: /stemstream/model and /profile over UDP switch it while it plays;
+    the stats file counts the switches and names the model and profile it ended with."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    stats_file = tmp_path / "stats.json"
+    cmd = [sys.executable, "-m", "stream_engine.cli", "live", "--input", "system", "--output", "system",
+           "--host-api", "jack", "--model", "dsp-center", "--profile", "live", "--duration", "8",
+           "--stats-json", str(stats_file), "--jack-name", "stemstream-osc-switch", "--osc-port", "0", "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=jack_server.env,
+                            cwd=Path(__file__).resolve().parents[1])
+    client = None
+    try:
+        port = None
+        for line in proc.stdout:
+            if line.startswith("OSC on 127.0.0.1:"):
+                port = int(line.rsplit(":", 1)[1])
+                break
+        assert port, proc.stderr.read()
+        client = OscClient(port)
+        client.send("/stemstream/subscribe", "127.0.0.1", client.sock.getsockname()[1])
+        client.send("/stemstream/model", "stemstream-student-int8")
+        client.wait_for("/stemstream/model", lambda a: a == ["stemstream-student-int8"])
+        client.send("/stemstream/profile", "balanced")
+        client.wait_for("/stemstream/profile", lambda a: a == ["balanced"])
+        client.send("/stemstream/get/switches")
+        assert client.wait_for("/stemstream/switches")[0] == 2
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if client is not None:
+            client.close()
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    stats = json.loads(stats_file.read_text())
+    assert stats["switches"] == 2 and stats["last_switch"]["what"] == "profile"
+    assert stats["model_at_end"] == "stemstream-student-int8" and stats["profile_at_end"] == "balanced"
+    assert stats["last_switch"]["gap_ms"] == 0.0
