@@ -287,7 +287,8 @@ class LiveSession:
         self.block = block = cfg.block or profile.block
         live.preload_backends()
 
-        spec = ChainSpec(cfg.model, cfg.profile, key_stage=cfg.key_shift, fx=self._active_fx(cfg.fx), channels=2)
+        key_stage = cfg.key_shift or self.store.current.key != 0  # a key away from 0 needs its stage
+        spec = ChainSpec(cfg.model, cfg.profile, key_stage=key_stage, fx=self._active_fx(cfg.fx), channels=2)
         pipeline = self._build_pipeline(spec)
         self.timings["model_loaded"] = time.perf_counter()
         stems = pipeline.stems

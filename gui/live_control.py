@@ -187,6 +187,8 @@ class LiveWiring(QObject):
             self.window.store.update(lambda p: p.with_(listen=mode))
 
     def _show_params(self, _old, new) -> None:
+        if self.window.store.current.key != 0 and not self.tab.key_stage.isChecked():
+            self.tab.key_stage.setChecked(True)  # a key set by OSC, a shortcut or a scene needs the stage too
         box = self.tab.listen_box
         index = box.findData(self.window.store.current.listen)
         if index >= 0 and index != box.currentIndex():

@@ -84,7 +84,7 @@ class StemStrip(QFrame):
                 b.setFixedWidth(34)
                 row.addWidget(b)
             layout.addLayout(row)
-        self.setMinimumWidth(96)
+        self.setMinimumWidth(96 if controls else 72)  # a meter-only strip (main, mic) needs less
         self.setMaximumWidth(200)
 
     def _fader_moved(self, value: int) -> None:
@@ -244,7 +244,7 @@ class LiveTab(QWidget):
         left_w.setFrameShape(QFrame.NoFrame)
         left_w.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
         left_w.setMaximumWidth(400)
-        left_w.setMinimumWidth(320)
+        left_w.setMinimumWidth(300)
 
         # -- mixer -------------------------------------------------------------
         self.mixer_group = QGroupBox("Mixer (peak / RMS dBFS)")

@@ -148,8 +148,10 @@ class CaptureReader:
 
     @property
     def latency(self) -> float:
-        """Seconds from the capture device to the engine: its latency plus the slack held."""
-        return self.capture.latency + self.slack / self.capture.rate
+        """Seconds from the capture device to the engine: its latency, the slack held, and one block
+        more: where both streams run in one cycle, the capture may run after the output (JACK,
+        measured: mic to output three blocks, this plus the device block)."""
+        return self.capture.latency + (self.slack + self.capture.block) / self.capture.rate
 
     def next(self, frames: int) -> np.ndarray:
         out = self._out[:frames]

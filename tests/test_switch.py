@@ -429,3 +429,113 @@ def test_cli_live_switches_model_and_profile_over_osc(jack_server, tmp_path):
     assert stats["switches"] == 2 and stats["last_switch"]["what"] == "profile"
     assert stats["model_at_end"] == "stemstream-student-int8" and stats["profile_at_end"] == "balanced"
     assert stats["last_switch"]["gap_ms"] == 0.0
+
+
+def test_osc_scenes_without_a_running_engine(tmp_path, monkeypatch):
+    """Nothing playing (no controls): /scene/save and /scene/load still keep and restore the mixer."""
+    from stream_engine.osc import OscServer
+
+    monkeypatch.setenv("STEMSTREAM_CONFIG_DIR", str(tmp_path))
+    stems = ("vocals", "drums", "bass", "other")
+    store = ParamStore(Params.for_stems(stems, listen="instrumental").with_stem("drums", mute=True, gain=1.5))
+    server = OscServer(store, list(stems), lambda: {}, port=0, meter_hz=0)
+    client = OscClient(server.port)
+    try:
+        client.send("/stemstream/scene/save", "band")
+        path = client.wait_for("/stemstream/scene/saved")[0]
+        assert path == str(tmp_path / "scenes" / "band.json")
+        store.set(Params.for_stems(stems))
+        client.send("/stemstream/model", "dsp-center")  # no engine to switch: said so
+        client.wait_for("/stemstream/error", lambda a: a[0] == "/stemstream/model")
+        client.send("/stemstream/scene/load", "band")
+        client.wait_for("/stemstream/scene/loaded")
+        p = store.current
+        assert p.listen == "instrumental" and p.stem("drums").mute and p.stem("drums").gain == 1.5
+        client.send("/stemstream/scene/load", "nothing-here")
+        assert "cannot read" in client.wait_for("/stemstream/error", lambda a: a[0] == "/stemstream/scene/load")[1]
+    finally:
+        client.close()
+        server.close()
+
+
+def test_cli_live_mic_on_its_own_device(jack_server, tmp_path):
+    """`stemstream live --mic-device system --mic 2` on JACK: the mic is a capture stream of its own
+    (ports of its own beside the music's two), not a channel of the music input; its latency is printed."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from stream_engine.tools.jack_probe import Probe
+
+    stats_file = tmp_path / "stats.json"
+    cmd = [sys.executable, "-m", "stream_engine.cli", "live", "--input", "system", "--output", "system",
+           "--host-api", "jack", "--model", "passthrough", "--profile", "live", "--duration", "6",
+           "--stats-json", str(stats_file), "--jack-name", "stemstream-micdev", "--mic-device", "system",
+           "--mic", "2", "--quiet", "--no-karaoke"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=jack_server.env,
+                            cwd=Path(__file__).resolve().parents[1])
+    try:
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("microphone:"):
+                break
+        assert any("microphone: 'system' channel 2" in line for line in lines), lines
+        ports = jack_server.wait_for_ports("stemstream-micdev", 2 + 2 + 2)  # music in 2, out 2, mic capture 2
+        assert sorted(p.split(":")[1] for p in ports) == ["in_0", "in_1", "in_2", "in_3", "out_0", "out_1"]
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    stats = json.loads(stats_file.read_text())
+    assert stats["channels"]["mic_device"] == "system" and stats["channels"]["in"] == 2
+
+
+def test_microphone_on_its_own_device_reaches_the_output_within_its_reported_latency(jack_server, tmp_path):
+    """The engine on a full-duplex JACK stream (passthrough, silent music), a microphone captured by a
+    second stream of the same device (sources.Capture): probe clicks on the mic's port come out of the
+    main channels, as late as the reader reports (its capture's latency plus the block it holds) plus
+    the device block, to within one block."""
+    from stream_engine import live
+    from stream_engine.sources import Capture
+    from stream_engine.tools.jack_probe import delay
+    from test_live_jack import CLICKS_BACK, PERIOD, best_of_three, ms, run_probe
+
+    def run_once(attempt):
+        pipeline = pipeline_for("passthrough")
+        engine = RealtimeEngine(pipeline, BLOCK, store=ParamStore(Params.for_stems(pipeline.stems, listen="full")))
+        client = f"stemstream-mic-{attempt}"
+        jack_server.activate()
+        live.set_jack_client_name(client)
+        device = live.find_device(None, "output", "jack", need=2)
+        stream = live.LiveStream(engine, device["index"], device["index"], 2, RATE)
+        stream.open()
+        capture = Capture(device["index"], 1, RATE, BLOCK).open()
+        reader = capture.reader((0,))
+        engine.mic_source = reader.next
+        (tmp_path / str(attempt)).mkdir()
+        try:
+            stream.start()
+            jack_server.wait_for_ports(client, 5)
+            wiring = [("probe:out_2", f"{client}:in_2"), ("probe:out_3", "probe:in_2"),
+                      (f"{client}:out_0", "probe:in_0"), (f"{client}:out_1", "probe:in_1")]
+            result = run_probe(jack_server, tmp_path / str(attempt), wiring, inputs=3, outputs=4,
+                               click_channels=[3, 4])  # from 1: probe out_2 (mic) and out_3
+        finally:
+            stream.stop()
+            capture.close()
+        rec, played = result.recorded, result.played
+        lags = [delay(played[:, 3], rec[:, 2], PERIOD // 2), delay(played[:, 2], rec[:, 0], PERIOD // 2)]
+        return min(q for _, q in lags), engine.stats.xruns == 0, (lags, reader, stream)
+
+    lags, reader, stream = best_of_three(run_once)
+    (reference, q_ref), (mic, q_mic) = lags
+    measured = mic - reference
+    reported = round(reader.latency * RATE) + BLOCK  # capture, the block held, cycle order, + the device block
+    print(f"\nmicrophone on its own capture stream: {measured} samples = {ms(measured):.2f} ms to the output "
+          f"(reported {reported} = {ms(reported):.2f} ms: capture latency {1000 * reader.capture.latency:.2f} ms "
+          f"+ held block + cycle order + device block); match {q_mic:.2f}, reference {q_ref:.2f}; reader underruns "
+          f"{reader.underruns}, skips {reader.skips}")
+    assert q_ref > CLICKS_BACK and q_mic > CLICKS_BACK
+    assert abs(measured - reported) <= BLOCK

@@ -476,10 +476,18 @@ class OscServer:
             raise OscError(f"{address}: {exc.args[0] if exc.args else exc}") from None
 
     def _scene(self, sender, address: str, action: str, name: str) -> None:
-        if self.controls is None:
-            raise OscError(f"{address}: scenes are not available in this front end")
+        """With ``controls`` effect chains too; without (nothing playing), the mixer alone."""
+        from .. import scenes
+
         try:
-            path = self.controls.save_scene(name) if action == "save" else self.controls.load_scene(name)
+            if self.controls is not None:
+                path = self.controls.save_scene(name) if action == "save" else self.controls.load_scene(name)
+            elif action == "save":
+                path = scenes.save_scene(name, self.store.current)
+            else:
+                scene = scenes.load_scene(name)
+                self.store.update(lambda p: scenes.params_from_scene(scene, p))
+                path = scenes.scene_path(name)
         except (OSError, ValueError) as exc:
             raise OscError(f"{address}: {exc}") from None
         self._to_subscribers(f"{PREFIX}/scene/{'saved' if action == 'save' else 'loaded'}", str(path), also=sender)
