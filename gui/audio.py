@@ -246,7 +246,7 @@ class LiveSession:
         self.music_reader = None  # CaptureReader of the input device, when the input is one
         self.mic_reader = None
         self._captures: list[Capture] = []
-        self.stems: tuple[str, ...] = ()
+        self._stems: tuple[str, ...] = ()
         self.rate = 48000
         self.block = 256
         self.out_device = None
@@ -259,6 +259,16 @@ class LiveSession:
         self.device_names = ("", "")
         self.input_label = ""
         self.mic_label = "none"
+
+    @property
+    def stems(self) -> tuple[str, ...]:
+        """The running mixer's stems (a switch may change them; ``levels()`` has one row each, then main)."""
+        engine = self.engine
+        return tuple(engine.mixer.stems) if engine is not None else self._stems
+
+    @stems.setter
+    def stems(self, stems) -> None:
+        self._stems = tuple(stems)
 
     # -- building (worker thread) -----------------------------------------
     def start(self) -> "LiveSession":
@@ -470,7 +480,6 @@ class LiveSession:
     # -- switches (the model, profile, key stage, effects, routing) ----------------
     def _switched(self, name: str, values: tuple) -> None:
         if name == "switched":
-            self.stems = tuple(self.engine.pipeline.stems)
             self._measure_latency()
 
     def _measure_latency(self) -> None:

@@ -202,6 +202,9 @@ class LiveWiring(QObject):
         session = w.session
         if name == "error":
             w.show_error(values[1])
+            if session is not None and session.control is not None:  # the boxes show what still plays
+                self._select(lt.model_box, session.control.spec.model)
+                self._select(lt.profile_box, session.control.spec.profile)
             return
         if name == "model":
             if session is not None:

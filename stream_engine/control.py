@@ -86,6 +86,8 @@ class LiveControl:
             new = replace(self.wanted, **changes)
             self.wanted = new
         return self.engine.switch(lambda: self._build(new), what, on_done=lambda r: self._switched(r, new))
+        # Requests queue; one superseded by a later one is skipped (its report says so): the later
+        # one is built from ``wanted``, which holds every change asked for so far.
 
     def set_model(self, name: str | None) -> SwitchReport:
         return self.change("model", model=model_choice(name))
@@ -142,6 +144,8 @@ class LiveControl:
             self.set_key_stage(True)
 
     def _switched(self, report: SwitchReport, spec: ChainSpec) -> None:
+        if report.superseded:  # the later request carries this change too (``wanted`` is cumulative)
+            return
         if report.error is not None:
             with self._lock:
                 if self.wanted is spec:

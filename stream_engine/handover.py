@@ -172,6 +172,7 @@ class SwitchReport:
     fade_start: int | None = None  # output position (frames since the stream began) where the fade began
     dropped_routes: list = field(default_factory=list)
     error: str | None = None
+    superseded: bool = False  # skipped: a later request of the same kind was queued behind it
     done: threading.Event = field(default_factory=threading.Event)
     callbacks: list = field(default_factory=list)  # called with the report on the builder thread when done
 

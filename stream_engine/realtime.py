@@ -233,6 +233,7 @@ class RealtimeEngine:
         self._handover: Handover | None = None  # worker only
         self._retired: Handover | None = None  # the finished hand-over (its old chain), freed by the builder
         self._switch_lock = threading.Lock()  # one switch at a time (builder threads)
+        self._latest: dict[str, SwitchReport] = {}  # the newest request of each kind
         self.on_switch: list[Callable[[SwitchReport], None]] = []  # called on the builder thread when one ends
         self.pipeline.reset()
 
@@ -444,6 +445,8 @@ class RealtimeEngine:
         report = SwitchReport(what)
         if on_done is not None:
             report.callbacks.append(on_done)
+        kind = "routing" if build is None else "pipeline"
+        self._latest[kind] = report  # a queued request of the same kind is superseded by this one
         args = (report, build, routes, max(1, round(fade_ms * self.rate / 1000.0)))
         thread = threading.Thread(target=self._switch_in_thread, args=args, name="stemstream-switch", daemon=True)
         thread.start()
@@ -458,7 +461,10 @@ class RealtimeEngine:
         self.tuning._boost(threading.current_thread())
         with self._switch_lock:
             try:
-                self._build_and_hand_over(report, build, routes, fade)
+                if self._latest.get("routing" if build is None else "pipeline") is not report:
+                    report.superseded = True  # a later request (which includes this one's change) follows
+                else:
+                    self._build_and_hand_over(report, build, routes, fade)
             except Exception as exc:  # noqa: BLE001 - the old chain plays on; the front end shows why
                 report.error = f"{type(exc).__name__}: {exc}"
             report.done.set()

@@ -220,6 +220,18 @@ def test_listen_mode_sets_main_and_the_strip_meters_show_what_main_plays(mode, v
     assert params.karaoke == (mode == "karaoke")
 
 
+def test_listen_modes_with_four_stems():
+    from stream_engine.mixer import Mixer
+
+    stems = ("vocals", "drums", "bass", "other")
+    mixer = Mixer(stems, 2)
+    x = np.ones((4, 2, 32), np.float32) * np.array([1, 2, 4, 8], np.float32)[:, None, None]
+    for mode, expected in (("full", 15), ("instrumental", 14), ("acappella", 1), ("karaoke", 14.5)):
+        buses = mixer.mix(x, Params.for_stems(stems, guide=0.5).with_(listen=mode))
+        np.testing.assert_allclose(buses["main"], expected)
+        np.testing.assert_allclose(buses["instrumental"], 14)  # routed buses keep their meaning
+
+
 def test_karaoke_flag_and_listen_mode_agree():
     p = Params.for_stems(("vocals", "accompaniment"))
     assert p.listen == "karaoke" and p.karaoke
@@ -539,3 +551,28 @@ def test_microphone_on_its_own_device_reaches_the_output_within_its_reported_lat
           f"{reader.underruns}, skips {reader.skips}")
     assert q_ref > CLICKS_BACK and q_mic > CLICKS_BACK
     assert abs(measured - reported) <= BLOCK
+
+
+def test_quick_changes_coalesce_into_the_last_one():
+    """Scrolling through models: requests queued behind a running switch are skipped for the newest,
+    which carries every change asked for (model and profile here)."""
+    engine = engine_for("dsp-center")
+    control = LiveControl(engine, ChainSpec("dsp-center", "live"))
+    source = stereo_music(6.0, seed=5)
+    run = Stepper(engine, source)
+    engine.start(thread=False)
+    try:
+        run.step(50)
+        reports = [control.set_model("passthrough"), control.set_model("dsp-4stem"),
+                   control.set_model("stemstream-student-int8"), control.set_profile("balanced")]
+        run.until(reports[-1])
+        for r in reports:
+            run.until(r)
+    finally:
+        engine.stop()
+        control.close()
+    assert [r.error for r in reports] == [None] * 4
+    assert reports[-1].superseded is False and sum(r.superseded for r in reports) >= 2
+    assert engine.pipeline.separator.spec.name == "stemstream-student-int8"
+    assert engine.pipeline.profile.name == "balanced" and control.spec == control.wanted
+    assert engine.stats.switches == sum(not r.superseded for r in reports)
