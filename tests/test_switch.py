@@ -224,9 +224,9 @@ def test_listen_modes_with_four_stems():
     from stream_engine.mixer import Mixer
 
     stems = ("vocals", "drums", "bass", "other")
-    mixer = Mixer(stems, 2)
     x = np.ones((4, 2, 32), np.float32) * np.array([1, 2, 4, 8], np.float32)[:, None, None]
     for mode, expected in (("full", 15), ("instrumental", 14), ("acappella", 1), ("karaoke", 14.5)):
+        mixer = Mixer(stems, 2)  # a fresh one: a mode change on a running mixer ramps over a block
         buses = mixer.mix(x, Params.for_stems(stems, guide=0.5).with_(listen=mode))
         np.testing.assert_allclose(buses["main"], expected)
         np.testing.assert_allclose(buses["instrumental"], 14)  # routed buses keep their meaning
