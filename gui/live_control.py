@@ -109,7 +109,7 @@ class LiveWiring(QObject):
             if w.osc is not None:
                 w.osc.attach(None)
             self._attached = None
-            lt.mic_strip.set_levels(-120.0, -120.0)
+            lt.mic_meter.set_levels(-120.0)
         lt.mic_device_box.setEnabled(state in ("idle", "running"))
 
     # ------------------------------------------------------------ the setup boxes
@@ -252,7 +252,7 @@ class LiveWiring(QObject):
         import math
 
         peak, rms = session.mic_levels()
-        self.tab.mic_strip.set_levels(20 * math.log10(max(peak, 1e-6)), 20 * math.log10(max(rms, 1e-6)))
+        self.tab.mic_meter.set_levels(20 * math.log10(max(peak, 1e-6)), 20 * math.log10(max(rms, 1e-6)))
 
     # ------------------------------------------------------------ scenes
     def _refresh_scenes(self) -> None:

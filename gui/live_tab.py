@@ -4,18 +4,20 @@ to the ParamStore and the session."""
 
 from __future__ import annotations
 
+import time
+
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView, QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFormLayout, QFrame, QGridLayout, QGroupBox,
-    QHBoxLayout, QHeaderView, QLabel, QPushButton, QScrollArea, QSlider, QTableWidget, QTableWidgetItem,
-    QVBoxLayout, QWidget,
+    QHBoxLayout, QHeaderView, QLabel, QProgressBar, QPushButton, QScrollArea, QSlider, QTableWidget,
+    QTableWidgetItem, QToolButton, QVBoxLayout, QWidget,
 )
 
 from stream_engine.params import LISTEN_LABELS, LISTEN_MODES, StemParams
 from stream_engine.profiles import PROFILES, REALTIME_PROFILES
 
 from .fx_panel import FxPanel
-from .widgets import LevelMeter, Spectrogram
+from .widgets import CEIL_DB, FLOOR_DB, LevelMeter, Spectrogram
 
 
 def gain_text(gain: float) -> str:
@@ -112,6 +114,27 @@ class StemStrip(QFrame):
             self.level.setText("-inf" if peak_db <= -119 else f"{peak_db:.0f} / {rms_db:.0f}")
 
 
+class MicMeter(QProgressBar):
+    """The microphone's level under its slider: a thin bar, -60..+6 dBFS, the peak falling 20 dB/s."""
+
+    FALL_DB_PER_S = 20.0
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setRange(0, 660)
+        self.setTextVisible(False)
+        self.setFixedHeight(8)
+        self.setToolTip("Microphone level after its slider (peak, -60..+6 dBFS)")
+        self.peak = FLOOR_DB - 1
+        self._last = time.perf_counter()
+
+    def set_levels(self, peak_db: float, rms_db: float = FLOOR_DB) -> None:
+        now = time.perf_counter()
+        self.peak = max(peak_db, self.peak - self.FALL_DB_PER_S * (now - self._last))
+        self._last = now
+        self.setValue(int(10 * (min(max(self.peak, FLOOR_DB), CEIL_DB) - FLOOR_DB)))
+
+
 class LiveTab(QWidget):
     rescan_requested = Signal()
 
@@ -125,7 +148,7 @@ class LiveTab(QWidget):
         self.output_box.setToolTip("Where the mix plays (the device's sample rate becomes the stream rate)")
         for box in (self.input_box, self.output_box):
             box.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
-            box.setMinimumContentsLength(16)
+            box.setMinimumContentsLength(10)  # the full name is in the tooltip; the column stays narrow
         self.rescan = QPushButton("Rescan")
         self.rescan.setToolTip("Look for audio devices again (e.g. after starting a JACK server)")
         self.rescan.clicked.connect(self.rescan_requested)
@@ -147,11 +170,11 @@ class LiveTab(QWidget):
         self.mic_device_box.setToolTip("The microphone's device: any input device, also while a file or the demo "
                                        "plays (\"Input device\": the music's input device, or the default one)")
         self.mic_device_box.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
-        self.mic_device_box.setMinimumContentsLength(10)
+        self.mic_device_box.setMinimumContentsLength(8)
         self.mic_box = QComboBox()
         self.mic_box.addItem("none", None)
         for ch in range(8):
-            self.mic_box.addItem(f"channel {ch + 1}", ch)
+            self.mic_box.addItem(f"ch {ch + 1}", ch)
         self.mic_box.setToolTip("The microphone's channel on its device (mixed into the output at the mic level; "
                                 "OSC /stemstream/mic \"DEVICE#CH\")")
         self.routing_button = QPushButton("Routing…")
@@ -201,10 +224,12 @@ class LiveTab(QWidget):
         self.scene_box.setToolTip("Scenes: the whole mixer (listen mode, faders, mutes, solos, key, guide, mic, "
                                   "effect chains). Type a name to save a new one (OSC /stemstream/scene/save)")
         self.scene_box.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
-        self.scene_box.setMinimumContentsLength(8)
-        self.scene_save = QPushButton("Save")
+        self.scene_box.setMinimumContentsLength(6)
+        self.scene_save = QToolButton()
+        self.scene_save.setText("Save")
         self.scene_save.setToolTip("Save the mixer as the scene named on the left")
-        self.scene_load = QPushButton("Load")
+        self.scene_load = QToolButton()
+        self.scene_load.setText("Load")
         self.scene_load.setToolTip("Load the scene named on the left (effect chains crossfade in while running)")
         karaoke = QGroupBox("Listen")
         grid = QGridLayout(karaoke)
@@ -215,12 +240,14 @@ class LiveTab(QWidget):
             grid.addWidget(QLabel(name), r, 0)
             grid.addWidget(slider, r, 1)
             grid.addWidget(lab, r, 2)
+        self.mic_meter = MicMeter()
+        grid.addWidget(self.mic_meter, 4, 1)
         scenes = QHBoxLayout()
         scenes.addWidget(self.scene_box, 1)
         scenes.addWidget(self.scene_save)
         scenes.addWidget(self.scene_load)
-        grid.addWidget(QLabel("Scene"), 4, 0)
-        grid.addLayout(scenes, 4, 1, 1, 2)
+        grid.addWidget(QLabel("Scene"), 5, 0)
+        grid.addLayout(scenes, 5, 1, 1, 2)
         grid.setColumnStretch(1, 1)
 
         self.latency_group = QGroupBox("Latency")
@@ -244,7 +271,8 @@ class LiveTab(QWidget):
         left_w.setFrameShape(QFrame.NoFrame)
         left_w.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
         left_w.setMaximumWidth(400)
-        left_w.setMinimumWidth(300)
+        # as wide as its widest row, never clipping it (it scrolls vertically only)
+        left_w.setMinimumWidth(left_inner.minimumSizeHint().width() + left_w.verticalScrollBar().sizeHint().width())
 
         # -- mixer -------------------------------------------------------------
         self.mixer_group = QGroupBox("Mixer (peak / RMS dBFS)")
@@ -253,8 +281,7 @@ class LiveTab(QWidget):
         self.strips: dict[str, StemStrip] = {}
         self.main_strip = StemStrip("main", controls=False)
         self.main_strip.setToolTip("The main mix: what the output plays (the strips show each stem's part of it)")
-        self.mic_strip = StemStrip("mic", controls=False, title="MIC")
-        self.mic_strip.setToolTip("The microphone after its level (mixed in after the separation)")
+
 
         # -- spectrogram ----------------------------------------------------------
         self.spec_source = QComboBox()
@@ -297,7 +324,7 @@ class LiveTab(QWidget):
         rows.append(f"<tr><td><b>total</b></td><td align='right'>&nbsp;<b>{report.ms:.1f} ms</b></td></tr>")
         if mic_ms is not None:
             rows.append(f"<tr><td>microphone (no separation)</td><td align='right'>&nbsp;{mic_ms:.1f} ms</td></tr>")
-        self.mic_strip.setToolTip(self.mic_strip.toolTip().split("\n")[0] +
+        self.mic_meter.setToolTip(self.mic_meter.toolTip().split("\n")[0] +
                                   ("" if mic_ms is None else f"\nlatency {mic_ms:.1f} ms"))
         self.latency_text.setText(f"<table width='100%'>{''.join(rows)}</table>"
                                   f"<span style='color:#7f8794'>algorithmic {report.algorithmic_ms:.1f} ms "
@@ -308,14 +335,13 @@ class LiveTab(QWidget):
         while self.strip_row.count():
             item = self.strip_row.takeAt(0)
             w = item.widget()
-            if w is not None and w not in (self.main_strip, self.mic_strip):
+            if w is not None and w is not self.main_strip:
                 w.deleteLater()
         self.strips = {s: StemStrip(s) for s in stems}
         for strip in self.strips.values():
             self.strip_row.addWidget(strip, 1)
         self.strip_row.addSpacing(16)
         self.strip_row.addWidget(self.main_strip)
-        self.strip_row.addWidget(self.mic_strip)
         current = self.spec_source.currentData()
         self.spec_source.blockSignals(True)
         self.spec_source.clear()

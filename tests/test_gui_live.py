@@ -179,7 +179,7 @@ def test_routing_dialog_and_a_microphone_of_its_own_under_the_demo_song(qtbot, j
     for peer in jack8.connections().get(mic_port, []):
         jack8.disconnect(peer, mic_port)
     jack8.connect(outs[2], mic_port)
-    qtbot.waitUntil(lambda: lt.mic_strip.meter.peak > -40, timeout=10000)
+    qtbot.waitUntil(lambda: lt.mic_meter.peak > -40, timeout=10000)
     assert session.mic_levels()[0] > 0.01
     # the input changes to the JACK device while the output plays on (silent capture ports)
     callbacks = session.stats()["callbacks"]
