@@ -35,6 +35,7 @@ from .params import Params
 
 DEFAULT_FADE_MS = 30.0
 PRIME_CHUNK = 2048  # frames per builder step: short enough to follow a moving input
+PRIME_LIMIT_S = 10.0  # priming that has not caught up with the input by then fails the switch
 # The builder sleeps this long between steps, so the worker gets the GIL and a core between them.
 BUILDER_PAUSE_S = 0.0005
 
@@ -252,10 +253,15 @@ def prime(chain: Chain, in_ring, start: int, params: Params, target: Callable[[]
     queue = Queue(start + chain.prefill, chain.router.out_channels)
     position = start
     scratch = np.zeros((PRIME_CHUNK, chain.pipeline.channels), np.float32)
+    rate = chain.pipeline.stream_rate
+    deadline = time.perf_counter() + PRIME_LIMIT_S + (target() - start) / rate
     while True:
         behind = target() - position
         if behind <= close_enough:
             return queue, position
+        if time.perf_counter() > deadline:  # slower than real time here: it could never take over
+            raise RuntimeError(f"the new {chain.pipeline.separator.spec.name} chain cannot keep up with the "
+                               f"input ({behind / rate:.1f} s behind after priming); the old one plays on")
         n = min(behind, PRIME_CHUNK)
         in_ring.copy_out(position, scratch[:n])
         queue.push(chain.run(scratch[:n], params))
