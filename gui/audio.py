@@ -437,9 +437,18 @@ class LiveSession:
                 capture.close()
 
     def set_input(self, spec) -> None:
-        """Crossfade to another input while playing (any thread but the callback; loads a file first)."""
+        """Crossfade to another input while playing (any thread but the callback; loads a file first).
+
+        ``spec``: a device (as the device lists name it, or part of its name), ``demo`` or
+        ``file:PATH``; one that cannot be opened raises ValueError and the input stays."""
+        spec = DEMO_SOURCE if str(spec).strip().lower() in ("demo", DEMO_SOURCE) else str(spec)
+        previous = self.config.input
         self.config.input = spec
-        new = self._open_input(spec)
+        try:
+            new = self._open_input(spec)
+        except (RuntimeError, OSError, ValueError) as exc:
+            self.config.input = previous
+            raise ValueError(f"input {spec!r}: {exc}") from None
         self.input_switch.switch_to(new.next)
         deadline = time.monotonic() + 2.0
         while self.input_switch.switching and time.monotonic() < deadline:
@@ -463,9 +472,17 @@ class LiveSession:
         self.set_mic_device(device, channel)
 
     def set_mic_device(self, device, channel) -> None:
+        """The mic from ``channel`` (from 0; None: no mic) of ``device`` (None: the input device or the
+        default one); one that cannot be opened raises ValueError and the mic stays as it was."""
         old = self.mic_reader
+        previous = self.config.mic_device, self.config.mic_channel
         self.config.mic_device, self.config.mic_channel = device, channel
-        self._use_mic(device, channel)
+        try:
+            self._use_mic(device, channel)
+        except (RuntimeError, OSError, ValueError) as exc:
+            self.config.mic_device, self.config.mic_channel = previous
+            raise ValueError(f"microphone {device or 'input device'} channel "
+                             f"{'none' if channel is None else channel + 1}: {exc}") from None
         if old is not None:
             self._close_captures(keep=(self.music_reader, self.mic_reader))
         self.control.notify("mic", (self.mic_label,))

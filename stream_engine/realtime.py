@@ -14,7 +14,6 @@ callback takes no lock, calls no model and logs nothing.
 from __future__ import annotations
 
 import gc
-import math
 import sys
 import threading
 import time
@@ -229,7 +228,8 @@ class RealtimeEngine:
         self._worker: threading.Thread | None = None
         self._running = False
         self.worker_error: BaseException | None = None
-        self._pending: tuple | None = None  # (chain, its output queue, next input it needs, report): builder -> worker
+        # builder -> worker: (chain, its output queue, next input it needs, report, fade frames, done event)
+        self._pending: tuple | None = None
         self._handover: Handover | None = None  # worker only
         self._retired: Handover | None = None  # the finished hand-over (its old chain), freed by the builder
         self._switch_lock = threading.Lock()  # one switch at a time (builder threads)

@@ -190,3 +190,36 @@ def test_routing_dialog_and_a_microphone_of_its_own_under_the_demo_song(qtbot, j
     assert session.stats()["xruns"] <= 2
     _stop(qtbot, w)
     assert w.errors == []
+
+
+def test_input_and_mic_change_over_osc_while_playing(qtbot, jack8, make_window):
+    """/stemstream/input and /stemstream/mic reach the running app: the JACK device (silent capture)
+    gives way to the demo song, crossfaded in the callback, and the stems light up; the mic moves to
+    a channel of the JACK device and off again; a device that does not exist is answered on /error."""
+    w = make_window("--input", "JACK", "--output", "JACK", "--model", "dsp-center", "--profile", "live",
+                    "--no-key-shift")
+    lt = w.live
+    _start(qtbot, w)
+    session = w.session
+    assert session.music_reader is not None and session.mic_reader is None
+    client = OscClient(w.osc.port)
+    try:
+        client.send("/stemstream/subscribe", "127.0.0.1", client.port)
+        client.send("/stemstream/input", "demo")
+        client.wait_for("/stemstream/input", qtbot, timeout=20, value=["demo song"])
+        qtbot.waitUntil(lambda: lt.input_box.currentData() == "demo song", timeout=5000)
+        qtbot.waitUntil(lambda: all(s.meter.peak > -60 for s in lt.strips.values()), timeout=10000)
+        assert session.input_switch.switches == 1 and session.music_reader is None
+        client.send("/stemstream/mic", "system#2")
+        client.wait_for("/stemstream/mic", qtbot, timeout=10, value=[f"{lt.output_box.currentData()} #2"])
+        assert session.mic_reader is not None and session.mic_reader.columns == (1,)
+        client.send("/stemstream/mic", "none")
+        client.wait_for("/stemstream/mic", qtbot, timeout=10, value=["none"])
+        assert session.engine.mic_source is None
+        client.send("/stemstream/input", "no such device")
+        error = client.wait_for("/stemstream/error", qtbot, timeout=10)
+        assert error[0] == "/stemstream/input" and "no such device" in error[1]
+        assert lt.input_box.currentData() == "demo song" and w.session is session
+    finally:
+        client.close()
+    _stop(qtbot, w)
