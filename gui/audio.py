@@ -210,12 +210,9 @@ def parse_channels(text: str) -> list[int]:
 
 
 def carry_params(old: Params, stems) -> Params:
-    """A snapshot for ``stems`` keeping what carries over from ``old``."""
-    new = Params.for_stems(stems, karaoke=old.karaoke, guide=old.guide, key=old.key, mic_gain=old.mic_gain)
-    for s in stems:
-        if s in old.stems:
-            new = new.with_stem(s, gain=old.stem(s).gain, mute=old.stem(s).mute, solo=old.stem(s).solo)
-    return new
+    """A snapshot for ``stems`` keeping what carries over from ``old`` (listen mode included; effect
+    parameters are dropped: their indices are rebuilt from the chains)."""
+    return old.carried_to(stems).with_(fx=MappingProxyType({}))
 
 
 def active_effects(specs) -> list[tuple[int, dict]]:
@@ -308,7 +305,7 @@ class LiveSession:
         if self.store.current.fx:  # effect indices are rebuilt from the specs
             self.store.update(lambda p: p.with_(fx=MappingProxyType({})))
 
-        n_out = max(1, min(out_dev.max_out, MAX_OUTPUTS))
+        n_out = self._outputs_to_open(out_dev, cfg.routes)
         routes = self._usable_routes(cfg.routes, stems, n_out)
         engine = RealtimeEngine(pipeline, block, routes=routes, store=self.store, out_channels=n_out)
         self.engine = engine
@@ -356,6 +353,16 @@ class LiveSession:
                 self.warnings += list(stage.errors)
         stages.append(StemTap(stems))
         return Pipeline(separator, self.rate, 2, get_profile(spec.profile), stages=stages)
+
+    @staticmethod
+    def _outputs_to_open(device: Device, routes) -> int:
+        """JACK: up to MAX_OUTPUTS ports, so routes can move while playing (unused ports cost nothing).
+        Elsewhere what the routing uses, at least two: a desktop's "default" device offers 32
+        channels and its sound server would remix the unused ones into the speakers."""
+        used = max([c + 1 for chans in (routes or {}).values() for c in chans] + [2])
+        if "jack" in device.hostapi.lower():
+            return max(1, min(device.max_out, max(MAX_OUTPUTS, used)))
+        return max(1, min(device.max_out, used))
 
     @staticmethod
     def _usable_routes(routes, stems, n_out: int) -> dict:

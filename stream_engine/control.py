@@ -110,7 +110,8 @@ class LiveControl:
         outs = self.engine.out_channels
         for bus, chans in routes.items():
             if not chans or min(chans) < 0 or max(chans) >= outs:
-                raise ValueError(f"route {bus}: channels 1..{outs} (the output stream has {outs})")
+                raise ValueError(f"route {bus}: channels 1..{outs} (the output stream has {outs}; "
+                                 f"more channels need a restart of the stream: Stop, then Start)")
         return self.engine.switch(None, "routing", routes=dict(routes),
                                   on_done=lambda r: self._switched(r, self.wanted))
 
