@@ -190,6 +190,15 @@ def test_routing_dialog_and_a_microphone_of_its_own_under_the_demo_song(qtbot, j
     assert session.stats()["xruns"] <= 2
     _stop(qtbot, w)
     assert w.errors == []
+    # the next launch plays the saved routing
+    w.shutdown()
+    again = make_window("--input", "demo", "--output", "JACK", "--model", "dsp-center", "--profile", "live",
+                        "--no-key-shift")
+    assert again.live_wiring.routes == {"vocals": [2, 3], "main": [0, 1]}
+    qtbot.waitUntil(lambda: again.live.mic_device_box.currentData() == jack_key, timeout=5000)
+    _start(qtbot, again)
+    assert again.session.engine.router.routes == {"vocals": [2, 3], "main": [0, 1]}
+    _stop(qtbot, again)
 
 
 def test_input_and_mic_change_over_osc_while_playing(qtbot, jack8, make_window):
