@@ -576,3 +576,32 @@ def test_quick_changes_coalesce_into_the_last_one():
     assert engine.pipeline.separator.spec.name == "stemstream-student-int8"
     assert engine.pipeline.profile.name == "balanced" and control.spec == control.wanted
     assert engine.stats.switches == sum(not r.superseded for r in reports)
+
+
+def test_switch_to_the_quality_teacher_and_back_leaves_no_gap():
+    """18.7 ms (dsp-center, live) -> about a second (the teacher, quality: resampled, 1.5 s windows)
+    -> back: the long chain is primed with seconds of input history, the short one waits for its input;
+    no 10 ms of output falls silent, and the end is dsp-center's exact output again."""
+    engine = engine_for("dsp-center")
+    source = stereo_music(12.0, seed=6)
+    run = Stepper(engine, source)
+    engine.start(thread=False)
+    try:
+        run.step(100)
+        there = engine.switch(lambda: pipeline_for("stemstream-teacher", "quality"), "profile")
+        run.until(there, limit_blocks=2000)
+        run.step(200)
+        back = engine.switch(lambda: pipeline_for("dsp-center", "live"), "profile")
+        run.until(back, limit_blocks=2000)
+        run.step(100)
+    finally:
+        engine.stop()
+    assert there.error is None and back.error is None and there.gap_ms == back.gap_ms == 0.0
+    assert there.latency_after_ms > 800 and back.latency_after_ms < 20
+    assert engine.stats.misses == 0
+    out = run.played[: run.k * BLOCK, 0]
+    level = np.sqrt(np.mean(out[24000: len(out) // 480 * 480].reshape(-1, 480) ** 2, axis=1))
+    assert level.min() > 1e-3
+    d = engine._dry_delay
+    tail = np.arange(run.k * BLOCK - 2000, run.k * BLOCK)
+    np.testing.assert_allclose(run.played[tail, 0], source[tail - d, 0], atol=1e-4)
