@@ -9,9 +9,7 @@ import os
 os.environ["QT_QPA_PLATFORM"] = "offscreen"  # before any Qt import
 
 import json
-import time
 
-import numpy as np
 import pytest
 
 pytest.importorskip("PySide6")

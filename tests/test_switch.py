@@ -477,8 +477,6 @@ def test_cli_live_mic_on_its_own_device(jack_server, tmp_path):
     import sys
     from pathlib import Path
 
-    from stream_engine.tools.jack_probe import Probe
-
     stats_file = tmp_path / "stats.json"
     cmd = [sys.executable, "-m", "stream_engine.cli", "live", "--input", "system", "--output", "system",
            "--host-api", "jack", "--model", "passthrough", "--profile", "live", "--duration", "6",
