@@ -26,6 +26,7 @@ import numpy as np
 
 from stream_engine import live
 from stream_engine.params import ParamStore, Params
+from stream_engine.sources import Capture, FileSource, SourceSwitch  # noqa: F401 - FileSource: older importers
 
 FILE_SOURCE_PREFIX = "file:"
 DEMO_SOURCE = "demo song"
@@ -146,43 +147,6 @@ class StemTap:
         return stems
 
 
-class FileSource:
-    """A file played in a loop as the engine's input (the demo, a backing track).
-
-    ``next(frames)`` is called from the audio callback: slicing only, and a
-    copy into a preallocated buffer where the loop wraps.
-    """
-
-    def __init__(self, path: str | Path, rate: int, channels: int = 2, max_block: int = 8192):
-        from stream_engine.audio_io import read_audio
-
-        data, file_rate = read_audio(path)
-        if file_rate != rate:
-            import soxr
-
-            data = soxr.resample(data.T, file_rate, rate, "HQ").T
-        if data.shape[0] == 1:
-            data = np.repeat(data, channels, axis=0)
-        elif data.shape[0] > channels:
-            data = data[:channels]
-        self.path = Path(path)
-        self.data = np.ascontiguousarray(data.T.astype(np.float32))  # (frames, channels)
-        self.position = 0
-        self._wrap = np.zeros((max_block, channels), np.float32)
-
-    def next(self, frames: int) -> np.ndarray:
-        n = len(self.data)
-        p = self.position
-        self.position = (p + frames) % n
-        if p + frames <= n:
-            return self.data[p:p + frames]
-        out = self._wrap[:frames]
-        first = n - p
-        out[:first] = self.data[p:]
-        out[first:] = self.data[: frames - first]
-        return out
-
-
 def source_path(source: str | None) -> Path | None:
     """The file behind an input choice (``demo song`` or ``file:PATH``), else None."""
     if not source:
@@ -204,17 +168,51 @@ class LiveConfig:
     profile: str = "live"
     block: int | None = None  # None: the profile's block
     key_shift: bool = True  # add the KeyShift stage (its latency) so the key can change
-    mic_channel: int | None = None  # 0-based input channel of the microphone
+    mic_channel: int | None = None  # 0-based channel of the microphone on its device; None: no mic
     fx: dict = field(default_factory=dict)  # stem -> [effect spec, ...] ({"bypass": True} skips one)
+    mic_device: str | None = None  # the mic's device (any input device); None: the input device, else the default
+    routes: dict | None = None  # bus -> output channels from 0 (``{"vocals": [2, 3]}``); None: main on 1-2
+
+
+ROUTES_SETTING = "routes"  # the settings key routing is saved under (channels from 1, as the CLI writes them)
+MAX_OUTPUTS = 16  # output channels opened at most, so routing can change while playing
+
+
+def routes_to_setting(routes: dict | None) -> dict | None:
+    """Routing for the settings file: ``{"vocals": [3, 4]}`` (channels from 1)."""
+    return None if routes is None else {bus: [int(c) + 1 for c in chans] for bus, chans in routes.items()}
+
+
+def routes_from_setting(value) -> dict | None:
+    """The settings' routing back (channels from 0); anything malformed: None (main on 1-2)."""
+    if not isinstance(value, dict) or not value:
+        return None
+    try:
+        routes = {str(bus): [int(c) - 1 for c in chans] for bus, chans in value.items()}
+    except (TypeError, ValueError):
+        return None
+    return routes if all(chans and min(chans) >= 0 for chans in routes.values()) else None
+
+
+def parse_channels(text: str) -> list[int]:
+    """``"3,4"`` or ``"3-4"`` or ``"3 4"`` (from 1) -> [2, 3]; empty -> []; ValueError otherwise."""
+    text = text.strip()
+    if not text:
+        return []
+    if "-" in text and "," not in text:
+        lo, hi = (int(x) for x in text.split("-", 1))
+        chans = list(range(lo, hi + 1))
+    else:
+        chans = [int(x) for x in text.replace(",", " ").split()]
+    if not chans or min(chans) < 1:
+        raise ValueError(f"channels count from 1: {text!r}")
+    return [c - 1 for c in chans]
 
 
 def carry_params(old: Params, stems) -> Params:
-    """A snapshot for ``stems`` keeping what carries over from ``old``."""
-    new = Params.for_stems(stems, karaoke=old.karaoke, guide=old.guide, key=old.key, mic_gain=old.mic_gain)
-    for s in stems:
-        if s in old.stems:
-            new = new.with_stem(s, gain=old.stem(s).gain, mute=old.stem(s).mute, solo=old.stem(s).solo)
-    return new
+    """A snapshot for ``stems`` keeping what carries over from ``old`` (listen mode included; effect
+    parameters are dropped: their indices are rebuilt from the chains)."""
+    return old.carried_to(stems).with_(fx=MappingProxyType({}))
 
 
 def active_effects(specs) -> list[tuple[int, dict]]:
@@ -223,10 +221,15 @@ def active_effects(specs) -> list[tuple[int, dict]]:
 
 
 class LiveSession:
-    """One running engine on one ``stream_engine.live.LiveStream``. Built and stopped off the UI thread.
+    """One running engine on one output-only ``stream_engine.live.LiveStream``. Built and stopped off the UI thread.
 
-    ``stream`` is the LiveStream (None when stopped): full duplex from an input
-    device, or output-only with a ``FileSource`` as the engine's input.
+    The output stream is the clock; what the engine separates comes from a
+    ``SourceSwitch`` (a file, the demo, or an input device captured on a
+    stream of its own), so the input can change while the output plays. The
+    microphone is another capture (any input device, any channel), read by
+    the engine's callback. Model, profile, key stage, effect chains and
+    routing change through ``control`` (``stream_engine.control.LiveControl``:
+    a crossfade); ``set_input`` and ``set_mic`` change the sources.
     """
 
     def __init__(self, config: LiveConfig, store: ParamStore):
@@ -234,26 +237,41 @@ class LiveSession:
         self.store = store
         self.engine = None
         self.stream = None
+        self.control = None
         self.source: FileSource | None = None
-        self.tap: StemTap | None = None
-        self.effects = None
-        self.stems: tuple[str, ...] = ()
+        self.input_switch: SourceSwitch | None = None
+        self.music_reader = None  # CaptureReader of the input device, when the input is one
+        self.mic_reader = None
+        self._captures: list[Capture] = []
+        self._stems: tuple[str, ...] = ()
         self.rate = 48000
+        self.block = 256
+        self.out_device = None
+        self.devices: list[Device] = []
         self.latency_report = None
         self.warnings: list[str] = []
         self.timings: dict[str, float] = {}  # perf_counter stamps
         self.t_first_callback: float | None = None
         self.t_first_sound: float | None = None
         self.device_names = ("", "")
+        self.input_label = ""
+        self.mic_label = "none"
+
+    @property
+    def stems(self) -> tuple[str, ...]:
+        """The running mixer's stems (a switch may change them; ``levels()`` has one row each, then main)."""
+        engine = self.engine
+        return tuple(engine.mixer.stems) if engine is not None else self._stems
+
+    @stems.setter
+    def stems(self, stems) -> None:
+        self._stems = tuple(stems)
 
     # -- building (worker thread) -----------------------------------------
     def start(self) -> "LiveSession":
-        from plugins.effects import StemEffects
-        from stream_engine.pipeline import Pipeline
+        from stream_engine.control import ChainSpec, LiveControl
         from stream_engine.profiles import get_profile
         from stream_engine.realtime import RealtimeEngine
-        from stream_engine.separators.registry import load_separator
-        from stream_engine.stages import build_stages
 
         cfg = self.config
         self.timings["start"] = time.perf_counter()
@@ -261,89 +279,264 @@ class LiveSession:
         devices, problem = list_devices()
         if problem:
             raise RuntimeError(problem)
-        src_path = source_path(cfg.input)
+        self.devices = devices
         out_dev = find_device(cfg.output, devices, "out") if cfg.output else None
         if cfg.output and out_dev is None:
             raise RuntimeError(f"output device {cfg.output!r} not found; pick another one (Rescan lists new ones)")
-        in_dev = None
-        if src_path is None:
-            in_dev = find_device(cfg.input, devices, "in") if cfg.input else None
-            if cfg.input and in_dev is None:
-                raise RuntimeError(f"input device {cfg.input!r} not found; pick another one")
         sd = live.portaudio()
         if out_dev is None:
             default_out = sd.default.device[1]
             if default_out is None or default_out < 0:
                 raise RuntimeError("no output device: pick one in Output")
             out_dev = next(d for d in devices if d.index == default_out)
-        if in_dev is None and src_path is None:
-            default_in = sd.default.device[0]
-            if default_in is None or default_in < 0:
-                raise RuntimeError("no input device: pick one in Input, or play a file through the engine")
-            in_dev = next(d for d in devices if d.index == default_in)
+        self.out_device = out_dev
         self.rate = rate = int(out_dev.default_rate or 48000)
-        block = cfg.block or profile.block
+        self.block = block = cfg.block or profile.block
+        live.preload_backends()
 
-        separator = load_separator(cfg.model, cfg.profile, sample_rate=rate)
+        key_stage = cfg.key_shift or self.store.current.key != 0  # a key away from 0 needs its stage
+        spec = ChainSpec(cfg.model, cfg.profile, key_stage=key_stage, fx=self._active_fx(cfg.fx), channels=2)
+        pipeline = self._build_pipeline(spec)
         self.timings["model_loaded"] = time.perf_counter()
-        stems = separator.spec.stems
+        stems = pipeline.stems
         self.stems = stems
-        channels = 2
-        fx = {}
-        for stem, specs in (cfg.fx or {}).items():
-            active = [s for _, s in active_effects(specs)]
-            if stem in stems and active:
-                fx[stem] = active
-        stages = build_stages(stems, rate, channels, fx=fx, key_change=cfg.key_shift)
-        for stage in stages:
-            if isinstance(stage, StemEffects):
-                self.effects = stage
-                self.warnings += list(stage.errors)
-        self.tap = StemTap(stems)
-        stages.append(self.tap)
-        pipeline = Pipeline(separator, rate, channels, profile, stages=stages)
-
         if set(self.store.current.stems) != set(stems):
             self.store = ParamStore(carry_params(self.store.current, stems))
         if self.store.current.fx:  # effect indices are rebuilt from the specs
             self.store.update(lambda p: p.with_(fx=MappingProxyType({})))
 
-        input_channels = None
-        mic = None
-        if in_dev is not None:
-            mic = cfg.mic_channel if cfg.mic_channel is not None and cfg.mic_channel < in_dev.max_in else None
-            in_ch = min(in_dev.max_in, max(2, (mic or 0) + 1))
-            music = [c for c in range(in_ch) if c != mic][:2] or [0]
-            input_channels = (music * 2)[:2]
-        routes = {"main": [0, 1]} if out_dev.max_out >= 2 else {"main": [0]}
-        engine = RealtimeEngine(pipeline, block, routes=routes, store=self.store, input_channels=input_channels,
-                                mic_channel=mic)
+        n_out = self._outputs_to_open(out_dev, cfg.routes)
+        routes = self._usable_routes(cfg.routes, stems, n_out)
+        engine = RealtimeEngine(pipeline, block, routes=routes, store=self.store, out_channels=n_out)
         self.engine = engine
+        self.control = LiveControl(engine, spec, build=self._build_pipeline, inputs=self)
+        self.control.listeners.append(self._switched)
         self.timings["engine_built"] = time.perf_counter()
 
-        if src_path is not None:
-            self.source = FileSource(src_path, rate, channels, max_block=max(8192, 4 * block))
-            stream = live.LiveStream(engine, None, out_dev.index, 0, rate, callback=self._callback,
-                                     source=self.source.next)
-        else:
-            stream = live.LiveStream(engine, in_dev.index, out_dev.index, in_ch, rate, callback=self._callback)
         try:
+            self.input_switch = SourceSwitch(self._open_input(cfg.input).next, 2, max_block=max(8192, 4 * block))
+            self._use_mic(cfg.mic_device, cfg.mic_channel)
+            stream = live.LiveStream(engine, None, out_dev.index, 0, rate, callback=self._callback,
+                                     source=self.input_switch.next)
             stream.start()  # opens the device, starts the worker (realtime tuning included), then the device
         except BaseException:
-            stream.stop()
+            self._close_captures(keep=())
+            if "stream" in locals():
+                stream.stop()
             raise
         self.stream = stream
-        self.device_names = (in_dev.key if in_dev else f"file {src_path.name}", out_dev.key)
-        self.latency_report = stream.latency()
-        self.engine_ms = engine.latency().ms  # algorithmic + compute budget
-        self.algorithmic_ms = engine.latency().algorithmic_ms  # what the profile target is for
+        self.device_names = (self.input_label, out_dev.key)
+        self._measure_latency()
         self.target_ms = profile.latency_target_ms
         self.timings["stream_started"] = time.perf_counter()
         return self
 
+    @staticmethod
+    def _active_fx(chains) -> dict:
+        return {stem: [s for _, s in active_effects(specs)] for stem, specs in (chains or {}).items()
+                if active_effects(specs)}
+
+    def _build_pipeline(self, spec):
+        """Separator, effects, key stage and the UI's stem tap (LiveControl's builder, any thread)."""
+        from plugins.effects import StemEffects
+        from stream_engine.pipeline import Pipeline
+        from stream_engine.profiles import get_profile
+        from stream_engine.separators.registry import load_separator
+        from stream_engine.stages import build_stages
+
+        separator = load_separator(spec.model, spec.profile, sample_rate=self.rate)
+        stems = separator.spec.stems
+        fx = {stem: chain for stem, chain in (spec.fx or {}).items() if stem in stems and chain}
+        stages = build_stages(stems, self.rate, 2, fx=fx, key_change=spec.key_stage)
+        for stage in stages:
+            if isinstance(stage, StemEffects):
+                self.warnings += list(stage.errors)
+        stages.append(StemTap(stems))
+        return Pipeline(separator, self.rate, 2, get_profile(spec.profile), stages=stages)
+
+    @staticmethod
+    def _outputs_to_open(device: Device, routes) -> int:
+        """JACK: up to MAX_OUTPUTS ports, so routes can move while playing (unused ports cost nothing).
+        Elsewhere what the routing uses, at least two: a desktop's "default" device offers 32
+        channels and its sound server would remix the unused ones into the speakers."""
+        used = max([c + 1 for chans in (routes or {}).values() for c in chans] + [2])
+        if "jack" in device.hostapi.lower():
+            return max(1, min(device.max_out, max(MAX_OUTPUTS, used)))
+        return max(1, min(device.max_out, used))
+
+    @staticmethod
+    def _usable_routes(routes, stems, n_out: int) -> dict:
+        """The saved routing where this model and device can play it; main on 1-2 otherwise."""
+        from stream_engine.mixer import MIX_BUSES
+
+        known = tuple(stems) + MIX_BUSES + ("mic",)
+        usable = {bus: chans for bus, chans in (routes or {}).items()
+                  if bus in known and chans and max(chans) < n_out}
+        return usable or ({"main": [0, 1]} if n_out >= 2 else {"main": [0]})
+
+    # -- inputs: the music and the microphone ----------------------------------
+    def _device(self, spec) -> Device | None:
+        return find_device(spec, self.devices, "in") if spec else None
+
+    def _default_input(self) -> Device:
+        index = live.portaudio().default.device[0]
+        device = next((d for d in self.devices if d.index == index and d.max_in > 0), None)
+        if device is None:
+            raise RuntimeError("no input device: pick one in Input, or play a file through the engine")
+        return device
+
+    def _capture(self, device: Device, channels: int) -> Capture:
+        """An open capture of ``device`` with at least ``channels`` (shared by music and mic)."""
+        for capture in self._captures:
+            if capture.device == device.index and capture.channels >= channels:
+                return capture
+        capture = Capture(device.index, min(device.max_in, max(channels, 1)), self.rate, self.block,
+                          name=device.key).open()
+        self._captures.append(capture)
+        return capture
+
+    def _open_input(self, spec):
+        """A source for ``spec`` (a file, the demo, or an input device); sets ``input_label``."""
+        path = source_path(spec)
+        if path is not None:
+            self.source = FileSource(path, self.rate, 2, max_block=max(8192, 4 * self.block))
+            self.music_reader = None
+            self.input_label = f"file {path.name}"
+            return self.source
+        device = self._device(spec) if spec else self._default_input()
+        if device is None:
+            raise RuntimeError(f"input device {spec!r} not found; pick another one")
+        mic = self.config.mic_channel if self._mic_device_spec() in (None, device.key) else None
+        channels = min(device.max_in, max(2, (mic or 0) + 1))
+        music = [c for c in range(channels) if c != mic][:2] or [0]
+        reader = self._capture(device, channels).reader((music * 2)[:2], max_block=max(8192, 4 * self.block))
+        self.source, self.music_reader = None, reader
+        self.input_label = device.key
+        self.config.input = device.key  # a part of a name (OSC) becomes the key the input box knows
+        return reader
+
+    def _mic_device_spec(self):
+        return self.config.mic_device
+
+    def _use_mic(self, device_spec, channel) -> None:
+        """Route the mic (``channel`` of ``device_spec``; None: no mic) into the engine's callback."""
+        if channel is None:
+            self.engine.mic_source, self.mic_reader, self.mic_label = None, None, "none"
+            return
+        device = self._device(device_spec) if device_spec else None
+        if device is None:
+            device = (self._device(self.config.input) if source_path(self.config.input) is None else None) \
+                or self._default_input()
+        if channel >= device.max_in:
+            raise RuntimeError(f"the microphone's device {device.key} has {device.max_in} inputs; "
+                               f"channel {channel + 1} asked for")
+        reader = self._capture(device, channel + 1).reader((channel,), max_block=max(8192, 4 * self.block))
+        self.mic_reader = reader
+        self.engine.mic_source = reader.next  # one reference: the callback reads it once per block
+        self.mic_label = f"{device.key} #{channel + 1}"
+
+    def _close_captures(self, keep) -> None:
+        """Close the captures no reader in ``keep`` uses (off the callback)."""
+        used = {id(r.capture) for r in keep if r is not None}
+        for capture in list(self._captures):
+            if id(capture) not in used:
+                self._captures.remove(capture)
+                capture.close()
+
+    def set_input(self, spec) -> None:
+        """Crossfade to another input while playing (any thread but the callback; loads a file first).
+
+        ``spec``: a device (as the device lists name it, or part of its name), ``demo`` or
+        ``file:PATH``; one that cannot be opened raises ValueError and the input stays."""
+        spec = DEMO_SOURCE if str(spec).strip().lower() in ("demo", DEMO_SOURCE) else str(spec)
+        previous = self.config.input
+        self.config.input = spec
+        try:
+            new = self._open_input(spec)
+        except (RuntimeError, OSError, ValueError) as exc:
+            self.config.input = previous
+            raise ValueError(f"input {spec!r}: {exc}") from None
+        self.input_switch.switch_to(new.next)
+        deadline = time.monotonic() + 2.0
+        while self.input_switch.switching and time.monotonic() < deadline:
+            time.sleep(0.01)
+        self._close_captures(keep=(self.music_reader, self.mic_reader))
+        self.device_names = (self.input_label, self.device_names[1])
+        self.control.notify("input", (self.config.input or self.input_label,))
+        self._measure_latency()
+
+    def set_mic(self, spec) -> None:
+        """``DEVICE#CH`` (CH from 1; DEVICE as in the device lists), ``none``, or a device (channel 1)."""
+        text = str(spec).strip()
+        if text.lower() in ("", "none", "off"):
+            device, channel = None, None
+        else:
+            device, _, ch = text.rpartition("#") if "#" in text else (text, "", "1")
+            device = device or None
+            channel = int(ch) - 1
+            if channel < 0:
+                raise ValueError(f"mic channel counts from 1: {spec!r}")
+        self.set_mic_device(device, channel)
+
+    def set_mic_device(self, device, channel) -> None:
+        """The mic from ``channel`` (from 0; None: no mic) of ``device`` (None: the input device or the
+        default one); one that cannot be opened raises ValueError and the mic stays as it was."""
+        old = self.mic_reader
+        previous = self.config.mic_device, self.config.mic_channel
+        self.config.mic_device, self.config.mic_channel = device, channel
+        try:
+            self._use_mic(device, channel)
+        except (RuntimeError, OSError, ValueError) as exc:
+            self.config.mic_device, self.config.mic_channel = previous
+            raise ValueError(f"microphone {device or 'input device'} channel "
+                             f"{'none' if channel is None else channel + 1}: {exc}") from None
+        if old is not None:
+            self._close_captures(keep=(self.music_reader, self.mic_reader))
+        self.control.notify("mic", (self.mic_label,))
+        self._measure_latency()
+
+    def input_name(self) -> str:
+        return self.input_label
+
+    def mic_name(self) -> str:
+        return self.mic_label
+
+    # -- switches (the model, profile, key stage, effects, routing) ----------------
+    def _switched(self, name: str, values: tuple) -> None:
+        if name == "switched":
+            self._measure_latency()
+
+    def _measure_latency(self) -> None:
+        """The latency report as it stands (after a switch or an input change), with the mic's."""
+        engine = self.engine
+        device_in = self.music_reader.latency if self.music_reader is not None else 0.0
+        self.latency_report = engine.latency(device_in, self.stream.device_latency[1] if self.stream else 0.0)
+        self.engine_ms = engine.latency().ms  # algorithmic + compute budget
+        self.algorithmic_ms = engine.latency().algorithmic_ms  # what the profile target is for
+        self.target_ms = engine.pipeline.profile.latency_target_ms
+        out = self.stream.device_latency[1] if self.stream else 0.0
+        # the mic skips the separator: its capture, the slack held, one device block, the output
+        self.mic_ms = (None if self.mic_reader is None
+                       else 1000.0 * (self.mic_reader.latency + out) + 1000.0 * self.block / self.rate)
+
+    @property
+    def effects(self):
+        """The running chain's effect stage (None without effects)."""
+        return self._stage("StemEffects")
+
+    @property
+    def tap(self):
+        return self._stage("StemTap")
+
+    def _stage(self, name: str):
+        engine = self.engine
+        if engine is None:
+            return None
+        return next((stage for stage in engine.pipeline.stages if type(stage).__name__ == name), None)
+
     # -- the callback: copy, nothing else ---------------------------------------
     def _callback(self, indata, outdata, frames, time_info, status):
-        """What LiveStream calls (``indata``: the device's, or the FileSource's frames)."""
+        """What LiveStream calls (``indata``: the input switch's frames)."""
         self.engine.callback(indata, outdata, frames, time_info, status)
         self._first(outdata)
 
@@ -363,6 +556,9 @@ class LiveSession:
         finally:
             if self.engine is not None:
                 self.engine.stop()
+            if self.control is not None:
+                self.control.close()
+            self._close_captures(keep=())
 
     @property
     def running(self) -> bool:
@@ -373,10 +569,22 @@ class LiveSession:
         """Linear (peak, rms) per stem and main, from the worker's last block."""
         return self.engine.mixer.meters
 
+    def mic_levels(self) -> tuple[float, float]:
+        """Linear (peak, rms) of the mic's last 20 ms (after its level), (0, 0) without a mic."""
+        reader = self.mic_reader
+        if reader is None:
+            return 0.0, 0.0
+        if not hasattr(self, "_mic_scratch"):
+            self._mic_scratch = np.zeros(max(256, self.rate // 50), np.float32)
+        reader.recent(self._mic_scratch)
+        gain = self.store.current.mic_gain
+        x = self._mic_scratch
+        return float(np.max(np.abs(x))) * gain, float(np.sqrt(np.mean(np.square(x)))) * gain
+
     def stats(self) -> dict:
         st = self.engine.stats
         return {"misses": st.misses, "xruns": st.xruns, "cpu": st.cpu_percent(), "callbacks": st.callbacks,
-                "error": self.engine.worker_error}
+                "error": self.engine.worker_error, "switches": st.switches, "last_switch": st.last_switch}
 
     def status(self) -> dict:
         """For OSC feedback (same shape as ``RealtimeEngine.status``)."""
@@ -387,7 +595,7 @@ class LiveSession:
                 "latency_ms": self.latency_report.ms if self.latency_report else 0.0,
                 "latency_samples": self.latency_report.samples if self.latency_report else 0,
                 "stats": {"misses": engine.stats.misses, "xruns": engine.stats.xruns,
-                          "cpu": engine.stats.cpu_percent()}}
+                          "cpu": engine.stats.cpu_percent(), "switches": engine.stats.switches}}
 
     def input_snapshot(self, out: np.ndarray) -> None:
         """The newest ``len(out)`` input frames, mono."""
@@ -399,12 +607,16 @@ class LiveSession:
         np.mean(self._in_scratch, axis=1, out=out)
 
     def stem_snapshot(self, stem: str, out: np.ndarray) -> None:
-        ring = self.tap.ring
+        tap = self.tap
+        if tap is None or stem not in tap.stems:
+            out[:] = 0.0
+            return
+        ring = tap.ring
         n = len(out)
-        if not hasattr(self, "_stem_scratch") or len(self._stem_scratch) != n:
+        if getattr(self, "_stem_scratch", None) is None or self._stem_scratch.shape != (n, ring.buffer.shape[1]):
             self._stem_scratch = np.zeros((n, ring.buffer.shape[1]), np.float32)
         ring.latest(self._stem_scratch)
-        out[:] = self._stem_scratch[:, self.tap.stems.index(stem)]
+        out[:] = self._stem_scratch[:, tap.stems.index(stem)]
 
 
 def idle_status(stems) -> dict:

@@ -4,17 +4,20 @@ to the ParamStore and the session."""
 
 from __future__ import annotations
 
+import time
+
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
-    QCheckBox, QComboBox, QFormLayout, QFrame, QGridLayout, QGroupBox, QHBoxLayout, QLabel, QPushButton,
-    QScrollArea, QSizePolicy, QSlider, QStyle, QVBoxLayout, QWidget,
+    QAbstractItemView, QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFormLayout, QFrame, QGridLayout, QGroupBox,
+    QHBoxLayout, QHeaderView, QLabel, QProgressBar, QPushButton, QScrollArea, QSizePolicy, QSlider, QStyle,
+    QTableWidget, QTableWidgetItem, QToolButton, QVBoxLayout, QWidget,
 )
 
-from stream_engine.params import StemParams
+from stream_engine.params import LISTEN_LABELS, LISTEN_MODES, StemParams
 from stream_engine.profiles import PROFILES, REALTIME_PROFILES
 
 from .fx_panel import FxPanel
-from .widgets import FaderScale, LevelMeter, Spectrogram
+from .widgets import CEIL_DB, FLOOR_DB, FaderScale, LevelMeter, Spectrogram
 
 
 def gain_text(gain: float) -> str:
@@ -30,12 +33,12 @@ class StemStrip(QFrame):
     mute_changed = Signal(str, bool)
     solo_changed = Signal(str, bool)
 
-    def __init__(self, stem: str, parent=None, controls: bool = True):
+    def __init__(self, stem: str, parent=None, controls: bool = True, title: str | None = None):
         super().__init__(parent)
         self.stem = stem
         self.setObjectName("strip")
         self.setFrameShape(QFrame.StyledPanel)
-        title = QLabel(stem.upper() if controls else "MAIN")
+        title = QLabel(title or (stem.upper() if controls else "MAIN"))
         title.setAlignment(Qt.AlignCenter)
         title.setStyleSheet("font-weight:bold; letter-spacing:1px;")
         self.meter = LevelMeter(stereo_width=24)
@@ -114,6 +117,27 @@ class StemStrip(QFrame):
             self.level.setText("-inf" if peak_db <= -119 else f"{peak_db:.0f} / {rms_db:.0f}")
 
 
+class MicMeter(QProgressBar):
+    """The microphone's level under its slider: a thin bar, -60..+6 dBFS, the peak falling 20 dB/s."""
+
+    FALL_DB_PER_S = 20.0
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setRange(0, 660)
+        self.setTextVisible(False)
+        self.setFixedHeight(8)
+        self.setToolTip("Microphone level after its slider (peak, -60..+6 dBFS)")
+        self.peak = FLOOR_DB - 1
+        self._last = time.perf_counter()
+
+    def set_levels(self, peak_db: float, rms_db: float = FLOOR_DB) -> None:
+        now = time.perf_counter()
+        self.peak = max(peak_db, self.peak - self.FALL_DB_PER_S * (now - self._last))
+        self._last = now
+        self.setValue(int(10 * (min(max(self.peak, FLOOR_DB), CEIL_DB) - FLOOR_DB)))
+
+
 class LiveTab(QWidget):
     rescan_requested = Signal()
 
@@ -127,7 +151,7 @@ class LiveTab(QWidget):
         self.output_box.setToolTip("Where the mix plays (the device's sample rate becomes the stream rate)")
         for box in (self.input_box, self.output_box):
             box.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
-            box.setMinimumContentsLength(16)
+            box.setMinimumContentsLength(10)  # the full name is in the tooltip; the column stays narrow
         self.rescan = QPushButton("Rescan")
         self.rescan.setToolTip("Look for audio devices again (e.g. after starting a JACK server)")
         self.rescan.clicked.connect(self.rescan_requested)
@@ -141,13 +165,23 @@ class LiveTab(QWidget):
                                               f"target ≤ {PROFILES[n].latency_target_ms:g} ms"
                                               for n in REALTIME_PROFILES))
         self.key_stage = QCheckBox("Key change (adds 43 ms)")
-        self.key_stage.setToolTip("Put the key-shift stage in the pipeline so the key can change; "
-                                  "its phase vocoder adds 2048 samples of latency. Applies on (re)start")
+        self.key_stage.setToolTip("The key-shift stage: its phase vocoder adds 2048 samples of latency. "
+                                  "Moving the key away from 0 adds it by itself; while running it comes "
+                                  "in or out with a 30 ms crossfade (OSC /stemstream/keystage)")
+        self.mic_device_box = QComboBox()
+        self.mic_device_box.addItem("Input device", None)
+        self.mic_device_box.setToolTip("The microphone's device: any input device, also while a file or the demo "
+                                       "plays (\"Input device\": the music's input device, or the default one)")
+        self.mic_device_box.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+        self.mic_device_box.setMinimumContentsLength(8)
         self.mic_box = QComboBox()
         self.mic_box.addItem("none", None)
         for ch in range(8):
-            self.mic_box.addItem(f"input channel {ch + 1}", ch)
-        self.mic_box.setToolTip("Input channel carrying your microphone (mixed into the output at the mic level)")
+            self.mic_box.addItem(f"ch {ch + 1}", ch)
+        self.mic_box.setToolTip("The microphone's channel on its device (mixed into the output at the mic level; "
+                                "OSC /stemstream/mic \"DEVICE#CH\")")
+        self.routing_button = QPushButton("Routing…")
+        self.routing_button.setToolTip("Put each stem and bus on output channels (as the command line's --route)")
         setup = QGroupBox("Audio and model")
         form = QFormLayout(setup)
         form.setLabelAlignment(Qt.AlignRight)
@@ -158,8 +192,12 @@ class LiveTab(QWidget):
         form.addRow("Output", self.output_box)
         form.addRow("Model", self.model_box)
         form.addRow("Profile", self.profile_box)
-        form.addRow("Mic", self.mic_box)
+        mic_row = QHBoxLayout()
+        mic_row.addWidget(self.mic_device_box, 1)
+        mic_row.addWidget(self.mic_box)
+        form.addRow("Mic", mic_row)
         form.addRow("", self.key_stage)
+        form.addRow("Outputs", self.routing_button)
 
         # -- karaoke ----------------------------------------------------------
         self.guide = QSlider(Qt.Horizontal)
@@ -179,13 +217,41 @@ class LiveTab(QWidget):
         self.mic_label = QLabel("0.0 dB")
         for lab in (self.guide_label, self.key_label, self.mic_label):
             lab.setMinimumWidth(56)
-        karaoke = QGroupBox("Karaoke")
+        self.listen_box = QComboBox()
+        for mode in LISTEN_MODES:
+            self.listen_box.addItem(LISTEN_LABELS[mode], mode)
+        self.listen_box.setToolTip("What the main output plays: every stem, all but the vocals, the vocals alone, "
+                                   "or the karaoke mix with the guide vocal (OSC /stemstream/listen)")
+        self.scene_box = QComboBox()
+        self.scene_box.setEditable(True)
+        self.scene_box.setToolTip("Scenes: the whole mixer (listen mode, faders, mutes, solos, key, guide, mic, "
+                                  "effect chains). Type a name to save a new one (OSC /stemstream/scene/save)")
+        self.scene_box.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+        self.scene_box.setMinimumContentsLength(6)
+        self.scene_save = QToolButton()
+        self.scene_save.setText("Save")
+        self.scene_save.setToolTip("Save the mixer as the scene named on the left")
+        self.scene_load = QToolButton()
+        self.scene_load.setText("Load")
+        self.scene_load.setToolTip("Load the scene named on the left (effect chains crossfade in while running)")
+        karaoke = QGroupBox("Listen")
         grid = QGridLayout(karaoke)
+        grid.addWidget(QLabel("Mode"), 0, 0)
+        grid.addWidget(self.listen_box, 0, 1, 1, 2)
         for r, (name, slider, lab) in enumerate((("Guide", self.guide, self.guide_label), ("Key", self.key, self.key_label),
-                                                ("Mic", self.mic, self.mic_label))):
+                                                ("Mic", self.mic, self.mic_label)), start=1):
             grid.addWidget(QLabel(name), r, 0)
             grid.addWidget(slider, r, 1)
             grid.addWidget(lab, r, 2)
+        self.mic_meter = MicMeter()
+        grid.addWidget(self.mic_meter, 4, 1)
+        scenes = QHBoxLayout()
+        scenes.addWidget(self.scene_box, 1)
+        scenes.addWidget(self.scene_save)
+        scenes.addWidget(self.scene_load)
+        grid.addWidget(QLabel("Scene"), 5, 0)
+        grid.addLayout(scenes, 5, 1, 1, 2)
+        grid.setColumnStretch(1, 1)
 
         self.latency_group = QGroupBox("Latency")
         self.latency_text = QLabel("Start the engine to see where the latency comes from.")
@@ -220,7 +286,8 @@ class LiveTab(QWidget):
         self.strip_row.setSpacing(8)
         self.strips: dict[str, StemStrip] = {}
         self.main_strip = StemStrip("main", controls=False)
-        self.main_strip.setToolTip("The main mix: what the output plays")
+        self.main_strip.setToolTip("The main mix: what the output plays (the strips show each stem's part of it)")
+
 
         # -- spectrogram ----------------------------------------------------------
         self.spec_source = QComboBox()
@@ -263,10 +330,14 @@ class LiveTab(QWidget):
         layout.addWidget(left_scroll, 1)
         layout.addLayout(center, 3)
 
-    def show_latency(self, report, target_ms: float) -> None:
+    def show_latency(self, report, target_ms: float, mic_ms: float | None = None) -> None:
         rows = [f"<tr><td>{name}</td><td align='right'>&nbsp;{1000.0 * n / report.sample_rate:.1f} ms</td></tr>"
                 for name, n in report.parts.items() if n]
         rows.append(f"<tr><td><b>total</b></td><td align='right'>&nbsp;<b>{report.ms:.1f} ms</b></td></tr>")
+        if mic_ms is not None:
+            rows.append(f"<tr><td>microphone (no separation)</td><td align='right'>&nbsp;{mic_ms:.1f} ms</td></tr>")
+        self.mic_meter.setToolTip(self.mic_meter.toolTip().split("\n")[0] +
+                                  ("" if mic_ms is None else f"\nlatency {mic_ms:.1f} ms"))
         self.latency_text.setText(f"<table width='100%'>{''.join(rows)}</table>"
                                   f"<span style='color:#7f8794'>algorithmic {report.algorithmic_ms:.1f} ms "
                                   f"(profile target ≤ {target_ms:g} ms; compute budget and device excluded)</span>")
@@ -294,4 +365,67 @@ class LiveTab(QWidget):
         self.spec_source.blockSignals(False)
 
 
-__all__ = ["LiveTab", "StemStrip", "gain_text"]
+class RoutingDialog(QDialog):
+    """Each bus on output channels, as ``stemstream live --route`` (channels from 1, e.g. 3,4)."""
+
+    def __init__(self, buses, routes: dict, outputs: int | None = None, parent=None):
+        super().__init__(parent)
+        self.setWindowTitle("Routing")
+        self.outputs = outputs
+        self.table = QTableWidget(len(buses), 2)
+        self.table.setHorizontalHeaderLabels(["Bus", "Output channels"])
+        self.table.verticalHeader().setVisible(False)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.Stretch)
+        self.table.setSelectionMode(QAbstractItemView.SingleSelection)
+        for row, bus in enumerate(buses):
+            name = QTableWidgetItem(bus)
+            name.setFlags(Qt.ItemIsEnabled)
+            self.table.setItem(row, 0, name)
+            chans = routes.get(bus) or []
+            self.table.setItem(row, 1, QTableWidgetItem(",".join(str(c + 1) for c in chans)))
+        hint = QLabel("Channels from 1, e.g. 3,4; empty: not routed. The mic bus (if routed) replaces "
+                      "its place in main." + (f" The output device has {outputs} channels." if outputs else ""))
+        hint.setWordWrap(True)
+        self.problem = QLabel("")
+        self.problem.setWordWrap(True)
+        self.problem.setStyleSheet("color:#e06c5a;")
+        buttons = self.button_box = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
+        buttons.accepted.connect(self._accept)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.table, 1)
+        layout.addWidget(hint)
+        layout.addWidget(self.problem)
+        layout.addWidget(buttons)
+        self.result_routes: dict | None = None
+
+    def routes(self) -> dict:
+        """{bus: [channels from 0]} as typed; ValueError naming the bad row."""
+        from .audio import parse_channels
+
+        routes = {}
+        for row in range(self.table.rowCount()):
+            bus = self.table.item(row, 0).text()
+            text = self.table.item(row, 1).text() if self.table.item(row, 1) else ""
+            try:
+                chans = parse_channels(text)
+            except ValueError:
+                raise ValueError(f"{bus}: write channels from 1 like 3,4 (got {text!r})") from None
+            if chans and self.outputs and max(chans) >= self.outputs:
+                raise ValueError(f"{bus}: the output device has {self.outputs} channels")
+            if chans:
+                routes[bus] = chans
+        if not routes:
+            raise ValueError("route at least one bus (main=1,2 plays the mix)")
+        return routes
+
+    def _accept(self) -> None:
+        try:
+            self.result_routes = self.routes()
+        except ValueError as exc:
+            self.problem.setText(str(exc))
+            return
+        self.accept()
+
+
+__all__ = ["LiveTab", "RoutingDialog", "StemStrip", "gain_text"]

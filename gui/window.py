@@ -26,6 +26,7 @@ from stream_engine.params import KEY_RANGE, ParamStore, Params
 from .audio import DEMO_SOURCE, FILE_SOURCE_PREFIX, LiveConfig, LiveSession, active_effects, carry_params, idle_status
 from .files_tab import FilesTab
 from .jobs import run_job
+from .live_control import LiveWiring
 from .live_tab import LiveTab, gain_text
 from .settings import Settings, data_dir
 from .widgets import Indicator, keep_width_for
@@ -155,6 +156,7 @@ class MainWindow(QMainWindow):
         self._show_params(None, self.store.current)
         self._start_osc()
         self._wire()
+        self.live_wiring = LiveWiring(self)  # changes while running, listen mode, scenes, mic, routing
         if a_spec := getattr(self.args, "spectrogram", None):
             idx = self.live.spec_source.findData(None if a_spec == "input" else a_spec)
             self.live.spec_source.setCurrentIndex(max(0, idx))

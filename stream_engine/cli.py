@@ -110,6 +110,12 @@ def cmd_bench(args) -> int:
         result = soak(args.soak, args.model, args.profile)
         print(json.dumps(result, indent=2, default=float) if args.json else format_soak(result))
         return 0 if result["exit_code"] == 0 else EXIT_ERROR
+    if args.switch:
+        from .tools.switch_bench import format_switches, main_result
+
+        result = main_result(args.model or "stemstream-student-int8")
+        print(json.dumps(result, indent=2, default=float) if args.json else format_switches(result))
+        return 0 if all(r["error"] is None for r in result["switches"]) else EXIT_ERROR
     try:
         result = run_bench(args.model, args.profile, args.seconds, rate=args.rate, block=args.block)
     except SeparatorError as exc:
@@ -198,6 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--soak", type=float, default=None, metavar="MINUTES",
                    help="soak instead: `stemstream live` on a JACK dummy server for MINUTES under 100 OSC "
                         "messages a second; prints xruns, misses, compute p99/max and memory at start and end")
+    p.add_argument("--switch", action="store_true",
+                   help="switches while playing instead: on a JACK dummy server, dsp-center -> MODEL (default: the "
+                        "bundled int8 student) -> the balanced profile; prints crossfade, gap, xruns, misses")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("eval", help="SDR over a folder of <track>/<stem>.<ext>")

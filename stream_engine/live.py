@@ -234,6 +234,9 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--routes", default=None, metavar="FILE",
                    help="routing from a file: JSON {\"vocals\": [3, 4], ...} or lines BUS=CH,CH (channels from 1)")
     p.add_argument("--mic", type=int, default=None, metavar="CH", help="microphone on input channel CH (from 1)")
+    p.add_argument("--mic-device", default=None, metavar="DEV",
+                   help="the microphone's own device (index or part of the name): --mic CH is then its channel "
+                        "(default 1), read on a capture stream of its own; latency: its device's plus one block")
     p.add_argument("--mic-gain", type=float, default=1.0, metavar="G", help="microphone gain, 0..2")
     p.add_argument("--mic-fx", default=None, metavar="PRESET",
                    help="effect chain preset (or JSON file) for the microphone, e.g. mic-vocal; it runs on its "
@@ -544,8 +547,12 @@ def run_live(args) -> int:
     if jack_api and not any("jack" in d["hostapi"].lower() for d in list_devices()):
         rescan()  # jackd may have started after PortAudio was initialised
 
-    mic = None if args.mic is None else args.mic - 1
-    in_dev = find_device(args.input, "input", args.host_api, need=max(1, args.mic or 0))
+    mic_dev = None
+    if args.mic_device is not None:  # the mic on a device of its own: not a channel of the music input
+        args.mic = args.mic or 1
+        mic_dev = find_device(args.mic_device, "input", args.host_api, need=args.mic)
+    mic = None if args.mic is None or mic_dev is not None else args.mic - 1
+    in_dev = find_device(args.input, "input", args.host_api, need=max(1, (mic or -1) + 1))
     music_inputs = [c for c in range(in_dev["inputs"]) if c != mic][:2] or [0]
     rate = args.rate or int(in_dev["default_rate"])
     engine, store, separator = build_engine(args, rate, music_inputs)
@@ -553,11 +560,18 @@ def run_live(args) -> int:
     n_out = engine.out_channels
     out_dev = find_device(args.output, "output", args.host_api, need=n_out)
 
+    mic_capture = None
+    if mic_dev is not None:
+        engine.mic_channel = None
+        mic_capture = _open_mic(mic_dev, args.mic - 1, rate, engine)
+
     stopped = threading.Event()
     live = LiveStream(engine, in_dev["index"], out_dev["index"], n_in, rate, finished=stopped.set)
     try:
         live.open()
     except Exception as exc:  # noqa: BLE001 - sd.PortAudioError, ValueError for bad settings
+        if mic_capture is not None:
+            mic_capture.close()
         raise LiveError(f"cannot open the stream ({in_dev['name']} -> {out_dev['name']}, {rate} Hz, "
                         f"block {engine.block}, {n_in} in / {n_out} out): {exc}") from None
     device_in, device_out = live.device_latency
@@ -565,6 +579,9 @@ def run_live(args) -> int:
     print(f"live: {separator.spec.name}, profile {args.profile}, {rate} Hz, block {engine.block}, "
           f"in {in_dev['name']!r} ({in_dev['hostapi']}) x{n_in}, out {out_dev['name']!r} x{n_out}")
     print(f"latency: {latency.describe()}", flush=True)
+    if mic_capture is not None:  # the mic skips the separator: its device, the block held, cycle order, one block
+        mic_ms = 1000.0 * (mic_capture.latency + 3 * engine.block / rate + device_out)
+        print(f"microphone: {mic_dev['name']!r} channel {args.mic}, {mic_ms:.1f} ms to the output")
     if engine.latency().algorithmic_ms > PROFILES[args.profile].latency_target_ms:
         print(f"warning: algorithmic latency {engine.latency().algorithmic_ms:.1f} ms is above the {args.profile} "
               f"target of {PROFILES[args.profile].latency_target_ms:.0f} ms", file=sys.stderr)
@@ -577,6 +594,8 @@ def run_live(args) -> int:
         if osc is not None:
             osc.close()
         live.stop()
+        if mic_capture is not None:
+            mic_capture.close()
         release_portaudio()
         raise
     interrupted = {"signal": None}
@@ -615,6 +634,8 @@ def run_live(args) -> int:
         elapsed = time.monotonic() - started
         timer = live.timer
         live.stop()
+        if mic_capture is not None:
+            mic_capture.close()
         if osc is not None:
             osc.close()
         if daw is not None:
@@ -631,11 +652,13 @@ def run_live(args) -> int:
         "input_device": in_dev,
         "output_device": out_dev,
         "channels": {"in": n_in, "out": n_out, "music_inputs": [c + 1 for c in music_inputs],
-                     "mic_input": args.mic},
+                     "mic_input": args.mic, "mic_device": None if mic_dev is None else mic_dev["name"]},
         "routes": {bus: [c + 1 for c in chans] for bus, chans in engine.router.routes.items()},
         "device_latency_s": {"input": device_in, "output": device_out},
         "seconds": round(elapsed, 3),
         "worker_priority_raised": live.engine.tuning.worker_boosted,
+        "model_at_end": engine.pipeline.separator.spec.name,  # switches (OSC) may have changed them
+        "profile_at_end": engine.pipeline.profile.name,
         "exit": {"code": code, "reason": reason},
     }
     result = stats_dict(engine, latency, timer, info)
@@ -658,6 +681,18 @@ def run_live(args) -> int:
     return code
 
 
+def _open_mic(device: dict, channel: int, rate: int, engine):
+    """The microphone's own capture stream, read by the engine's callback (``engine.mic_source``)."""
+    from .sources import Capture
+
+    try:
+        capture = Capture(device["index"], channel + 1, rate, engine.block, name=device["name"]).open()
+    except Exception as exc:  # noqa: BLE001 - PortAudio errors come in several types
+        raise LiveError(f"cannot open the microphone's device {device['name']!r}: {exc}") from None
+    engine.mic_source = capture.reader((channel,)).next
+    return capture
+
+
 def _write_json(path: Path, data: dict) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(data, indent=2, default=float))
@@ -677,12 +712,34 @@ def _start_osc(args, store, separator, engine):
         raise LiveError(f"--osc-port: OSC control needs python-osc ({exc})") from None
     try:
         effects = next((stage for stage in engine.pipeline.stages if hasattr(stage, "check_fx")), None)
-        server = OscServer(store, list(separator.spec.stems), status=engine.status, port=args.osc_port,
-                           fx_check=None if effects is None else effects.check_fx)
+        server = OscServer(store, list(engine.pipeline.stems), status=engine.status, port=args.osc_port,
+                           fx_check=None if effects is None else effects.check_fx, controls=live_control(args, engine))
     except OSError as exc:
         raise LiveError(f"--osc-port {args.osc_port}: {exc}") from None
     print(f"OSC on 127.0.0.1:{server.port}")
     return server
+
+
+def live_control(args, engine):
+    """Model, profile, key stage, effects and routing changes while playing (OSC), for ``stemstream live``."""
+    from .control import ChainSpec, LiveControl
+    from .stages import parse_fx
+
+    preload_backends()
+    spec = ChainSpec(model=args.model, profile=args.profile, key_stage=bool(getattr(args, "key", 0)),
+                     fx=parse_fx(getattr(args, "fx", None)), channels=engine.channels)
+    return LiveControl(engine, spec, device=getattr(args, "compute_device", "cpu"))
+
+
+def preload_backends() -> None:
+    """Import the model backends now, before the stream runs: a first import holds the GIL for tens of
+    ms (onnxruntime: 25-45 ms measured), which a switch to a model would otherwise spend mid-stream."""
+    import importlib
+    import importlib.util
+
+    for name in ("onnxruntime",):
+        if importlib.util.find_spec(name) is not None:
+            importlib.import_module(name)
 
 
 def parse_daw_tracks(items, stems) -> dict[str, int]:

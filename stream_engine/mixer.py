@@ -2,8 +2,10 @@
 
 Buses (each ``(channels, n)``):
 - ``<stem>``: the stem after its fader (gain, mute, solo);
-- ``main``: the sum of the faded stems, with the vocals at the guide level
-  when karaoke is on: what the performer hears;
+- ``main``: what the listen mode plays (``Params.listen``): every faded
+  stem (full), all but the vocals (instrumental), the vocals alone
+  (acappella), or instrumental plus the vocals at the guide level (karaoke):
+  what the performer hears;
 - ``instrumental``: every faded stem but the vocals;
 - ``karaoke``: instrumental plus the vocals at the guide level.
 Gain changes ramp linearly across one block (no zipper noise).
@@ -20,53 +22,59 @@ MIX_BUSES = ("main", "instrumental", "karaoke")
 
 
 class Mixer:
+    """Faders and the listen mode: stems in, named buses out, meters of what is heard."""
+
     def __init__(self, stems: tuple[str, ...], channels: int):
         self.stems = tuple(stems)
         self.channels = channels
         self._gains = None  # gains applied at the end of the previous block
-        self.meters = np.full((len(self.stems) + 1, 2), 0.0)  # per stem + main: peak, rms (linear)
+        # per stem + main: peak, rms (linear). A stem's row meters what it adds to main (after the
+        # listen mode), so a strip never shows a level the main output does not play.
+        self.meters = np.full((len(self.stems) + 1, 2), 0.0)
 
     @property
     def bus_names(self) -> tuple[str, ...]:
         return self.stems + MIX_BUSES
 
     def _target_gains(self, params: Params) -> np.ndarray:
+        """Fader gains per stem, then each stem's weight in main (fader x listen mode)."""
         gains = params.stem_gains(self.stems)
-        guide = params.guide if params.karaoke else 1.0
-        return np.array(gains + [guide], dtype=np.float32)  # last entry: vocals in main
+        in_main = [g * w for g, w in zip(gains, params.listen_weights(self.stems))]
+        return np.array(gains + in_main, dtype=np.float32)
 
-    def mix(self, stems: np.ndarray, params: Params) -> dict[str, np.ndarray]:
-        n = stems.shape[2]
+    def _curves(self, params: Params, n: int) -> np.ndarray:
+        """(2 x stems, n or 1): gains ramped linearly across the block from where the last one ended."""
         target = self._target_gains(params)
         start = target if self._gains is None else self._gains
         self._gains = target
         if n and not np.array_equal(start, target):
             ramp = (np.arange(1, n + 1, dtype=np.float32) / n)[None, :]
-            curves = start[:, None] + (target - start)[:, None] * ramp  # (stems + 1, n)
-        else:
-            curves = target[:, None]
+            return start[:, None] + (target - start)[:, None] * ramp
+        return target[:, None]
+
+    def mix(self, stems: np.ndarray, params: Params) -> dict[str, np.ndarray]:
+        n = stems.shape[2]
+        count = len(self.stems)
+        curves = self._curves(params, n)
         buses = {name: stems[i] * curves[i] for i, name in enumerate(self.stems)}
+        heard = [stems[i] * curves[count + i] for i in range(count)]  # each stem's part of main
         others = [buses[s] for s in self.stems if s != VOCALS]
         instrumental = np.sum(others, axis=0) if others else np.zeros((self.channels, n), np.float32)
         vocals = buses.get(VOCALS)
-        if vocals is None:
-            karaoke = main = instrumental
-        else:
-            karaoke = instrumental + vocals * params.guide
-            main = instrumental + vocals * curves[-1]
+        karaoke = instrumental if vocals is None else instrumental + vocals * params.guide
+        main = np.sum(heard, axis=0) if heard else np.zeros((self.channels, n), np.float32)
         buses.update(main=main, instrumental=instrumental, karaoke=karaoke)
-        self._meter(buses)
+        self._meter(heard + [main])
         return buses
 
-    def _meter(self, buses: dict[str, np.ndarray]) -> None:
-        for i, name in enumerate(self.stems + ("main",)):
-            bus = buses[name]
+    def _meter(self, signals: list[np.ndarray]) -> None:
+        for i, bus in enumerate(signals):
             if bus.size:
                 self.meters[i, 0] = float(np.max(np.abs(bus)))
                 self.meters[i, 1] = float(np.sqrt(np.mean(np.square(bus, dtype=np.float64))))
 
     def meters_db(self) -> dict[str, tuple[float, float]]:
-        """{bus: (peak dBFS, rms dBFS)} of the last block, -120 for silence."""
+        """{bus: (peak dBFS, rms dBFS)} of the last block, -120 for silence; a stem's is its part of main."""
         db = 20.0 * np.log10(np.maximum(self.meters, 1e-6))
         return {name: (float(db[i, 0]), float(db[i, 1])) for i, name in enumerate(self.stems + ("main",))}
 

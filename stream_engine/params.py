@@ -19,6 +19,20 @@ GUIDE_RANGE = (0.0, 1.0)
 KEY_RANGE = (-12, 12)
 MIC_GAIN_RANGE = (0.0, 2.0)
 DEFAULT_GUIDE = 0.15  # a quiet guide vocal in the karaoke mix
+# What the main bus plays (the listen selector). ``karaoke`` keeps the vocals at the guide level.
+LISTEN_MODES = ("full", "instrumental", "acappella", "karaoke")
+LISTEN_LABELS = {"full": "Full mix", "instrumental": "Instrumental", "acappella": "A cappella",
+                 "karaoke": "Karaoke (guide vocal)"}
+
+
+def listen_mode(text: str) -> str:
+    """A listen mode from a user's spelling (``A cappella``, ``a_cappella``, ``full mix``) or ValueError."""
+    key = "".join(ch for ch in str(text).lower() if ch.isalnum())
+    aliases = {"full": "full", "fullmix": "full", "all": "full", "instrumental": "instrumental",
+               "acappella": "acappella", "vocals": "acappella", "karaoke": "karaoke"}
+    if key not in aliases:
+        raise ValueError(f"unknown listen mode {text!r}; choose one of {', '.join(LISTEN_MODES)}")
+    return aliases[key]
 
 
 def clamp(value, lo, hi):
@@ -37,12 +51,22 @@ class StemParams:
 @dataclass(frozen=True)
 class Params:
     stems: Mapping[str, StemParams] = field(default_factory=lambda: MappingProxyType({}))
-    karaoke: bool = True  # main mix: vocals reduced to the guide level
+    karaoke: bool = True  # main mix: vocals reduced to the guide level (same as listen == "karaoke")
     guide: float = DEFAULT_GUIDE
     key: int = 0  # semitones applied to the accompaniment
     mic_gain: float = 1.0
     # effect parameters: (stem, chain index, param name) -> value
     fx: Mapping[tuple[str, int, str], float] = field(default_factory=lambda: MappingProxyType({}))
+    # The main bus (LISTEN_MODES); None: from ``karaoke`` (older callers set only that flag).
+    listen: str | None = None
+
+    def __post_init__(self):
+        # ``karaoke`` and ``listen`` say the same thing twice; keep them agreeing whichever was given
+        if self.listen is None:
+            object.__setattr__(self, "listen", "karaoke" if self.karaoke else "full")
+        elif self.listen not in LISTEN_MODES:
+            object.__setattr__(self, "listen", listen_mode(self.listen))
+        object.__setattr__(self, "karaoke", self.listen == "karaoke")
 
     @classmethod
     def for_stems(cls, stems, **kw) -> "Params":
@@ -62,7 +86,23 @@ class Params:
         return replace(self, fx=MappingProxyType(fx))
 
     def with_(self, **changes) -> "Params":
+        if "karaoke" in changes and "listen" not in changes:  # the KARAOKE toggle: karaoke or the full mix
+            changes["listen"] = "karaoke" if changes["karaoke"] else "full"
+        elif "listen" in changes:
+            changes["karaoke"] = changes["listen"] == "karaoke"
         return replace(self, **changes)
+
+    def carried_to(self, stems) -> "Params":
+        """This snapshot for another model's ``stems``: shared stems keep their fader, new ones start at unity."""
+        kept = {s: self.stems[s] for s in stems if s in self.stems}
+        return replace(self, stems=MappingProxyType({s: kept.get(s, StemParams()) for s in stems}),
+                       fx=MappingProxyType({k: v for k, v in self.fx.items() if k[0] in stems}))
+
+    def listen_weights(self, names) -> list[float]:
+        """How much of each stem the main bus plays in this listen mode (before faders)."""
+        vocal = {"full": 1.0, "instrumental": 0.0, "acappella": 1.0, "karaoke": self.guide}[self.listen]
+        other = 0.0 if self.listen == "acappella" else 1.0
+        return [vocal if n == "vocals" else other for n in names]
 
     def stem_gains(self, names) -> list[float]:
         """Effective linear gain per stem: gain, mute and solo applied."""

@@ -14,7 +14,6 @@ callback takes no lock, calls no model and logs nothing.
 from __future__ import annotations
 
 import gc
-import math
 import sys
 import threading
 import time
@@ -22,8 +21,9 @@ from typing import Callable
 
 import numpy as np
 
+from .handover import BUILDER_PAUSE_S, DEFAULT_FADE_MS, Chain, Handover, Queue, SwitchReport, prime, routes_for
 from .latency import LatencyReport
-from .mixer import Mixer, Router
+from .mixer import MIX_BUSES, Router
 from .params import ParamStore, Params
 from .pipeline import Pipeline
 from .ring import Ring
@@ -186,18 +186,22 @@ class RealtimeEngine:
         out_channels: int | None = None,
         budget: int | None = None,
     ):
-        self.pipeline = pipeline
         self.block = block
         self.channels = pipeline.channels
         self.rate = pipeline.stream_rate
         self.store = store or ParamStore(Params.for_stems(pipeline.stems))
-        self.mixer = Mixer(pipeline.stems, self.channels)
-        self.router = Router(routes or {"main": [0, 1][: max(1, self.channels)]}, self.mixer.bus_names,
-                             self.channels, out_channels)
+        self.routes_wanted = dict(routes or {"main": [0, 1][: max(1, self.channels)]})  # kept across switches
+        self._budget_override = budget
+        # pipeline, mixer, router and their timing in one object the worker swaps whole (handover.py)
+        needed = Router(self.routes_wanted, pipeline.stems + MIX_BUSES, self.channels, out_channels).out_channels
+        self.chain = Chain(pipeline, block, self.routes_wanted, needed, self.store.current, budget)
         self.out_channels = self.router.out_channels
         self.input_channels = np.array(input_channels or list(range(self.channels)), np.intp)
         self._music_columns = tuple(int(c) for c in self.input_channels)
         self.mic_channel = mic_channel
+        # a microphone on a device of its own: ``next(frames) -> (frames, 1)`` (sources.CaptureReader),
+        # read in the callback instead of an input channel; replaced whole to change the mic while playing
+        self.mic_source = None
         self.mic_processor = mic_processor
         # An effect chain on the mic runs on its own thread (MicLane), one block behind, since effect
         # hosts allocate; ``mic_fx_in_callback`` runs it in the callback instead: one block less
@@ -206,14 +210,11 @@ class RealtimeEngine:
         self.mic_lane = (MicLane(mic_processor, block, self.rate)
                          if mic_processor is not None and not self.mic_fx_in_callback else None)
         self.stats = Stats()
-        self.holdback = self._measure_holdback()
-        self.budget = budget if budget is not None else self._default_budget()
-        self.prefill = self.block + self.holdback + (self.budget - self.block if self.budget > self.block else 0)
-        capacity = max(2 * self.rate, 8 * (self.prefill + self.pipeline.framer_latency + 2 * block))
+        # the input ring also keeps the history a new chain is primed with at a switch (seconds of it)
+        capacity = max(10 * self.rate, 8 * (self.prefill + self.pipeline.framer_latency + 2 * block))
         self.in_ring = Ring(self.channels, capacity)
-        self.out_ring = Ring(self.out_channels, capacity)
-        self._dry_matrix = self.router.dry_matrix().T.copy()  # (channels, out_channels)
-        self._mic_out = self.router.mic_channels() or [c for c in self.router.routes.get("main", [])]
+        self.out_ring = Ring(self.out_channels, max(4 * self.rate, capacity // 2))
+        self._use_chain_in_callback(self.chain)
         self._scratch_out = np.zeros((max(block, 4096), self.out_channels), np.float32)
         self._scratch_dry = np.zeros((max(block, 4096), self.channels), np.float32)
         self._scratch_mic = np.zeros((max(block, 4096), 1), np.float32)
@@ -222,48 +223,42 @@ class RealtimeEngine:
         self._fall = np.zeros(max(block, 4096), np.float32)
         self._index = np.arange(max(block, 4096), dtype=np.float32)
         self._scratch_col = np.zeros(max(block, 4096), np.float32)
-        # the dry map as (output channel, [(input channel, gain), ...]): the callback's loops need no matmul
-        self._dry_terms = [(o, [(c, float(self._dry_matrix[c, o])) for c in range(self.channels)
-                                if self._dry_matrix[c, o] != 0.0]) for o in range(self.out_channels)]
         self._wet = True
         self.tuning = RealtimeTuning(self)
         self._worker: threading.Thread | None = None
         self._running = False
         self.worker_error: BaseException | None = None
+        # builder -> worker: (chain, its output queue, next input it needs, report, fade frames, done event)
+        self._pending: tuple | None = None
+        self._handover: Handover | None = None  # worker only
+        self._retired: Handover | None = None  # the finished hand-over (its old chain), freed by the builder
+        self._switch_lock = threading.Lock()  # one switch at a time (builder threads)
+        self._latest: dict[str, SwitchReport] = {}  # the newest request of each kind
+        self.on_switch: list[Callable[[SwitchReport], None]] = []  # called on the builder thread when one ends
         self.pipeline.reset()
 
+    # -- what the worker runs (swapped whole at a switch) ----------------------
+    pipeline = property(lambda self: self.chain.pipeline)
+    mixer = property(lambda self: self.chain.mixer)
+    router = property(lambda self: self.chain.router)
+    holdback = property(lambda self: self.chain.holdback)
+    budget = property(lambda self: self.chain.budget)
+    prefill = property(lambda self: self.chain.prefill)
+
+    @property
+    def _warm_compute(self) -> dict:
+        return self.chain.warm_compute
+
+    def _use_chain_in_callback(self, chain: Chain) -> None:
+        """What the callback reads of a chain, each a single reference it reads once per call."""
+        dry = chain.router.dry_matrix().T  # (channels, out_channels)
+        # the dry map as (output channel, [(input channel, gain), ...]): the callback's loops need no matmul
+        self._dry_terms = [(o, [(c, float(dry[c, o])) for c in range(self.channels) if dry[c, o] != 0.0])
+                           for o in range(self.out_channels)]
+        self._mic_out = chain.router.mic_channels() or list(chain.router.routes.get("main", []))
+        self._dry_delay = chain.delay
+
     # -- set-up ------------------------------------------------------------
-    def _measure_holdback(self) -> int:
-        """Most frames the pipeline keeps back while fed one block at a time.
-
-        Runs the real pipeline on silence (which also warms the model up):
-        hop granularity and soxr's buffering both show up here, measured
-        rather than derived.
-        """
-        p = self.pipeline
-        p.reset()
-        blocks = max(32, math.ceil(2 * max(p.separator.spec.window, self.block) / self.block))
-        silence = np.zeros((self.channels, self.block), np.float32)
-        pushed = produced = worst = 0
-        params = self.store.current
-        for _ in range(min(blocks, 400)):
-            produced += p.process(silence, params).shape[2]
-            pushed += self.block
-            worst = max(worst, pushed - produced)
-        p.reset()
-        self._warm_compute = p.compute.percentiles_ms()
-        return worst
-
-    def _default_budget(self) -> int:
-        """The profile's blocks, or twice a typical warm-up call (p95) if longer.
-
-        The p95 rather than the maximum: one call delayed by the scheduler
-        during warm-up must not set the latency for the whole session.
-        """
-        typical_ms = self._warm_compute.get("p95") or 0.0
-        blocks = self.pipeline.profile.budget_blocks * self.block
-        return max(blocks, math.ceil(2.0 * typical_ms * self.rate / 1000.0))
-
     def latency(self, device_in: float = 0.0, device_out: float = 0.0) -> LatencyReport:
         """Input-to-output latency; add the device's own latencies (seconds) if known."""
         report = LatencyReport(self.rate)
@@ -306,6 +301,14 @@ class RealtimeEngine:
             self._worker.join(timeout=5.0)
             self._worker = None
             self.tuning.__exit__(None, None, None)
+        self._end_handover_now()
+
+    def _end_handover_now(self) -> None:
+        """A fade cut short by Stop: the new chain is the engine's from here (its builder is told)."""
+        handover, self._handover = self._handover, None
+        if handover is not None:
+            self._install(handover.new, handover.report, fade_ms=0.0)
+            handover.handed.set()
 
     # -- the audio callback (sounddevice signature) -------------------------
     def callback(self, indata, outdata, frames, time_info, status) -> None:
@@ -331,7 +334,7 @@ class RealtimeEngine:
             self._play_dry(outdata, position, ready, frames)
         elif not self._wet:
             self._return_to_wet(outdata, position, frames)
-        if self.mic_channel is not None:
+        if self.mic_source is not None or self.mic_channel is not None:
             self._mix_mic(indata, outdata, frames)
 
     def _dry(self, position: int, frames: int) -> np.ndarray:
@@ -342,10 +345,10 @@ class RealtimeEngine:
         operations do not.
         """
         dry = self._scratch_dry[:frames]
-        self.in_ring.copy_out(position - self.prefill - self._signal_delay, dry)
+        self.in_ring.copy_out(position - self._dry_delay, dry)
         out = self._scratch_out[:frames]
         term = self._scratch_col[:frames]
-        for o, terms in self._dry_terms:
+        for o, terms in self._dry_terms:  # one read of the reference: a switch replaces the list whole
             column = out[:, o]
             if not terms:
                 column.fill(0.0)
@@ -354,10 +357,6 @@ class RealtimeEngine:
             for c, gain in terms[1:]:
                 np.add(column, np.multiply(dry[:, c], gain, out=term), out=column)
         return out
-
-    @property
-    def _signal_delay(self) -> int:
-        return self.pipeline.framer_latency + self.pipeline.stage_latency
 
     def _crossfade(self, outdata, dry, n: int, into_dry: bool) -> None:
         """``outdata[:n]`` (wet) fades into ``dry[:n]`` or back out of it, channel by channel (no buffers)."""
@@ -386,13 +385,19 @@ class RealtimeEngine:
 
     def _mix_mic(self, indata, outdata, frames: int) -> None:
         mic = self._scratch_mic[:frames]
-        mic[:, 0] = indata[:, self.mic_channel]
+        source = self.mic_source  # one read: another thread may replace it
+        if source is not None:
+            mic[:, 0] = source(frames)[:, 0]
+        elif self.mic_channel is not None:
+            mic[:, 0] = indata[:, self.mic_channel]
+        else:
+            return
         if self.mic_lane is not None:
             self.mic_lane.process(mic, frames)
         elif self.mic_fx_in_callback:
             self.mic_processor(mic, mic)
         mic *= self.store.current.mic_gain
-        for ch in self._mic_out:
+        for ch in self._mic_out:  # replaced whole at a switch
             outdata[:, ch] += mic[:, 0]
 
     # -- the worker -----------------------------------------------------------
@@ -406,8 +411,13 @@ class RealtimeEngine:
         if available == 0:
             return False
         started = time.perf_counter()
+        if self._pending is not None and self._handover is None:
+            self._begin_handover()
         n = self.in_ring.read_into(self._chunk[:available])
-        self.process_frames(self._chunk[:n])
+        if self._handover is not None:
+            self._continue_handover(self._chunk[:n])
+        else:
+            self.process_frames(self._chunk[:n])
         self.stats.busy_seconds += time.perf_counter() - started
         return True
 
@@ -422,6 +432,136 @@ class RealtimeEngine:
         dropped = self.out_ring.write_dropping_late(self.router.route(buses))
         self.stats.dropped_frames += dropped
 
+    # -- changes while playing (handover.py) ----------------------------------
+    def switch(self, build: Callable[[], Pipeline] | None, what: str, routes: dict[str, list[int]] | None = None,
+               fade_ms: float = DEFAULT_FADE_MS, wait: bool = False,
+               on_done: Callable[[SwitchReport], None] | None = None) -> SwitchReport:
+        """Replace the pipeline (``build()`` returns the new one) and/or the routing while playing.
+
+        Runs on a builder thread; switches queue behind each other. The report's
+        ``done`` event is set when the new chain plays alone (or the switch
+        failed: ``error``); ``on_switch`` listeners hear of it then.
+        """
+        report = SwitchReport(what)
+        if on_done is not None:
+            report.callbacks.append(on_done)
+        kind = "routing" if build is None else "pipeline"
+        self._latest[kind] = report  # a queued request of the same kind is superseded by this one
+        args = (report, build, routes, max(1, round(fade_ms * self.rate / 1000.0)))
+        thread = threading.Thread(target=self._switch_in_thread, args=args, name="stemstream-switch", daemon=True)
+        thread.start()
+        if wait:
+            thread.join()
+        return report
+
+    def _switch_in_thread(self, report: SwitchReport, build, routes, fade: int) -> None:
+        # The worker's priority, not a lower one: a builder that loses its core while it holds the GIL
+        # stalls the worker too (measured: dozens of misses at a switch with the builder at nice 0 on a
+        # loaded 2-core machine); it sleeps between its steps instead (BUILDER_PAUSE_S).
+        self.tuning._boost(threading.current_thread())
+        with self._switch_lock:
+            try:
+                if self._latest.get("routing" if build is None else "pipeline") is not report:
+                    report.superseded = True  # a later request (which includes this one's change) follows
+                else:
+                    self._build_and_hand_over(report, build, routes, fade)
+            except Exception as exc:  # noqa: BLE001 - the old chain plays on; the front end shows why
+                report.error = f"{type(exc).__name__}: {exc}"
+            report.done.set()
+        for listener in report.callbacks + list(self.on_switch):
+            listener(report)
+
+    def _build_and_hand_over(self, report: SwitchReport, build, routes, fade: int) -> None:
+        old = self.chain
+        report.latency_before_ms = 1000.0 * old.delay / self.rate
+        wanted = dict(routes) if routes is not None else self.routes_wanted
+        started = time.perf_counter()
+        if build is None:  # routing only: same pipeline, separated once and routed twice during the fade
+            kept, report.dropped_routes = routes_for(wanted, old.mixer.bus_names)
+            chain = old.with_routes(kept, self.out_channels, self.store.current)
+        else:
+            pipeline = build()
+            if pipeline.channels != self.channels or pipeline.stream_rate != self.rate:
+                raise ValueError(f"the new pipeline runs {pipeline.channels} channels at {pipeline.stream_rate} Hz; "
+                                 f"the stream has {self.channels} at {self.rate} Hz")
+            kept, report.dropped_routes = routes_for(wanted, pipeline.stems + MIX_BUSES)
+            if tuple(pipeline.stems) != tuple(old.pipeline.stems):  # both chains find their stems' faders
+                union = tuple(old.pipeline.stems) + tuple(s for s in pipeline.stems if s not in old.pipeline.stems)
+                self.store.update(lambda p: p.carried_to(union))
+            chain = Chain(pipeline, self.block, kept, self.out_channels, self.store.current, self._budget_override,
+                          pause=BUILDER_PAUSE_S if self._running else 0.0)
+        report.build_ms = 1000.0 * (time.perf_counter() - started)
+        self.routes_wanted = wanted
+        if not self._running:  # nothing plays: the new chain simply takes over
+            self._install(chain, report, fade_ms=0.0)
+            self.store.update(lambda p: p.carried_to(chain.pipeline.stems))
+            return
+        started = time.perf_counter()
+        if chain.pipeline is old.pipeline:
+            queue, fed = Queue(self.out_ring.written, self.out_channels), 0
+        else:
+            # enough past input that the new chain's output is valid where the fade will begin
+            warm = 2 * chain.pipeline.framer_latency + 4 * self.block + chain.pipeline.separator.spec.window
+            oldest = self.in_ring.written - self.in_ring.capacity + 8 * self.block
+            # never past the worker's read position: a chain of lower latency waits for its input instead
+            begin = max(0, oldest, min(self.out_ring.written - chain.delay - warm, self.in_ring.consumed))
+            queue, fed = prime(chain, self.in_ring, begin, self.store.current,
+                               target=lambda: self.in_ring.consumed, close_enough=2 * self.block)
+        report.prime_ms = 1000.0 * (time.perf_counter() - started)
+        handed = threading.Event()
+        self._pending = (chain, queue, fed, report, fade, handed)
+        while not handed.wait(0.05):  # the worker finishes the fade; a stopped engine takes it at once
+            if not self._running and self._pending is not None:
+                self._pending = None
+                self._install(chain, report, fade_ms=0.0)
+                break
+        if tuple(chain.pipeline.stems) != tuple(self.store.current.stems):
+            self.store.update(lambda p: p.carried_to(chain.pipeline.stems))
+        # the old chain is freed here, not on the worker (a model session can take ms to tear down)
+        time.sleep(0.02)  # the worker has left its hand-over step by now
+        self._retired = None
+
+    def _install(self, chain: Chain, report: SwitchReport, fade_ms: float) -> None:
+        """Make ``chain`` the engine's (worker side, or while stopped)."""
+        self.chain = chain
+        self._use_chain_in_callback(chain)
+        chain.pipeline.compute.reset()
+        self.stats.compute = chain.pipeline.compute
+        report.fade_ms = fade_ms
+        report.latency_after_ms = 1000.0 * chain.delay / self.rate
+        self.stats.switches += 1
+        self.stats.last_switch = report.as_dict()
+
+    def _begin_handover(self) -> None:
+        """Worker: take the primed chain, feed it the input it has not seen yet, start the fade."""
+        chain, queue, fed, report, fade, handed = self._pending
+        self._pending = None
+        handover = Handover(self.chain, chain, queue, fed, self.out_ring.written, fade, report)
+        report.fade_start = self.out_ring.written
+        handover.handed = handed
+        handover.misses_before = self.stats.misses
+        if not handover.shared:
+            behind = self.in_ring.consumed - fed
+            history = np.zeros((max(0, behind), self.channels), np.float32)
+            self.in_ring.copy_out(fed, history)
+            handover.new_queue.push(chain.run(history, self.store.current))
+            handover.fed_until += len(history)
+            report.catch_up_frames = len(history)
+        self._handover = handover
+
+    def _continue_handover(self, frames: np.ndarray) -> None:
+        """Worker: both chains on this input, their crossfade to the output; the old one goes when it is done."""
+        handover = self._handover
+        handover.feed(frames, self.store.current)
+        out = handover.frames(self.out_ring.written)
+        self.stats.dropped_frames += self.out_ring.write_dropping_late(out)
+        if handover.finished(self.out_ring.written):
+            self._handover = None
+            self._retired = handover  # the builder lets go of it, off the worker
+            handover.report.misses_during = self.stats.misses - handover.misses_before
+            self._install(handover.new, handover.report, fade_ms=1000.0 * handover.fade / self.rate)
+            handover.handed.set()
+
     # -- status for OSC and the GUI -----------------------------------------
     def status(self) -> dict:
         report = self.latency()
@@ -431,7 +571,7 @@ class RealtimeEngine:
             "latency_samples": report.samples,
             # a window of NaN/inf model output is played dry, like a miss, and counted with them
             "stats": {"misses": self.stats.misses + self.stats.nonfinite_windows, "xruns": self.stats.xruns,
-                      "cpu": self.stats.cpu_percent()},
+                      "cpu": self.stats.cpu_percent(), "switches": self.stats.switches},
         }
 
 

@@ -44,6 +44,8 @@ class Stats:
         self.input_overflows = 0  # frames the input ring had no room for
         self.compute = ComputeTimes()
         self.busy_seconds = 0.0  # worker time spent processing
+        self.switches = 0  # model / profile / stage / routing changes completed while playing
+        self.last_switch: dict | None = None  # SwitchReport.as_dict() of the latest one
         self.started = time.perf_counter()
 
     def cpu_percent(self) -> float:
@@ -60,4 +62,6 @@ class Stats:
             "input_overflows": self.input_overflows,
             "cpu_percent": round(self.cpu_percent(), 2),
             "compute_ms": self.compute.percentiles_ms(),
+            "switches": self.switches,
+            "last_switch": self.last_switch,
         }

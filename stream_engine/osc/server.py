@@ -9,12 +9,28 @@ Address space (one prefix, ``/stemstream``)::
     /stemstream/karaoke/guide         f   0..1    vocals kept in the karaoke mix
     /stemstream/karaoke/key           i   -12..12 semitones on the accompaniment
     /stemstream/mic/gain              f   0..2
+    /stemstream/listen                s   full | instrumental | acappella | karaoke: what main plays
+    /stemstream/model                 s   switch the model while playing (name, path, or "default")
+    /stemstream/profile               s   switch the profile while playing (live, balanced, quality)
+    /stemstream/keystage              i   0 | 1   key-change stage in or out (crossfaded)
+    /stemstream/input                 s   input: a device, "demo song" or file:PATH (front ends that can)
+    /stemstream/mic                   s   microphone: a device, "DEVICE#CH" for one channel, or "none"
+    /stemstream/route                 s   BUS=CH[,CH] (from 1) or BUS= to unroute: per-stem routing
+    /stemstream/scene/save            s   save the mixer as a scene (a name, or a path ending .json)
+    /stemstream/scene/load            s   load a scene (mixer now, effect chains by a switch)
     /stemstream/fx/<stem>/<n>/<param> f   effect parameter of effect n on <stem>
     /stemstream/subscribe             s i host, port that receive feedback
     /stemstream/unsubscribe           s i
     /stemstream/get/<path>                reply <path> value, e.g. get/stem/vocals/gain
                                           (also get/latency, get/stats, get/meter/<stem>,
                                           get/stems, get/fx/<stem>/<n>/<param>)
+
+Model, profile, key stage, input, mic and routing changes need ``controls``
+(``stream_engine.control.LiveControl``); they take effect after a crossfade
+and are then reported to subscribers and the sender as ``/stemstream/<name> value``,
+with ``/stemstream/switched s f f f`` (what, crossfade ms, gap ms, latency ms);
+a change that fails is reported on ``/stemstream/error``. A scene reply is
+``/stemstream/scene/saved s`` / ``/stemstream/scene/loaded s`` (the file).
 
 ``<stem>`` may be an OSC pattern (``*``, ``?``, ``[..]``, ``{a,b}``) matching stems.
 
@@ -51,7 +67,7 @@ from pythonosc.osc_message_builder import build_msg
 from pythonosc.osc_packet import OscPacket
 from pythonosc.osc_server import BlockingOSCUDPServer
 
-from ..params import GAIN_RANGE, GUIDE_RANGE, KEY_RANGE, MIC_GAIN_RANGE, ParamStore, Params, clamp
+from ..params import GAIN_RANGE, GUIDE_RANGE, KEY_RANGE, MIC_GAIN_RANGE, ParamStore, Params, clamp, listen_mode
 
 log = logging.getLogger("stemstream.osc")
 
@@ -127,6 +143,7 @@ def param_values(p: Params, stems: Iterable[str]) -> dict[str, object]:
     out["karaoke/guide"] = float(p.guide)
     out["karaoke/key"] = int(p.key)
     out["mic/gain"] = float(p.mic_gain)
+    out["listen"] = str(p.listen)
     for (stem, idx, name), v in p.fx.items():
         out[f"fx/{stem}/{idx}/{name}"] = float(v)
     return out
@@ -137,7 +154,8 @@ class OscServer:
 
     def __init__(self, store: ParamStore, stems: list[str], status: Callable[[], dict],
                  host: str = "127.0.0.1", port: int = 9000, allow_remote: bool = False, meter_hz: float = 30,
-                 fx_check: Callable[[str, int, str, float], tuple[float, str | None]] | None = None):
+                 fx_check: Callable[[str, int, str, float], tuple[float, str | None]] | None = None,
+                 controls=None):
         if not allow_remote and not is_loopback(host):
             raise ValueError(f"binding OSC to {host!r} exposes the engine to the network; pass allow_remote=True")
         self.store = store
@@ -146,6 +164,8 @@ class OscServer:
         self.allow_remote = allow_remote
         self.meter_hz = float(meter_hz)
         self.fx_check = fx_check  # e.g. StemEffects.check_fx: (value to apply, error message or None)
+        self.controls = None  # LiveControl: changes while playing (model, profile, ...); attach() sets it
+        self._last_sender: tuple[str, int] | None = None  # who asked for the switch in flight
         self.subscribers: list[tuple[str, int]] = []
         self._sub_lock = threading.Lock()
         self.counters = {"received": 0, "errors": 0, "clamped": 0, "refused": 0, "sent": 0, "send_errors": 0,
@@ -184,6 +204,33 @@ class OscServer:
         self._thread.start()
         self._meter_thread.start()
         self._closed = False
+        if controls is not None:
+            self.attach(controls)
+
+    def attach(self, controls) -> None:
+        """Serve ``controls`` (a LiveControl) and forward what it reports."""
+        if self.controls is not None:
+            self.controls.listeners.remove(self._on_control)
+        self.controls = controls
+        if controls is not None:
+            controls.listeners.append(self._on_control)
+
+    def set_stems(self, stems) -> None:
+        """The model's stems changed (a switch): addresses and feedback follow."""
+        self.stems = list(stems)
+
+    def _on_control(self, name: str, values: tuple) -> None:
+        """A change took effect (or failed): subscribers and the sender hear of it."""
+        if self._stop.is_set():
+            return
+        if name == "error":
+            what, message = values
+            self.counters["errors"] += 1
+            self._to_subscribers(PREFIX + "/error", f"{PREFIX}/{what}", message, also=self._last_sender)
+            return
+        if name in ("model", "routing") and self.controls is not None:
+            self.set_stems(self.controls.engine.pipeline.stems)
+        self._to_subscribers(f"{PREFIX}/{name}", *values, also=self._last_sender)
 
     @property
     def port(self) -> int:
@@ -350,6 +397,17 @@ class OscServer:
                 return p
 
             self.store.update(change)
+        elif head == "listen" and len(parts) == 1:
+            mode = self._text(address, args)
+            try:
+                mode = listen_mode(mode)
+            except ValueError as exc:
+                raise OscError(f"{address}: {exc}") from None
+            self.store.update(lambda p: p.with_(listen=mode))
+        elif head in ("model", "profile", "keystage", "input", "mic", "route") and len(parts) == 1:
+            self._control(sender, address, head, args)
+        elif head == "scene" and len(parts) == 2 and parts[1] in ("save", "load"):
+            self._scene(sender, address, parts[1], self._text(address, args))
         elif head in ("subscribe", "unsubscribe") and len(parts) == 1:
             if len(args) != 2 or not isinstance(args[0], str) or not isinstance(args[1], int) or isinstance(args[1], bool):
                 raise OscError(f"{address}: expects s i (host, port), got {list(args)!r}")
@@ -381,6 +439,59 @@ class OscServer:
         else:
             raise OscError(f"{address}: unknown address")
 
+    @staticmethod
+    def _text(address: str, args) -> str:
+        if len(args) != 1 or not isinstance(args[0], str):
+            raise OscError(f"{address}: expects one string value, got {list(args)!r}")
+        return args[0]
+
+    def _control(self, sender, address: str, what: str, args) -> None:
+        """Model, profile, key stage, input, mic or a route: validated now, applied by a switch."""
+        if self.controls is None:
+            raise OscError(f"{address}: changes while playing are not available in this front end")
+        c = self.controls
+        try:
+            if what == "keystage":
+                on = self._clamped(sender, address, self._number(address, args, "int 0|1"), 0, 1, integer=True)
+                self._last_sender = sender
+                if c.set_key_stage(bool(on)) is None:  # already so: say so at once
+                    self._send(sender, f"{PREFIX}/keystage", int(c.get("keystage")))
+                return
+            value = self._text(address, args)
+            self._last_sender = sender
+            if what == "model":
+                c.set_model(value)
+            elif what == "profile":
+                c.set_profile(value)
+            elif what == "input":
+                c.set_input(value)
+            elif what == "mic":
+                c.set_mic(value)
+            else:
+                from ..mixer import parse_route
+
+                bus, _, chans = value.partition("=")
+                c.set_route(bus.strip(), parse_route(value)[1] if chans.strip() else [])
+        except (ValueError, KeyError) as exc:
+            raise OscError(f"{address}: {exc.args[0] if exc.args else exc}") from None
+
+    def _scene(self, sender, address: str, action: str, name: str) -> None:
+        """With ``controls`` effect chains too; without (nothing playing), the mixer alone."""
+        from .. import scenes
+
+        try:
+            if self.controls is not None:
+                path = self.controls.save_scene(name) if action == "save" else self.controls.load_scene(name)
+            elif action == "save":
+                path = scenes.save_scene(name, self.store.current)
+            else:
+                scene = scenes.load_scene(name)
+                self.store.update(lambda p: scenes.params_from_scene(scene, p))
+                path = scenes.scene_path(name)
+        except (OSError, ValueError) as exc:
+            raise OscError(f"{address}: {exc}") from None
+        self._to_subscribers(f"{PREFIX}/scene/{'saved' if action == 'save' else 'loaded'}", str(path), also=sender)
+
     def _get(self, address: str, path: str):
         p = self.store.current
         if path == "stems":
@@ -400,6 +511,10 @@ class OscServer:
         values = param_values(p, self.stems)
         if path in values:
             return values[path]
+        if path in ("model", "profile", "keystage", "input", "mic", "routes", "switches"):
+            if self.controls is None:
+                raise OscError(f"{address}: {path} is not available in this front end")
+            return self.controls.get(path)
         parts = path.split("/")
         if parts[0] == "stem" and len(parts) == 3 and parts[1] not in self.stems:
             raise OscError(f"{address}: unknown stem {parts[1]!r} (stems: {', '.join(self.stems)})")
