@@ -69,3 +69,22 @@ def test_hybrid_refuses_a_two_stem_model(students):
         HybridFourStem("quality", parts=students / "two.onnx")
     with pytest.raises(SeparatorError, match="no such four-stem model"):
         HybridFourStem("quality", parts=students / "missing.onnx")
+
+
+def test_hybrid_is_listed_with_four_stems_and_separates_a_file(tmp_path):
+    """`stemstream models` lists it where Spleeter is installed; `separate` writes its four stems."""
+    import soundfile as sf
+
+    from stream_engine.cli import main
+    from stream_engine.separators.registry import available, load_separator, model_stems
+
+    assert "hybrid-4stem" in available()
+    assert model_stems("hybrid-4stem", "quality") == STEMS
+    assert load_separator("hybrid-4stem", "offline").spec.stems == STEMS
+    song = tmp_path / "song.wav"
+    sf.write(song, _music(3.0).T, 44100)
+    assert main(["separate", str(song), "--model", "hybrid-4stem", "--out", str(tmp_path / "out")]) == 0
+    stems = {s: sf.read(tmp_path / "out" / "song" / f"{s}.wav", dtype="float32")[0] for s in STEMS}
+    mix = sf.read(song, dtype="float32")[0]
+    total = sum(stems.values())
+    assert total.shape == mix.shape and np.abs(total - mix).max() < 1e-3
