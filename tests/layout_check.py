@@ -16,11 +16,11 @@ from __future__ import annotations
 import re
 from itertools import combinations
 
-from PySide6.QtCore import QRect
+from PySide6.QtCore import QRect, Qt
 from PySide6.QtGui import QFontMetrics
 from PySide6.QtWidgets import (
     QAbstractButton, QAbstractScrollArea, QCheckBox, QComboBox, QGroupBox, QLabel, QPushButton, QRadioButton,
-    QStyle, QStyleOptionButton, QStyleOptionComboBox, QTabBar, QTreeWidget, QWidget,
+    QStyle, QStyleOptionButton, QStyleOptionComboBox, QTabBar, QToolButton, QTreeWidget, QWidget,
 )
 
 TOLERANCE = 1  # px: rounding of fractional font metrics
@@ -69,6 +69,17 @@ def _text_fault(w: QWidget) -> str | None:
         width = max(fm.horizontalAdvance(line) for line in text.split("\n"))
         if width > room + TOLERANCE:
             return f"{_name(w)} text is {width} px wide, room {room}"
+        return None
+    if isinstance(w, QToolButton):
+        # its own style option; it shows its text unless it has an icon and shows icons only
+        has_icon = not w.icon().isNull()
+        if not w.text() or (has_icon and w.toolButtonStyle() == Qt.ToolButtonIconOnly):
+            return None
+        width = fm.horizontalAdvance(_plain(w.text()))
+        if has_icon and w.toolButtonStyle() != Qt.ToolButtonTextOnly:
+            width += w.iconSize().width() + 4
+        if width > w.width() - 6 + TOLERANCE:
+            return f"{_name(w)} text is {width} px wide, room {w.width() - 6}"
         return None
     if isinstance(w, QAbstractButton) and w.text():
         opt = QStyleOptionButton()
