@@ -49,19 +49,21 @@ class Stepper:
         self.played = np.zeros((len(source), engine.out_channels), np.float32)
         self.k = 0
 
-    def step(self, blocks: int = 1) -> None:
+    def step(self, blocks: int = 1, pause: float = 0.0003) -> None:
         for _ in range(blocks):
             a, b = self.k * BLOCK, (self.k + 1) * BLOCK
             self.engine.callback(self.source[a:b], self.played[a:b], BLOCK, None, None)
             self.engine.work_once()
             self.k += 1
-            time.sleep(0.0003)
+            time.sleep(pause)
 
     def until(self, report, limit_blocks: int = 4000) -> None:
+        # while a switch is under way, at the pace of a real stream: the builder thread primes the new
+        # chain and must catch up with the worker, which it does in real time, not at 10x on a busy CPU
         for _ in range(limit_blocks):
             if report.done.is_set():
                 return
-            self.step()
+            self.step(pause=BLOCK / RATE)
         raise AssertionError(f"switch not done after {limit_blocks} blocks: {report.as_dict()}")
 
 
@@ -585,7 +587,9 @@ def test_switch_to_the_quality_teacher_and_back_leaves_no_gap():
     run = Stepper(engine, source)
     engine.start(thread=False)
     try:
-        run.step(100)
+        # past the teacher's second of latency first: a switch earlier would rightly play the silence
+        # before the stream began
+        run.step(300)
         there = engine.switch(lambda: pipeline_for("stemstream-teacher", "quality"), "profile")
         run.until(there, limit_blocks=2000)
         run.step(200)
