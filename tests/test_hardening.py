@@ -340,8 +340,16 @@ def test_osc_undecodable_datagrams_are_counted_not_traced(osc_rig, caplog):
     assert len(caplog.records) <= 1
     from pythonosc.osc_message_builder import build_msg
 
-    sock.sendto(build_msg("/stemstream/get/stem/vocals/gain", []).dgram, ("127.0.0.1", server.port))
-    assert recv("/stemstream/stem/vocals/gain") == [1.0]  # still serving
+    # still serving. UDP may drop a datagram even on loopback (a full receive buffer right after the
+    # burst, on a busy machine): ask up to three times, as an OSC client would
+    for attempt in range(3):
+        sock.sendto(build_msg("/stemstream/get/stem/vocals/gain", []).dgram, ("127.0.0.1", server.port))
+        try:
+            assert recv("/stemstream/stem/vocals/gain") == [1.0]
+            break
+        except socket.timeout:
+            if attempt == 2:
+                raise
 
 
 def test_osc_double_out_of_float_range_is_clamped_and_reported(osc_rig):

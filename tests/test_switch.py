@@ -391,13 +391,14 @@ def test_model_and_profile_switch_on_jack_dummy(jack_server):
         for r in result["switches"]:
             assert r["finished"] and r["error"] is None, r
             assert r["fade_ms"] == pytest.approx(30.0) and r["gap_ms"] == 0.0, r
-            assert r["dropout_ms"] == 0.0, r
         assert result["engine_switches"] == 2
         assert result["model"] == "stemstream-student-int8" and result["profile"] == "balanced"
         assert abs(result["callbacks"] - result["expected_callbacks"]) <= 0.02 * result["expected_callbacks"] + 4
         if all(r["xruns"] == 0 and r["misses"] == 0 for r in result["switches"]):
-            # judged on a clean run: a deadline miss plays the dry input through a fade of its own
+            # judged on a clean run: a deadline miss plays the dry input through a fade of its own,
+            # and an xrun drops a period of the recording
             for r in result["switches"]:
+                assert r["dropout_ms"] == 0.0, r
                 assert r["click_ratio"] < 10.0, r  # a hard cut scores 300 and more, the crossfade about 1
             return
     pytest.fail(f"every run had xruns or misses around a switch: {result['switches']}")
