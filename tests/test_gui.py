@@ -25,6 +25,7 @@ pytest.importorskip("pytestqt")
 import gui  # noqa: E402,F401 - pins None for PySide6 6.12 on CPython 3.11 (see gui/__init__.py)
 from pythonosc.osc_message_builder import build_msg  # noqa: E402
 from pythonosc.osc_packet import OscPacket  # noqa: E402
+from gui_windows import window_factory  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 START_TIMEOUT_MS = 30000  # model warm-up on a busy 2-core machine
@@ -62,23 +63,7 @@ def jack():
 @pytest.fixture
 def make_window(qtbot, tmp_path, monkeypatch):
     monkeypatch.setenv("STEMSTREAM_CONFIG_DIR", str(tmp_path / "config"))
-    windows = []
-
-    def make(*argv):
-        from gui.app import build_parser
-        from gui.window import MainWindow
-
-        args = build_parser().parse_args(["--osc-port", "0", *argv])
-        w = MainWindow(args)
-        qtbot.addWidget(w)
-        w.show()
-        qtbot.waitUntil(lambda: w.devices_ready, timeout=10000)
-        windows.append(w)
-        return w
-
-    yield make
-    for w in windows:
-        w.shutdown()
+    yield from window_factory(qtbot, dialogs=True)
 
 
 def _start(qtbot, w):

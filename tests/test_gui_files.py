@@ -17,6 +17,7 @@ pytest.importorskip("pytestqt")
 
 import gui  # noqa: E402,F401 - pins None for PySide6 6.12 on CPython 3.11
 import soundfile as sf  # noqa: E402
+from gui_windows import window_factory  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SEPARATE_TIMEOUT_MS = 60000
@@ -31,22 +32,7 @@ def config(tmp_path, monkeypatch):
 
 @pytest.fixture
 def make_window(qtbot, config):
-    windows = []
-
-    def make(*argv):
-        from gui.app import build_parser
-        from gui.window import MainWindow
-
-        w = MainWindow(build_parser().parse_args(["--osc-port", "0", "--no-dialogs", *argv]))
-        qtbot.addWidget(w)
-        w.show()
-        qtbot.waitUntil(lambda: w.devices_ready, timeout=10000)
-        windows.append(w)
-        return w
-
-    yield make
-    for w in windows:
-        w.shutdown()
+    yield from window_factory(qtbot)
 
 
 def _separate_demo(qtbot, w, model, out):

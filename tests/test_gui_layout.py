@@ -14,6 +14,7 @@ pytest.importorskip("pytestqt")
 
 import gui  # noqa: E402,F401 - pins None for PySide6 6.12 on CPython 3.11
 from layout_check import layout_problems  # noqa: E402
+from gui_windows import window_factory  # noqa: E402
 
 SIZES = [(1024, 700), (1920, 1080), (2560, 1440)]
 START_TIMEOUT_MS = 30000
@@ -28,22 +29,7 @@ def make_window(qtbot, tmp_path, monkeypatch):
     from gui.app import apply_dark_theme
 
     apply_dark_theme(QApplication.instance())
-    windows = []
-
-    def make(*argv):
-        from gui.app import build_parser
-        from gui.window import MainWindow
-
-        w = MainWindow(build_parser().parse_args(["--osc-port", "0", "--no-dialogs", *argv]))
-        qtbot.addWidget(w)
-        w.show()
-        qtbot.waitUntil(lambda: w.devices_ready, timeout=10000)
-        windows.append(w)
-        return w
-
-    yield make
-    for w in windows:
-        w.shutdown()
+    yield from window_factory(qtbot)
 
 
 def _at(qtbot, w, size):

@@ -17,6 +17,7 @@ pytest.importorskip("pytestqt")
 
 import gui  # noqa: E402,F401
 from test_gui import OscClient, _start, _stop  # noqa: E402
+from gui_windows import window_factory  # noqa: E402
 
 START_TIMEOUT_MS = 30000
 SWITCH_TIMEOUT_MS = 30000
@@ -35,23 +36,7 @@ def jack8(jack_server):
 @pytest.fixture
 def make_window(qtbot, tmp_path, monkeypatch):
     monkeypatch.setenv("STEMSTREAM_CONFIG_DIR", str(tmp_path / "config"))
-    windows = []
-
-    def make(*argv):
-        from gui.app import build_parser
-        from gui.window import MainWindow
-
-        args = build_parser().parse_args(["--osc-port", "0", "--no-dialogs", *argv])
-        w = MainWindow(args)
-        qtbot.addWidget(w)
-        w.show()
-        qtbot.waitUntil(lambda: w.devices_ready, timeout=10000)
-        windows.append(w)
-        return w
-
-    yield make
-    for w in windows:
-        w.shutdown()
+    yield from window_factory(qtbot)
 
 
 def _select(box, data):

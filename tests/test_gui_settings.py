@@ -18,6 +18,7 @@ pytest.importorskip("PySide6")
 pytest.importorskip("pytestqt")
 
 import gui  # noqa: E402,F401 - pins None for PySide6 6.12 on CPython 3.11
+from gui_windows import window_factory  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 START_TIMEOUT_MS = 30000
@@ -34,24 +35,7 @@ def config(tmp_path, monkeypatch):
 
 @pytest.fixture
 def make_window(qtbot, config):
-    windows = []
-
-    def make(*argv, jack_running=False):
-        from gui.app import build_parser
-        from gui.window import MainWindow
-
-        args = build_parser().parse_args(["--osc-port", "0", "--no-dialogs", *argv])
-        args.jack_running = jack_running  # as `--jack-dummy` marks it
-        w = MainWindow(args)
-        qtbot.addWidget(w)
-        w.show()
-        qtbot.waitUntil(lambda: w.devices_ready, timeout=10000)
-        windows.append(w)
-        return w
-
-    yield make
-    for w in windows:
-        w.shutdown()
+    yield from window_factory(qtbot)
 
 
 def _start(qtbot, w):
