@@ -43,15 +43,32 @@ def is_mix(name: str) -> bool:
     return name in OFFLINE_BUSES
 
 
+def read_outputs(files: dict[str, Path], device_rate: int | None = None) -> tuple[dict[str, np.ndarray], int]:
+    """Read a track's outputs as (frames, 2) float32, resampled to ``device_rate`` if given."""
+    from stream_engine.audio_io import read_audio
+
+    tracks, rate = {}, None
+    for name, path in files.items():
+        data, rate = read_audio(path)
+        if device_rate and rate != device_rate:
+            import soxr
+
+            data = soxr.resample(data.T, rate, device_rate, "HQ").T
+            rate = device_rate
+        if data.shape[0] == 1:
+            data = np.repeat(data, 2, axis=0)
+        tracks[name] = np.ascontiguousarray(data[:2].T)
+    return tracks, rate or 44100
+
+
 def load_track(files: dict[str, Path], device_rate: int | None, columns: int = 1200):
     """Read a track's outputs (resampled to the device) and their waveforms: slow, call it off the UI thread.
 
     Returns (tracks {name: (frames, 2) float32}, rate, envelopes {name: (2, columns)}).
     """
-    from .audio import StemPlayer
     from .widgets import envelope
 
-    tracks, rate = StemPlayer.read(files, device_rate)
+    tracks, rate = read_outputs(files, device_rate)
     envelopes = {name: envelope(data, columns) for name, data in tracks.items()}
     # drawn relative to the track's loudest output: quiet stems stay visible, levels stay comparable
     loudest = max((float(np.abs(e).max()) for e in envelopes.values() if e.size), default=0.0)

@@ -30,6 +30,19 @@ def data_dir() -> Path:
     return Path(user_data_dir("stemstream"))
 
 
+
+def write_json(path: Path, data, what: str) -> str | None:
+    """Write ``data`` to ``path`` through a temporary file (a crash leaves the old file whole);
+    returns an error message naming ``what`` and the path, or None."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(data, indent=1, default=str))
+        os.replace(tmp, path)
+    except OSError as exc:
+        return f"could not save {what} to {path}: {exc}"
+    return None
+
 class Settings:
     """A dict saved atomically to ``gui.json``; a broken file is set aside, not fatal."""
 
@@ -55,14 +68,7 @@ class Settings:
         self.data[key] = value
 
     def save(self) -> str | None:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_suffix(".json.tmp")
-            tmp.write_text(json.dumps(self.data, indent=1, default=str))
-            os.replace(tmp, self.path)
-        except OSError as exc:
-            return f"could not save settings to {self.path}: {exc}"
-        return None
+        return write_json(self.path, self.data, "settings")
 
 
 class ResultHistory:
@@ -94,11 +100,4 @@ class ResultHistory:
         self.entries = [e for e in self.entries if e.get("folder") != folder]
 
     def save(self) -> str | None:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_suffix(".json.tmp")
-            tmp.write_text(json.dumps(self.entries, indent=1, default=str))
-            os.replace(tmp, self.path)
-        except OSError as exc:
-            return f"could not save the list of results to {self.path}: {exc}"
-        return None
+        return write_json(self.path, self.entries, "the list of results")
