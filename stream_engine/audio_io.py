@@ -18,14 +18,16 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from .errors import StemstreamError
+
 FORMATS = {"wav": ("WAV", "FLOAT"), "flac": ("FLAC", "PCM_24")}
 
 
-class AudioFileError(ValueError):
+class AudioFileError(StemstreamError, ValueError):
     """An input file cannot be used; the message names the file."""
 
 
-class OutputError(OSError):
+class OutputError(StemstreamError, OSError):
     """An output file cannot be written; the message names the file and the cause."""
 
     def __str__(self) -> str:

@@ -38,6 +38,7 @@ from collections import Counter, deque
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from .errors import StemstreamError
 from .separators.card import sha256_of
 
 AUDIO_EXTENSIONS = {".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc",
@@ -50,7 +51,7 @@ LOCK = ".stemstream-manifest.lock"
 EXIT_FAILED_CAP = 100  # exit status = tracks failed, at most this
 
 
-class BatchError(RuntimeError):
+class BatchError(StemstreamError, RuntimeError):
     """The batch cannot start (a list file cannot be read, the output folder is busy)."""
 
 

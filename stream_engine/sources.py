@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .devices import CLOSE_TIMEOUT, abandon, close_within, portaudio
+
 FADE_FRAMES = 1440  # 30 ms at 48 kHz: an input change crossfades over this
 
 
@@ -107,8 +109,6 @@ class Capture:
         self.overflows = 0
 
     def open(self) -> "Capture":
-        from .live import portaudio
-
         sd = portaudio()
         self.stream = sd.InputStream(device=self.device, channels=self.channels, samplerate=self.rate,
                                      blocksize=self.block, dtype="float32", callback=self._callback,
@@ -126,11 +126,9 @@ class Capture:
         return CaptureReader(self, columns, max_block)
 
     def close(self) -> None:
-        from .live import CLOSE_TIMEOUT, _abandon, _close_within
-
         stream, self.stream = self.stream, None
-        if stream is not None and not _close_within(stream, CLOSE_TIMEOUT):
-            _abandon(stream)
+        if stream is not None and not close_within(stream, CLOSE_TIMEOUT):
+            abandon(stream)
 
 
 class CaptureReader:

@@ -38,16 +38,16 @@ def jack_server():
         server.start()
     except JackError as exc:
         pytest.fail(f"could not start the JACK dummy server: {exc}")
-    from stream_engine import live
+    from stream_engine import devices
 
     try:
-        live.rescan()  # PortAudio may have been initialised (by another test) before jackd was up
+        devices.rescan()  # PortAudio may have been initialised (by another test) before jackd was up
     except Exception:  # noqa: BLE001 - no PortAudio: the tests using it say so themselves
         pass
     try:
         yield server
     finally:
-        live.release_portaudio()  # PortAudio's JACK client goes before the server does
+        devices.release_portaudio()  # PortAudio's JACK client goes before the server does
         server.stop()
 
 

@@ -393,10 +393,10 @@ def test_implausible_model_card_is_refused(tmp_path, nan_model, capsys, field, v
 
 # -- 11. a host API's name picks its default device -----------------------------------
 def test_jack_as_device_name_picks_the_jack_default(jack_server, tmp_path):
-    from stream_engine import live
+    from stream_engine import devices
 
     for kind in ("input", "output"):
-        assert "jack" in live.find_device("jack", kind)["hostapi"].lower()
+        assert "jack" in devices.find_device("jack", kind)["hostapi"].lower()
     stats = tmp_path / "stats.json"
     r = cli("live", "--input", "jack", "--output", "jack", "--model", "passthrough", "--duration", "1.5",
             "--jack-name", "stemstream-h", "--stats-json", stats, timeout=120, env=jack_server.env)

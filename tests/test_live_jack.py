@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stream_engine import live
+from stream_engine import devices, live
 from stream_engine.params import ParamStore, Params
 from stream_engine.pipeline import Pipeline
 from stream_engine.profiles import get_profile
@@ -53,8 +53,8 @@ def make_engine(model="passthrough", profile="live", routes=None, mic=None, kara
 def engine_on_jack(jack_server, engine, client: str, inputs: int = 2):
     """The engine on a JACK stream whose client is called ``client``."""
     jack_server.activate()  # another test may have pointed JACK_DEFAULT_SERVER elsewhere
-    live.set_jack_client_name(client)
-    device = live.find_device(None, "output", "jack", need=max(inputs, engine.out_channels))
+    devices.set_jack_client_name(client)
+    device = devices.find_device(None, "output", "jack", need=max(inputs, engine.out_channels))
     stream = live.LiveStream(engine, device["index"], device["index"], inputs, RATE)
     stream.open()
     try:

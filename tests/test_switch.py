@@ -510,7 +510,7 @@ def test_microphone_on_its_own_device_reaches_the_output_within_its_reported_lat
     second stream of the same device (sources.Capture): probe clicks on the mic's port come out of the
     main channels, as late as the reader reports (its capture's latency plus the block it holds) plus
     the device block, to within one block."""
-    from stream_engine import live
+    from stream_engine import devices, live
     from stream_engine.sources import Capture
     from stream_engine.tools.jack_probe import delay
     from test_live_jack import CLICKS_BACK, PERIOD, best_of_three, ms, run_probe
@@ -520,8 +520,8 @@ def test_microphone_on_its_own_device_reaches_the_output_within_its_reported_lat
         engine = RealtimeEngine(pipeline, BLOCK, store=ParamStore(Params.for_stems(pipeline.stems, listen="full")))
         client = f"stemstream-mic-{attempt}"
         jack_server.activate()
-        live.set_jack_client_name(client)
-        device = live.find_device(None, "output", "jack", need=2)
+        devices.set_jack_client_name(client)
+        device = devices.find_device(None, "output", "jack", need=2)
         stream = live.LiveStream(engine, device["index"], device["index"], 2, RATE)
         stream.open()
         capture = Capture(device["index"], 1, RATE, BLOCK).open()

@@ -28,8 +28,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..errors import StemstreamError
 
-class SeparatorError(RuntimeError):
+
+class SeparatorError(StemstreamError, RuntimeError):
     """A separator cannot be built or run; the message names the model."""
 
 

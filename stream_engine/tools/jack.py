@@ -3,8 +3,8 @@
 ``jackd --no-realtime -d dummy`` is a real audio server, paced in real time,
 with no hardware: what tests, benchmarks and CI play through. Rules measured
 on this project: start jackd before sounddevice is imported (or call
-``stream_engine.live.rescan()``), and terminate PortAudio
-(``stream_engine.live.release_portaudio()``) before jackd stops.
+``stream_engine.devices.rescan()``), and terminate PortAudio
+(``stream_engine.devices.release_portaudio()``) before jackd stops.
 """
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ class JackServer:
         os.environ.update(JACK_DEFAULT_SERVER=self.name, JACK_NO_START_SERVER="1")
 
     def stop(self) -> None:
-        """Stop jackd (release PortAudio first: ``stream_engine.live.release_portaudio``)."""
+        """Stop jackd (release PortAudio first: ``stream_engine.devices.release_portaudio``)."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:

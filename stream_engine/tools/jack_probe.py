@@ -80,7 +80,7 @@ def main(argv=None) -> int:
     p.add_argument("--save", required=True, help="where to write the .npz")
     args = p.parse_args(argv)
 
-    from stream_engine.live import find_device, portaudio, release_portaudio, set_jack_client_name
+    from stream_engine.devices import find_device, portaudio, release_portaudio, set_jack_client_name
 
     sd = portaudio()
     set_jack_client_name(args.client)

@@ -78,7 +78,7 @@ def run_switches(switches=(("model", "stemstream-student-int8"), ("profile", "ba
                  settle: float = 1.5, client: str = "stemstream-switch", signal: str = "tones") -> dict:
     """Play, switch as listed ((what, value) with what in model/profile/keystage), measure. A JACK
     server must be running (``stream_engine.tools.jack.JackServer``) and PortAudio must see it."""
-    from .. import live
+    from .. import devices, live
     from ..control import ChainSpec, LiveControl
     from ..demo import DEMO_SONG
     from ..params import ParamStore, Params
@@ -96,8 +96,8 @@ def run_switches(switches=(("model", "stemstream-student-int8"), ("profile", "ba
     source = FileSource(DEMO_SONG, RATE, 2) if signal == "demo" else LoopSource(tones())
     seconds = settle * (len(switches) + 2) + 10.0 * len(switches)
     recorder = Recorder(engine, seconds)
-    live.set_jack_client_name(client)
-    device = live.find_device(None, "output", "jack", need=engine.out_channels)
+    devices.set_jack_client_name(client)
+    device = devices.find_device(None, "output", "jack", need=engine.out_channels)
     stream = live.LiveStream(engine, None, device["index"], 0, RATE, callback=recorder, source=source.next)
     results = []
     stream.start()
@@ -148,15 +148,15 @@ def format_switches(result: dict) -> str:
 
 def main_result(model: str = "stemstream-student-int8", signal: str = "tones") -> dict:
     """``run_switches`` on a JACK dummy server of its own."""
-    from .. import live
+    from .. import devices
     from .jack import JackServer
 
     with JackServer(realtime=None):
-        live.rescan()
+        devices.rescan()
         try:
             return run_switches(switches=(("model", model), ("profile", "balanced")), signal=signal)
         finally:
-            live.release_portaudio()
+            devices.release_portaudio()
 
 
 def main() -> int:
