@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .framer import Framer
+from .separators.framer import Framer
 from .resample import StreamResampler
 from .separators.dsp_center import DspCenter
 

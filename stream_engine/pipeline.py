@@ -17,14 +17,14 @@ from typing import Sequence
 import numpy as np
 
 from .bands import HighBand
-
-AUDIBLE_HZ = 20000.0
-from .framer import Framer
 from .latency import LatencyReport
 from .profiles import Profile
 from .resample import StreamResampler
 from .separators.base import Separator
+from .separators.framer import Framer
 from .stats import ComputeTimes
+
+AUDIBLE_HZ = 20000.0
 
 
 class Pipeline:

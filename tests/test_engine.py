@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from stream_engine.framer import crossfade_halves
+from stream_engine.separators.framer import crossfade_halves
 from stream_engine.mixer import Mixer, Router, parse_route
 from stream_engine.offline import separate_array
 from stream_engine.params import Params

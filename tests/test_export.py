@@ -8,7 +8,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
-from stream_engine.framer import Framer  # noqa: E402
+from stream_engine.separators.framer import Framer  # noqa: E402
 from stream_engine.separators.onnx_backend import OnnxSeparator  # noqa: E402
 from stream_engine.separators.torchscript_backend import TorchScriptSeparator  # noqa: E402
 from stream_engine.training.export import export_model  # noqa: E402

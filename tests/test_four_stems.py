@@ -275,7 +275,7 @@ def test_nan_output_of_a_four_stem_model_plays_dry_on_other_live(tmp_path):
     """A window of NaN model output (the ONNX model with NaN gains) is played dry live on
     the remainder stem (``other``, as ``accompaniment`` for two stems), the rest silent,
     so every mix and a DAW's 'other' track carry the input, never the NaN."""
-    from stream_engine.framer import Framer
+    from stream_engine.separators.framer import Framer
 
     model = write_gain_model(tmp_path, gains=(float("nan"),) * 4)
     framer = Framer(load_separator(str(model), "live", sample_rate=48000), 2, nonfinite="dry")

@@ -6,7 +6,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
-from stream_engine.framer import Framer  # noqa: E402
+from stream_engine.separators.framer import Framer  # noqa: E402
 from stream_engine.separators import spleeter  # noqa: E402
 from stream_engine.separators.base import SeparatorError  # noqa: E402
 from stream_engine.separators.dsp_4stem import Dsp4Stem  # noqa: E402

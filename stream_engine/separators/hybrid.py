@@ -21,6 +21,8 @@ streams, so the chain is a stateful model to the engine: each call takes
 ``hop`` new samples and returns the ``hop`` samples that lie both framers'
 latencies back. The vocals wait in a short history for the drums and bass.
 Both run at 44.1 kHz (the parts separator at any rate).
+The chain lives beside ``framer.py`` in this package: composing separators needs
+framing, and nothing above it.
 """
 
 from __future__ import annotations
@@ -30,8 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..framer import Framer
 from .base import Separator, SeparatorError, SeparatorSpec
+from .framer import Framer
 
 NAME = "hybrid-4stem"
 STEMS = ("vocals", "drums", "bass", "other")
