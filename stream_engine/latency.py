@@ -34,6 +34,10 @@ class LatencyReport:
         return 1000.0 * self.samples / self.sample_rate
 
     @property
+    def seconds(self) -> float:
+        return self.samples / self.sample_rate
+
+    @property
     def algorithmic_samples(self) -> int:
         return sum(v for k, v in self.parts.items() if k not in self.scheduled)
 
