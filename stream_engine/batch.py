@@ -24,6 +24,8 @@ everything. Stems are committed (atomically, per track) before their
 ``done`` line is written, so a stop at any moment costs at most the tracks
 in flight.
 """
+# Long module (over 500 lines): inputs, manifest, resume and summary of one library run, each small, kept
+# with the resume rules they share
 
 from __future__ import annotations
 

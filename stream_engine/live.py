@@ -15,6 +15,8 @@ Devices (PortAudio's life cycle, discovery, closing streams) are
 sounddevice is imported only inside functions, so ``import
 stream_engine.live`` never touches PortAudio.
 """
+# Long module (over 500 lines): the `live` command from arguments to exit status (parsing, engine building,
+# the device stream, OSC/DAW start-up and clean-up) is one sequence that reads top to bottom
 
 from __future__ import annotations
 

@@ -10,6 +10,8 @@ crossfades to the dry input, counts a miss and moves on; the worker's late
 frames are dropped when they arrive (``Ring.write_dropping_late``). The
 callback takes no lock, calls no model and logs nothing.
 """
+# Long module (over 500 lines): the audio callback, the worker and the mic lane share one engine's state and
+# its real-time rules; split, those rules would be spread over files
 
 from __future__ import annotations
 

@@ -46,6 +46,9 @@ def test_the_checker_finds_each_kind_of_fault(tmp_path):
         # a module no layer places, and a long module without a reason
         "stream_engine/newthing.py": "",
         "stream_engine/offline.py": "x = 1\n" * 501,
+        # long with its reason at the top: fine; with the reason buried further down: not
+        "stream_engine/batch.py": '"""Batches."""\n# Long module (over 500 lines): why\n' + "x = 1\n" * 600,
+        "stream_engine/realtime.py": '"""Real time."""\n' + "x = 1\n" * 300 + "# Long module: why\n" + "x = 1\n" * 300,
     })
     r = run("--root", tmp_path, "stream_engine")
     assert r.returncode == 1, r.stdout
@@ -55,6 +58,7 @@ def test_the_checker_finds_each_kind_of_fault(tmp_path):
     assert "folder cycle:" in out and "stream_engine.separators" in out and "stream_engine.framer" in out
     assert "stream_engine.newthing: in no layer" in out
     assert "stream_engine.offline: 501 lines" in out
+    assert "stream_engine.realtime: 602 lines" in out and "stream_engine.batch:" not in out
 
 
 def test_the_engine_never_imports_the_desktop_app(tmp_path):

@@ -1,4 +1,6 @@
 """Training loop: presets, distillation, validation SDR, checkpoints, resume."""
+# Long module (over 500 lines): the teacher's and the students' training loops share data, validation and
+# checkpoint handling
 
 from __future__ import annotations
 
