@@ -15,7 +15,7 @@ import soundfile as sf
 import stemstream
 
 
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("audio", nargs="?", help="an audio file (default: the bundled demo song)")
     p.add_argument("--model", default="dsp-center", help="a name from stemstream.list_models() (default: %(default)s)")

@@ -37,7 +37,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
       "stream_engine.latency", "stream_engine.stats", "stream_engine.ring", "stream_engine.metrics",
       "stream_engine.audio_io", "stream_engine.presets", "stream_engine.demo.*", "stream_engine.models")),
     ("separators: window -> stems, framing, composition, lookup",
-     ("stream_engine.separators.*", "stream_engine.framer")),
+     ("stream_engine.separators.*",)),
     ("effects: per-stem processing after separation",
      ("plugins.*", "stream_engine.pitch", "stream_engine.resample", "stream_engine.bands")),
     ("signal path: stages, mixer, the one pipeline",

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Mapping, overload
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .audio_io import AudioFileError, OutputError, read_audio, sanitize
 from .batch import make_factory
@@ -44,6 +45,7 @@ from .offline import OFFLINE_BUSES, separate_array, separate_file
 from .params import Params
 from .pipeline import Pipeline
 from .profiles import PROFILES, get_profile
+from .separators.base import Separator as BackendSeparator
 from .separators.base import SeparatorError
 from .separators.registry import (BUILTINS, bundled_models, default_model, load_separator, model_stems,
                                   third_party_models)
@@ -94,7 +96,7 @@ def licence_of(card: Mapping[str, Any]) -> str | None:
     return card.get("licence") or nested
 
 
-def _check_rate(sample_rate) -> int:
+def _check_rate(sample_rate: object) -> int:
     if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer, float, np.floating)):
         raise ArgumentError(f"sample_rate must be a number of samples per second, not {sample_rate!r}")
     if not float(sample_rate).is_integer():
@@ -105,7 +107,7 @@ def _check_rate(sample_rate) -> int:
     return rate
 
 
-def _as_audio(audio, what: str = "audio") -> tuple[np.ndarray, bool]:
+def _as_audio(audio: ArrayLike, what: str = "audio") -> tuple[np.ndarray, bool]:
     """(channels, n) float32 (a copy when converted) and whether the caller passed one dimension."""
     array = np.asarray(audio)
     if array.dtype.kind not in "fiu":
@@ -162,18 +164,19 @@ class Separator:
         self._make = make_factory(self.model, profile, device, threads)
         self._reference = self._load(REFERENCE_RATE)
 
-    def _load(self, rate: int):
+    def _load(self, rate: int) -> BackendSeparator:
         try:
-            return self._make(rate)
+            separator: BackendSeparator = self._make(rate)
         except StemstreamError:
             raise
         except (ValueError, OSError) as exc:  # a backend's own complaint about its file or settings
             raise SeparatorError(f"model {self.model!r}: {exc}") from exc
+        return separator
 
     @property
     def name(self) -> str:
         """The model's name (from its card)."""
-        return self._reference.spec.name
+        return str(self._reference.spec.name)
 
     @property
     def stems(self) -> tuple[str, ...]:
@@ -208,7 +211,7 @@ class Separator:
     def __repr__(self) -> str:
         return f"Separator(model={self.model!r}, profile={self.profile!r}, device={self.device!r})"
 
-    def separate(self, audio, sample_rate: int) -> dict[str, np.ndarray]:
+    def separate(self, audio: ArrayLike, sample_rate: int) -> dict[str, np.ndarray]:
         """Separate a whole signal in memory.
 
         ``audio``: ``(channels, samples)`` or ``(samples,)``, float (full scale
@@ -237,7 +240,8 @@ class Separator:
     @overload
     def separate_file(self, path: str | Path, out: str | Path, fmt: str = "wav") -> dict[str, Path]: ...
 
-    def separate_file(self, path, out=None, fmt="wav"):
+    def separate_file(self, path: str | Path, out: str | Path | None = None,
+                      fmt: str = "wav") -> dict[str, np.ndarray] | dict[str, Path]:
         """Separate an audio file (whatever libsndfile reads).
 
         ``out=None``: returns ``{name: (channels, samples) array}`` at the
@@ -363,7 +367,7 @@ class Stream:
         self.underruns = 0
         self.frames_in = 0
 
-    def process(self, block) -> dict[str, np.ndarray]:
+    def process(self, block: ArrayLike) -> dict[str, np.ndarray]:
         """Push ``block`` through the separator; return as many frames of every output, ``latency`` late."""
         x, mono = _as_audio(block, "block")
         n = x.shape[1]

@@ -41,8 +41,8 @@ def test_the_checker_finds_each_kind_of_fault(tmp_path):
         # a folder cycle: separators/ -> a module beside it -> separators/
         "stream_engine/separators/__init__.py": "",
         "stream_engine/separators/base.py": "",
-        "stream_engine/separators/hybrid.py": "from ..framer import Framer\n",
-        "stream_engine/framer.py": "from .separators.base import Separator\n",
+        "stream_engine/separators/hybrid.py": "from ..stages import Stage\n",
+        "stream_engine/stages.py": "from .separators.base import Separator\n",
         # a module no layer places, and a long module without a reason
         "stream_engine/newthing.py": "",
         "stream_engine/offline.py": "x = 1\n" * 501,
@@ -55,7 +55,7 @@ def test_the_checker_finds_each_kind_of_fault(tmp_path):
     out = r.stdout
     assert "import cycle: stream_engine.mixer -> stream_engine.pipeline -> stream_engine.mixer" in out
     assert "upward import: stream_engine.params" in out and "imports stream_engine.live" in out
-    assert "folder cycle:" in out and "stream_engine.separators" in out and "stream_engine.framer" in out
+    assert "folder cycle:" in out and "stream_engine.separators" in out and "stream_engine.stages" in out
     assert "stream_engine.newthing: in no layer" in out
     assert "stream_engine.offline: 501 lines" in out
     assert "stream_engine.realtime: 602 lines" in out and "stream_engine.batch:" not in out
