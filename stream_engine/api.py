@@ -36,7 +36,7 @@ from typing import Any, Mapping, overload
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .audio_io import AudioFileError, OutputError, read_audio, sanitize
+from .audio_io import AudioFileError, OutputError, open_audio, read_blocks, sanitize, truncation
 from .batch import make_factory
 from .errors import ArgumentError, StemstreamError
 from .latency import LatencyReport
@@ -254,7 +254,12 @@ class Separator:
         """
         path = Path(path)
         if out is None:
-            data, rate = read_audio(path)
+            with open_audio(path) as f:  # as the command reads it, and with its warnings
+                rate, cut = f.samplerate, truncation(f)
+                data = np.concatenate(list(read_blocks(f, 1 << 18, path)), axis=1)
+            if cut:
+                warnings.warn(f"{path}: the file is truncated: its header promises {cut[0]} frames, it holds "
+                              f"{cut[1]}; separated what is there", stacklevel=2)
             try:
                 return self.separate(data, rate)
             except ArgumentError as exc:

@@ -187,7 +187,7 @@ def test_spleeter_streams_like_its_whole_signal_call():
 
 
 # -- shapes and types ------------------------------------------------------------------------------------
-def test_mono_integer_and_non_finite_input():
+def test_mono_integer_and_non_finite_input(tmp_path):
     rate = 44100
     sep = stemstream.Separator("dsp-center")
     mono = music(1.0, rate, channels=1)[0]
@@ -203,6 +203,9 @@ def test_mono_integer_and_non_finite_input():
         out = sep.separate(broken, rate)
     assert np.isfinite(out["vocals"]).all()
     np.testing.assert_array_equal(broken, kept)  # the caller's array is not touched
+    sf.write(tmp_path / "nan.wav", broken.T, rate, subtype="FLOAT")
+    with pytest.warns(UserWarning, match="100 NaN/inf"):  # from a file too, as the command warns
+        sep.separate_file(tmp_path / "nan.wav")
     empty = sep.separate(np.zeros((2, 0), np.float32), rate)
     assert set(empty) == set(sep.outputs) and empty["vocals"].shape == (2, 0)
 
