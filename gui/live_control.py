@@ -59,6 +59,8 @@ class LiveWiring(QObject):
         lt.routing_button.clicked.connect(self.edit_routing)
         lt.input_box.model().rowsInserted.connect(self._devices_listed)  # the window lists devices there too
         self._fill_pending = False
+        self._key_stage_auto = False  # ticked because the key moved (not by the user): it leaves again at 0
+        self._ticking = False
         # effect chains change by a switch while running, not by a restart
         try:
             lt.fx.structure_changed.disconnect(window._fx_structure)
@@ -127,13 +129,33 @@ class LiveWiring(QObject):
             self._switch(session.control.set_profile, self.tab.profile_box.currentData())
 
     def _key_stage_toggled(self, on: bool) -> None:
+        if not self._ticking:
+            self._key_stage_auto = False  # the user's own tick (or untick) stays
         session = self._session()
         if session is not None:
             session.control.set_key_stage(on)
 
+    def _tick_key_stage(self, on: bool) -> None:
+        """The key stage follows the key: in when it leaves 0, out when it is back (the stage's 43 ms
+        go with it), unless the user ticked the box by hand."""
+        box = self.tab.key_stage
+        if box.isChecked() == on:
+            return
+        self._ticking = True
+        try:
+            box.setChecked(on)
+        finally:
+            self._ticking = False
+        self._key_stage_auto = on
+
     def _key_moved(self, value: int) -> None:
         if value and not self.tab.key_stage.isChecked():
-            self.tab.key_stage.setChecked(True)  # running: LiveControl adds it already; stopped: at Start
+            self._tick_key_stage(True)  # running: LiveControl adds it already; stopped: at Start
+        elif not value and self._key_stage_auto:
+            self._tick_key_stage(False)
+            if self._session() is not None:
+                self.window.statusBar().showMessage("key back at 0: the key stage leaves (its 43 ms with it)", 5000)
+            return
         if value and self._session() is not None:
             self.window.statusBar().showMessage("key change: the key stage comes in with a crossfade (+43 ms)", 5000)
 
@@ -159,6 +181,8 @@ class LiveWiring(QObject):
 
     def _fill_mic_devices(self) -> None:
         self._fill_pending = False
+        self._key_stage_auto = False  # ticked because the key moved (not by the user): it leaves again at 0
+        self._ticking = False
         box = self.tab.mic_device_box
         box.blockSignals(True)
         box.clear()
@@ -187,8 +211,11 @@ class LiveWiring(QObject):
             self.window.store.update(lambda p: p.with_(listen=mode))
 
     def _show_params(self, _old, new) -> None:
-        if self.window.store.current.key != 0 and not self.tab.key_stage.isChecked():
-            self.tab.key_stage.setChecked(True)  # a key set by OSC, a shortcut or a scene needs the stage too
+        key = self.window.store.current.key
+        if key != 0 and not self.tab.key_stage.isChecked():
+            self._tick_key_stage(True)  # a key set by OSC, a shortcut or a scene needs the stage too
+        elif key == 0 and self._key_stage_auto:
+            self._tick_key_stage(False)
         box = self.tab.listen_box
         index = box.findData(self.window.store.current.listen)
         if index >= 0 and index != box.currentIndex():

@@ -88,6 +88,9 @@ class MainWindow(QMainWindow):
         self._ticks = 0
         self._snap = np.zeros(2048, np.float32)
         self.setWindowTitle("stemstream")
+        from .widgets import WheelGuard
+
+        self.wheel_guard = WheelGuard(self)  # a wheel over the scrolling panels scrolls, it changes nothing
 
         # -- header ---------------------------------------------------------------
         self.start_button = QPushButton("▶  Start")
@@ -765,6 +768,7 @@ class MainWindow(QMainWindow):
             return
         self._shut = True
         self.timer.stop()
+        self.wheel_guard.remove()
         if not self.args.screenshot:
             self.save_settings()
         self.files.stop_playback()
