@@ -108,3 +108,117 @@ def test_key_stage_leaves_the_chain_when_the_key_is_back_at_zero(qtbot, jack8, m
     assert lt.key_stage.isChecked() and _has_key_stage(session)
     _stop(qtbot, w)
     assert w.errors == []
+
+
+# ----------------------------------------------------------------------------------------- 2. Files tab
+def _song(path, seed: int, peak: float = 0.5, seconds: float = 1.0):
+    import numpy as np
+    import soundfile as sf
+
+    rng = np.random.default_rng(seed)
+    audio = rng.uniform(-1, 1, (int(48000 * seconds), 2)).astype(np.float32)
+    audio *= peak / np.max(np.abs(audio))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), audio, 48000, subtype="FLOAT")
+    return audio
+
+
+def test_same_named_songs_keep_their_own_results_named_as_the_cli_names_them(qtbot, make_window, tmp_path):
+    """Three songs called mixture.wav in their own folders: three results (a/mixture, b/mixture,
+    c/mixture, the names `stemstream separate` gives them), each holding its own song; progress
+    says which file of how many."""
+    import numpy as np
+    import soundfile as sf
+    from stream_engine.offline import track_names
+
+    songs = [tmp_path / "lib" / d / "mixture.wav" for d in ("a", "b", "c")]
+    audio = {p: _song(p, seed) for seed, p in enumerate(songs)}
+    w = make_window()
+    files = w.files
+    files.out_edit.setText(str(tmp_path / "out"))
+    files.model_box.setCurrentIndex(files.model_box.findData("passthrough"))
+    files.add_files(songs)
+    formats = []
+    files.progress.valueChanged.connect(lambda _v: formats.append(files.progress.format()))
+    files.separate_all()
+    qtbot.waitUntil(lambda: files.job is None, timeout=60000)
+    assert w.errors == []
+    names = track_names(songs)
+    assert names == ["a/mixture", "b/mixture", "c/mixture"]
+    assert set(files.results) == set(names)
+    for song, name in zip(songs, names):
+        folder = tmp_path / "out" / name
+        assert files.results[name]["vocals"].parent == folder
+        vocals, _ = sf.read(str(folder / "vocals.wav"), dtype="float32")
+        accompaniment, _ = sf.read(str(folder / "accompaniment.wav"), dtype="float32")
+        np.testing.assert_allclose(vocals + accompaniment, audio[song], atol=1e-4)  # its own song, nobody else's
+    assert any("file 3 of 3" in f for f in formats) and any("file 1 of 3" in f for f in formats)
+    # later batches of one mixture.wav each: the second does not take over the first one's folder
+    later = {}
+    for n, folder in enumerate(("x", "y")):
+        song = tmp_path / "later" / folder / "mixture.wav"
+        later[song] = _song(song, 10 + n)
+        files._clear()
+        files.add_files([song])
+        files.separate_all()
+        qtbot.waitUntil(lambda: files.job is None, timeout=60000)
+    assert len(files.results) == 5 and {"mixture", "y/mixture"} <= set(files.results)
+    for name, song in zip(("mixture", "y/mixture"), later):
+        folder = tmp_path / "out" / name
+        vocals, _ = sf.read(str(folder / "vocals.wav"), dtype="float32")
+        accompaniment, _ = sf.read(str(folder / "accompaniment.wav"), dtype="float32")
+        np.testing.assert_allclose(vocals + accompaniment, later[song], atol=1e-4)
+    assert w.errors == []
+
+
+def test_export_asks_before_replacing_and_never_clips_16_bit(qtbot, make_window, tmp_path):
+    """A song peaking at +1.35 dBFS: its 16-bit export is scaled (the same gain for every output,
+    said in the status bar) instead of hard-clipped; exporting again asks before replacing, and
+    Cancel leaves the files as they were."""
+    import numpy as np
+    import soundfile as sf
+    from PySide6.QtWidgets import QMessageBox
+
+    song = tmp_path / "loud" / "song.wav"
+    peak = 10 ** (1.35 / 20)
+    _song(song, 3, peak=peak)
+    w = make_window()
+    files = w.files
+    files.out_edit.setText(str(tmp_path / "out"))
+    files.model_box.setCurrentIndex(files.model_box.findData("passthrough"))
+    files.add_files([song])
+    files.separate_all()
+    qtbot.waitUntil(lambda: files.job is None, timeout=60000)
+    top = files.tree.topLevelItem(0)
+    files.tree.setCurrentItem(top)
+    qtbot.waitUntil(lambda: files._loaded == "song" and bool(files.rows), timeout=20000)
+    for name, row in files.rows.items():
+        row.export.setChecked(name in ("vocals", "accompaniment", "instrumental"))
+    files.export_format.setCurrentText("wav")
+    files.export_depth.setCurrentText("16-bit")
+    out = tmp_path / "export"
+    files.export_chosen(out)
+    qtbot.waitUntil(lambda: getattr(files, "exported", None) is not None, timeout=20000)
+    assert files.export_gain_db == pytest.approx(-1.35, abs=0.02)
+    assert "scaled by -1.35 dB" in w.statusBar().currentMessage()
+    gain = 10 ** (files.export_gain_db / 20)
+    for name in ("vocals", "accompaniment", "instrumental"):
+        source, _ = sf.read(str(files.results["song"][name]), dtype="float32")
+        exported, _ = sf.read(str(out / f"song-{name}.wav"), dtype="float32")
+        assert np.max(np.abs(exported)) < 1.0  # no sample at full scale: nothing clipped
+        np.testing.assert_allclose(exported, source * gain, atol=1.0 / 32768 + 1e-6)
+    # again: the files are there, so it asks; Cancel keeps them
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    files.exported = None
+    files.export_chosen(out)
+    box = files.overwrite_box
+    assert box.isVisible() and "3 file(s) already" in box.text()
+    box.button(QMessageBox.Cancel).click()
+    qtbot.wait(300)
+    assert files.exported is None and {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
+    files.export_depth.setCurrentText("24-bit")
+    files.export_chosen(out)
+    files.overwrite_box.button(QMessageBox.Yes).click()
+    qtbot.waitUntil(lambda: files.exported is not None, timeout=20000)
+    assert sf.info(str(out / "song-vocals.wav")).subtype == "PCM_24"
+    assert w.errors == []
