@@ -232,9 +232,11 @@ class LiveSession:
     a crossfade); ``set_input`` and ``set_mic`` change the sources.
     """
 
-    def __init__(self, config: LiveConfig, store: ParamStore):
+    def __init__(self, config: LiveConfig, store: ParamStore, namer=None):
         self.config = config
         self.store = store
+        self.namer = namer  # gui.jack_ports.PortNamer: JACK ports named after what they carry (None: as opened)
+        self._out_ports: list = []  # the output stream's JACK ports, in channel order
         self.engine = None
         self.stream = None
         self.control = None
@@ -318,7 +320,10 @@ class LiveSession:
             self._use_mic(cfg.mic_device, cfg.mic_channel)
             stream = live.LiveStream(engine, None, out_dev.index, 0, rate, callback=self._callback,
                                      source=self.input_switch.next)
+            before = self._jack_snapshot(out_dev)
             stream.start()  # opens the device, starts the worker (realtime tuning included), then the device
+            if before is not None:
+                self._out_ports = self.namer.ports_since(before, is_output=True)
         except BaseException:
             self._close_captures(keep=())
             if "stream" in locals():
@@ -326,6 +331,7 @@ class LiveSession:
             raise
         self.stream = stream
         self.device_names = (self.input_label, out_dev.key)
+        self.name_ports()
         self._measure_latency()
         self.target_ms = profile.latency_target_ms
         self.timings["stream_started"] = time.perf_counter()
@@ -385,15 +391,48 @@ class LiveSession:
             raise RuntimeError("no input device: pick one in Input, or play a file through the engine")
         return device
 
-    def _capture(self, device: Device, channels: int) -> Capture:
-        """An open capture of ``device`` with at least ``channels`` (shared by music and mic)."""
-        for capture in self._captures:
+    def _capture(self, device: Device, channels: int, new: bool = False) -> Capture:
+        """An open capture of ``device`` with at least ``channels`` (shared by music and mic unless
+        ``new``: a mic change opens just the channels it needs, so its ports match a fresh Start)."""
+        for capture in self._captures if not new else ():
             if capture.device == device.index and capture.channels >= channels:
                 return capture
         capture = Capture(device.index, min(device.max_in, max(channels, 1)), self.rate, self.block,
-                          name=device.key).open()
+                          name=device.key)
+        before = self._jack_snapshot(device)
+        capture.open()
+        capture.jack_ports = self.namer.ports_since(before, is_output=False) if before is not None else []
         self._captures.append(capture)
         return capture
+
+    # -- JACK port names -------------------------------------------------------------
+    def _jack_snapshot(self, device: Device):
+        """The app's JACK ports before a stream on ``device`` opens (None: not JACK, or no namer)."""
+        if self.namer is None or not device.hostapi.startswith("JACK"):
+            return None
+        return self.namer.snapshot()
+
+    def name_ports(self) -> None:
+        """Name every JACK port after what it carries now and restore the user's connections
+        (after Start, an input, mic, model or routing change; any thread but the callback)."""
+        if self.namer is None or self.engine is None:
+            return
+        from .jack_ports import capture_names, output_names
+
+        wanted = list(zip(self._out_ports, output_names(self.engine.router.routes, len(self._out_ports))))
+        music, mic = self.music_reader, self.mic_reader
+        for capture in self._captures:
+            ports = getattr(capture, "jack_ports", [])
+            if not ports:
+                continue
+            music_cols = music.columns if music is not None and music.capture is capture else ()
+            mic_col = mic.columns[0] if mic is not None and mic.capture is capture else None
+            names = capture_names(len(ports), music_cols, mic_col, prefix="in" if music_cols else "mic")
+            wanted += list(zip(ports, names))
+        try:
+            self.namer.apply(wanted)
+        except Exception as exc:  # noqa: BLE001 - names are a convenience: never a reason to stop the sound
+            self.warnings.append(f"JACK port names: {exc}")
 
     def _open_input(self, spec):
         """A source for ``spec`` (a file, the demo, or an input device); sets ``input_label``."""
@@ -430,7 +469,10 @@ class LiveSession:
         if channel >= device.max_in:
             raise RuntimeError(f"the microphone's device {device.key} has {device.max_in} inputs; "
                                f"channel {channel + 1} asked for")
-        reader = self._capture(device, channel + 1).reader((channel,), max_block=max(8192, 4 * self.block))
+        music = self.music_reader
+        shared = music is not None and music.capture.device == device.index and music.capture.channels > channel
+        capture = music.capture if shared else self._capture(device, channel + 1, new=True)
+        reader = capture.reader((channel,), max_block=max(8192, 4 * self.block))
         self.mic_reader = reader
         self.engine.mic_source = reader.next  # one reference: the callback reads it once per block
         self.mic_label = f"{device.key} #{channel + 1}"
@@ -462,6 +504,7 @@ class LiveSession:
             time.sleep(0.01)
         self._close_captures(keep=(self.music_reader, self.mic_reader))
         self.device_names = (self.input_label, self.device_names[1])
+        self.name_ports()
         self.control.notify("input", (self.config.input or self.input_label,))
         self._measure_latency()
 
@@ -492,6 +535,7 @@ class LiveSession:
                              f"{'none' if channel is None else channel + 1}: {exc}") from None
         if old is not None:
             self._close_captures(keep=(self.music_reader, self.mic_reader))
+        self.name_ports()
         self.control.notify("mic", (self.mic_label,))
         self._measure_latency()
 
@@ -505,6 +549,7 @@ class LiveSession:
     def _switched(self, name: str, values: tuple) -> None:
         if name == "switched":
             self._measure_latency()
+            self.name_ports()  # a routing (or a model's stems) may change what a port carries
 
     def _measure_latency(self) -> None:
         """The latency report as it stands (after a switch or an input change), with the mic's."""
@@ -549,6 +594,8 @@ class LiveSession:
 
     # -- stopping (worker thread) ---------------------------------------------
     def stop(self) -> None:
+        if self.namer is not None and self.stream is not None:
+            self.namer.remember()  # the connections the user made, for the next Start
         stream, self.stream = self.stream, None
         try:
             if stream is not None:

@@ -35,6 +35,7 @@ TICK_MS = 20  # meter / spectrogram refresh (50 Hz)
 MODEL_FILE = "__model_file__"
 INPUT_FILE = "__input_file__"
 JACK_CLIENT = "stemstream"  # the app's own JACK client name (as `stemstream live`); never offered as a device
+JACK_CONNECTIONS_SETTING = "jack_connections"  # {port name: [peers]}: restored on the next Start
 
 
 def own_jack_client(device) -> bool:
@@ -91,6 +92,10 @@ class MainWindow(QMainWindow):
         from .widgets import WheelGuard
 
         self.wheel_guard = WheelGuard(self)  # a wheel over the scrolling panels scrolls, it changes nothing
+        from .jack_ports import PortNamer
+
+        saved = self.settings.get(JACK_CONNECTIONS_SETTING)
+        self.namer = PortNamer(JACK_CLIENT, saved if isinstance(saved, dict) else None)
 
         # -- header ---------------------------------------------------------------
         self.start_button = QPushButton("▶  Start")
@@ -596,7 +601,7 @@ class MainWindow(QMainWindow):
         wanted = stems_for(cfg.model, cfg.profile)
         if set(wanted) != set(self.store.current.stems):
             self._swap_store(ParamStore(carry_params(self.store.current, wanted)))
-        session = LiveSession(cfg, self.store)
+        session = LiveSession(cfg, self.store, namer=self.namer)
         self.session = session
         self._reported_worker_error = False
         self._set_state("starting")
@@ -700,6 +705,8 @@ class MainWindow(QMainWindow):
         self.live.spectrogram.push(self._snap)
         if self._ticks % 5 == 0:
             self._indicators(session)
+        if self._ticks % 50 == 0 and session.running:
+            self.namer.remember()  # the user's JACK connections, in case the server or the device goes
 
     def _indicators(self, session: LiveSession) -> None:
         st = session.stats()
@@ -754,6 +761,8 @@ class MainWindow(QMainWindow):
         s.set("params", {"karaoke": p.karaoke, "guide": p.guide, "key": p.key, "mic_gain": p.mic_gain,
                          "stems": {n: {"gain": sp.gain, "mute": sp.mute, "solo": sp.solo} for n, sp in p.stems.items()}})
         s.set("files_out", self.files.out_edit.text())
+        s.set(JACK_CONNECTIONS_SETTING, {k: list(v) for k, v in self.namer.connections.items()
+                                         if isinstance(k, str) and isinstance(v, (list, tuple))})
         s.set("files_model", self.files.model_box.currentData())
         s.set("files_profile", self.files.profile_box.currentData())
         if self.osc is not None and self.args.osc_port is None:
@@ -781,6 +790,7 @@ class MainWindow(QMainWindow):
         if self.osc is not None:
             self.osc.close()
             self.osc = None
+        self.namer.close()
         self._unsub()
 
     def closeEvent(self, event) -> None:

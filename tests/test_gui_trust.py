@@ -222,3 +222,60 @@ def test_export_asks_before_replacing_and_never_clips_16_bit(qtbot, make_window,
     qtbot.waitUntil(lambda: files.exported is not None, timeout=20000)
     assert sf.info(str(out / "song-vocals.wav")).subtype == "PCM_24"
     assert w.errors == []
+
+
+# ----------------------------------------------------------------------------------------- 3. port names
+def _own_ports(server) -> list[str]:
+    return sorted(server.client_ports("stemstream"))
+
+
+def _own_connections(server) -> dict:
+    return {port: sorted(peers) for port, peers in server.connections().items() if port.startswith("stemstream:")}
+
+
+def test_jack_ports_keep_their_names_and_connections_across_stop_start_mic_and_model_changes(
+        qtbot, jack8, make_window):
+    """`jack_lsp` shows the app's ports named after what they carry (main_L, main_R, mic, out_3...),
+    the same before and after a Stop/Start, a model change and a mic change; a connection the user
+    made (main_L also to playback 5) and one they undid (main_R from playback 2) come back."""
+    w = make_window("--input", "demo", "--output", "JACK", "--model", "dsp-center", "--profile", "live",
+                    "--no-key-shift")
+    lt = w.live
+    jack_key = lt.output_box.currentData()
+    qtbot.waitUntil(lambda: lt.mic_device_box.findData(jack_key) >= 0, timeout=5000)
+    lt.mic_device_box.setCurrentIndex(lt.mic_device_box.findData(jack_key))
+    lt.mic_box.setCurrentIndex(lt.mic_box.findData(0))
+    _start(qtbot, w)
+    expected = sorted(["stemstream:main_L", "stemstream:main_R", "stemstream:mic"]
+                      + [f"stemstream:out_{c}" for c in range(3, 9)])
+    qtbot.waitUntil(lambda: _own_ports(jack8) == expected, timeout=5000)
+    print("jack_lsp after Start:", _own_ports(jack8))
+    # the user's own wiring
+    jack8.connect("stemstream:main_L", "system:playback_5")
+    jack8.disconnect("stemstream:main_R", "system:playback_2")
+    jack8.connect("system:capture_3", "stemstream:mic")
+    wired = _own_connections(jack8)
+    assert "system:playback_5" in wired["stemstream:main_L"] and wired["stemstream:main_R"] == []
+
+    def same(what):
+        qtbot.waitUntil(lambda: _own_ports(jack8) == expected and _own_connections(jack8) == wired, timeout=10000)
+        print(f"jack_lsp after {what}:", _own_ports(jack8))
+
+    qtbot.wait(1200)  # the window remembers the wiring once a second too (a server that goes away)
+    _stop(qtbot, w)
+    _start(qtbot, w)
+    same("Stop/Start")
+    session = w.session
+    lt.model_box.setCurrentIndex(lt.model_box.findData("stemstream-student-int8"))
+    qtbot.waitUntil(lambda: session.engine.pipeline.separator.spec.name == "stemstream-student-int8",
+                    timeout=SWITCH_TIMEOUT_MS)
+    same("a model change")
+    lt.mic_box.setCurrentIndex(lt.mic_box.findData(1))  # the mic to channel 2 of the device...
+    qtbot.waitUntil(lambda: session.mic_reader is not None and session.mic_reader.columns == (1,), timeout=10000)
+    qtbot.waitUntil(lambda: "stemstream:mic_ch1" in _own_ports(jack8) and "stemstream:mic" in _own_ports(jack8),
+                    timeout=5000)
+    lt.mic_box.setCurrentIndex(lt.mic_box.findData(0))  # ...and back
+    qtbot.waitUntil(lambda: session.mic_reader.columns == (0,), timeout=10000)
+    same("a mic change and back")
+    _stop(qtbot, w)
+    assert w.errors == []
