@@ -102,13 +102,16 @@ class MainWindow(QMainWindow):
         self.start_button.setObjectName("start")
         self.start_button.setToolTip("Start or stop the live engine (Space)")
         self.start_button.clicked.connect(self.toggle_start)
-        self.karaoke = QPushButton("KARAOKE")
+        self.karaoke = QPushButton("KARAOKE")  # lit (checked) while the karaoke mix plays; its text never changes
         self.karaoke.setObjectName("karaoke")
         self.karaoke.setCheckable(True)
-        self.karaoke.setToolTip("Karaoke mix: vocals down to the guide level (K; OSC /stemstream/karaoke/on)")
+        self.karaoke.setToolTip("Karaoke: lit while the main output plays the karaoke mix (vocals down to the guide "
+                                "level). Press to switch it on; press again to go back to the mode it came from "
+                                "(K; OSC /stemstream/karaoke/on)")
+        self._listen_before_karaoke = "full"  # where the KARAOKE button returns to
         self.karaoke.toggled.connect(self._karaoke_toggled)
         for button, texts in ((self.start_button, ("▶  Start", "■  Stop", "Starting…", "Stopping…")),
-                              (self.karaoke, ("KARAOKE  ON", "KARAOKE  OFF"))):
+                              (self.karaoke, ("KARAOKE",))):
             keep_width_for(button, texts)
         self.state_label = QLabel("stopped")
         self.state_label.setObjectName("state")
@@ -485,11 +488,13 @@ class MainWindow(QMainWindow):
         lt.guide_label.setText(f"{new.guide * 100:.0f} %")
         lt.key_label.setText(f"{new.key:+d} st" if new.key else "0 st")
         lt.mic_label.setText(gain_text(new.mic_gain))
-        if self.karaoke.isChecked() != new.karaoke:
+        # one control, one meaning: lit exactly while the karaoke mix plays, whatever set the mode
+        if new.listen != "karaoke":
+            self._listen_before_karaoke = new.listen
+        if self.karaoke.isChecked() != (new.listen == "karaoke"):
             self.karaoke.blockSignals(True)
-            self.karaoke.setChecked(new.karaoke)
+            self.karaoke.setChecked(new.listen == "karaoke")
             self.karaoke.blockSignals(False)
-        self.karaoke.setText("KARAOKE  ON" if new.karaoke else "KARAOKE  OFF")
         if old is not None and old.fx is not new.fx:
             for key, value in new.fx.items():
                 if old.fx.get(key) != value:
@@ -499,7 +504,9 @@ class MainWindow(QMainWindow):
                         self.live.fx.show_param(stem, row, name, float(value))
 
     def _karaoke_toggled(self, on: bool) -> None:
-        self._update(lambda p: p.with_(karaoke=on))
+        """On: the karaoke mix; off: back to the mode it came from (Instrumental stays Instrumental)."""
+        back = self._listen_before_karaoke if self._listen_before_karaoke != "karaoke" else "full"
+        self._update(lambda p: p.with_(listen="karaoke" if on else back))
 
     def _key_moved(self, value: int) -> None:
         self._update(lambda p: p.with_(key=int(value)))

@@ -279,3 +279,29 @@ def test_jack_ports_keep_their_names_and_connections_across_stop_start_mic_and_m
     same("a mic change and back")
     _stop(qtbot, w)
     assert w.errors == []
+
+
+# ----------------------------------------------------------------------------------------- 4. karaoke button
+def test_karaoke_button_is_lit_exactly_in_karaoke_and_returns_to_the_mode_it_came_from(qtbot, make_window):
+    from PySide6.QtCore import Qt
+
+    w = make_window("--model", "dsp-center", "--profile", "live", "--no-key-shift")
+    lt, button = w.live, w.karaoke
+    lt.listen_box.setCurrentIndex(lt.listen_box.findData("instrumental"))
+    assert w.store.current.listen == "instrumental"
+    assert not button.isChecked() and "OFF" not in button.text()  # no "KARAOKE OFF" while vocals are gone
+    text = button.text()
+    qtbot.mouseClick(button, Qt.LeftButton)
+    assert w.store.current.listen == "karaoke" and button.isChecked() and button.text() == text
+    assert lt.listen_box.currentData() == "karaoke"
+    qtbot.mouseClick(button, Qt.LeftButton)
+    assert w.store.current.listen == "instrumental" and not button.isChecked()  # where it came from
+    assert lt.listen_box.currentData() == "instrumental"
+    lt.listen_box.setCurrentIndex(lt.listen_box.findData("karaoke"))  # the selector lights the button
+    assert button.isChecked()
+    w.karaoke_action.trigger()  # K
+    assert w.store.current.listen == "instrumental"
+    lt.listen_box.setCurrentIndex(lt.listen_box.findData("acappella"))
+    w.karaoke_action.trigger()
+    w.karaoke_action.trigger()
+    assert w.store.current.listen == "acappella" and not button.isChecked()
