@@ -147,6 +147,125 @@ class StemTap:
         return stems
 
 
+class MicChannel:
+    """The microphone's effect chain, run by the engine's ``MicLane`` on a thread of its own (effect
+    hosts allocate: never in the callback), and the mic's level after it.
+
+    ``set_chain`` builds a new chain off the audio threads and swaps the reference (the lane picks
+    it up on its next chunk); the mic's gain and mute are applied after it, in the callback
+    (``Params.mic_gain``, ``Params.mic_mute``).
+    """
+
+    def __init__(self, rate: int):
+        self.rate = rate
+        self.chain = None
+        self.latency = 0  # samples the chain adds (MicLane reads it)
+        self.errors: list[str] = []
+        self.peak = 0.0  # after the chain, held until the UI reads it (``take_levels``)
+        self.square = 0.0
+        self.count = 0
+
+    def set_chain(self, specs) -> None:
+        from plugins.effects import EffectChain
+
+        active = [dict(s) for s in (specs or []) if not s.get("bypass")]
+        chain = EffectChain(active, self.rate, channels=1, name="mic") if active else None
+        self.errors = list(chain.errors) if chain is not None else []
+        self.chain = chain
+        self.latency = chain.latency if chain is not None else 0
+
+    def __call__(self, mic_in: np.ndarray, mic_out: np.ndarray) -> None:
+        chain = self.chain  # one read: the UI may swap it
+        if chain is not None:
+            mic_out[:, 0] = chain.process(mic_in.T)[0]
+        elif mic_out is not mic_in:
+            mic_out[:] = mic_in
+        x = mic_out[:, 0]
+        if len(x):
+            self.peak = max(self.peak, float(np.max(np.abs(x))))
+            self.square += float(np.dot(x, x))
+            self.count += len(x)
+
+    def take_levels(self) -> tuple[float, float]:
+        """Linear (peak, rms) since the last call, after the chain (before gain and mute)."""
+        peak, square, count = self.peak, self.square, self.count
+        self.peak, self.square, self.count = 0.0, 0.0, 0
+        return peak, (square / count) ** 0.5 if count else 0.0
+
+
+LIMITER_CEILING_DB = -1.0  # the safety limiter's ceiling: headroom for a stream's lossy encoder
+LIMITER_RELEASE_DB_PER_S = 20.0
+
+
+class MasterBus:
+    """The master fader and safety limiter on the main output's channels, and the main meter.
+
+    Runs in the audio callback after the engine (music and mic mixed): no allocation, no locks;
+    numpy with ``out=`` on preallocated buffers. The limiter is a block-wise peak limiter: a block
+    that would exceed the ceiling is ramped down to the gain that fits it (then hard-clipped at the
+    ceiling, so nothing above it ever leaves, even within the ramp); the gain recovers at 20 dB/s.
+    It does nothing to audio below the ceiling (gain 1), which is why it is on by default: mic plus
+    music clipped at 0 dBFS on a live stream is worse than a limiter that never acts on sane levels.
+    """
+
+    def __init__(self, channels, rate: int, max_block: int = 8192, limiter: bool = True, gain: float = 1.0):
+        self.channels = list(channels)  # replaced whole on a routing change
+        self.rate = rate
+        self.gain = float(gain)  # the master fader (linear, 0..2): set from the UI
+        self.limiter = bool(limiter)
+        self.ceiling = 10.0 ** (LIMITER_CEILING_DB / 20.0)
+        self.limit_gain = 1.0  # the limiter's current gain
+        self.reduction = 1.0  # the smallest limiter gain since the UI last looked
+        self.peak = 0.0  # what goes out on main, held until the UI reads it
+        self.square = 0.0
+        self.count = 0
+        self._abs = np.zeros(max_block, np.float32)
+        self._ramp = np.zeros(max_block, np.float32)
+        self._index = np.arange(max_block, dtype=np.float32)
+
+    def process(self, out: np.ndarray, frames: int) -> None:
+        channels = self.channels  # one read of each reference
+        if not channels:
+            return
+        gain = self.gain
+        buf = self._abs[:frames]
+        peak = 0.0
+        for c in channels:
+            column = out[:frames, c]
+            if gain != 1.0:
+                np.multiply(column, gain, out=column)
+            np.abs(column, out=buf)
+            peak = max(peak, float(buf.max()))
+        if self.limiter:
+            target = 1.0 if peak <= self.ceiling else self.ceiling / peak
+            current = self.limit_gain
+            recovered = current * 10.0 ** (LIMITER_RELEASE_DB_PER_S / 20.0 * frames / self.rate)
+            new = target if target < current else min(target, recovered, 1.0)
+            if new != 1.0 or current != 1.0:
+                ramp = self._ramp[:frames]
+                np.multiply(self._index[:frames], (new - current) / frames, out=ramp)
+                np.add(ramp, current, out=ramp)
+                for c in channels:
+                    column = out[:frames, c]
+                    np.multiply(column, ramp, out=column)
+                    np.clip(column, -self.ceiling, self.ceiling, out=column)
+            self.limit_gain = new
+            self.reduction = min(self.reduction, new)
+        for c in channels:  # the meter: what leaves on main
+            column = out[:frames, c]
+            np.abs(column, out=buf)
+            self.peak = max(self.peak, float(buf.max()))
+            np.multiply(column, column, out=buf)
+            self.square += float(buf.sum())
+        self.count += frames * len(channels)
+
+    def take_levels(self) -> tuple[float, float, float]:
+        """Linear (peak, rms, smallest limiter gain) since the last call."""
+        peak, square, count, reduction = self.peak, self.square, self.count, self.reduction
+        self.peak, self.square, self.count, self.reduction = 0.0, 0.0, 0, self.limit_gain
+        return peak, (square / count) ** 0.5 if count else 0.0, reduction
+
+
 def source_path(source: str | None) -> Path | None:
     """The file behind an input choice (``demo song`` or ``file:PATH``), else None."""
     if not source:
@@ -172,8 +291,11 @@ class LiveConfig:
     fx: dict = field(default_factory=dict)  # stem -> [effect spec, ...] ({"bypass": True} skips one)
     mic_device: str | None = None  # the mic's device (any input device); None: the input device, else the default
     routes: dict | None = None  # bus -> output channels from 0 (``{"vocals": [2, 3]}``); None: main on 1-2
+    master_gain: float = 1.0  # the master fader (linear)
+    limiter: bool = True  # the safety limiter on main (MasterBus says why it is on by default)
 
 
+MIC_FX = "mic"  # the mic's effect chain in ``LiveConfig.fx`` (beside the stems' chains)
 ROUTES_SETTING = "routes"  # the settings key routing is saved under (channels from 1, as the CLI writes them)
 MAX_OUTPUTS = 16  # output channels opened at most, so routing can change while playing
 
@@ -311,6 +433,13 @@ class LiveSession:
         routes = self._usable_routes(cfg.routes, stems, n_out)
         engine = RealtimeEngine(pipeline, block, routes=routes, store=self.store, out_channels=n_out)
         self.engine = engine
+        # the mic's own strip: its effect chain on the engine's mic lane (one block behind, never in the
+        # callback), then its gain and mute; the master fader and limiter after everything
+        self.mic_channel = MicChannel(rate)
+        self.mic_channel.set_chain((cfg.fx or {}).get(MIC_FX))
+        self.warnings += self.mic_channel.errors
+        self.master = MasterBus(routes.get("main", []), rate, max_block=max(8192, 4 * block),
+                                limiter=cfg.limiter, gain=cfg.master_gain)
         self.control = LiveControl(engine, spec, build=self._build_pipeline, inputs=self)
         self.control.listeners.append(self._switched)
         self.timings["engine_built"] = time.perf_counter()
@@ -473,9 +602,23 @@ class LiveSession:
         shared = music is not None and music.capture.device == device.index and music.capture.channels > channel
         capture = music.capture if shared else self._capture(device, channel + 1, new=True)
         reader = capture.reader((channel,), max_block=max(8192, 4 * self.block))
+        self._mic_lane()
         self.mic_reader = reader
         self.engine.mic_source = reader.next  # one reference: the callback reads it once per block
         self.mic_label = f"{device.key} #{channel + 1}"
+
+    def _mic_lane(self) -> None:
+        """The engine's mic lane running the mic's chain (made with the first mic: its thread polls)."""
+        engine = self.engine
+        if engine.mic_lane is not None:
+            return
+        from stream_engine.realtime import MicLane
+
+        lane = MicLane(self.mic_channel, self.block, self.rate)
+        engine.mic_processor = self.mic_channel
+        if self.stream is not None:  # playing: start it, then hand it to the callback (one reference)
+            lane.start(thread=True)
+        engine.mic_lane = lane  # stopped with the engine
 
     def _close_captures(self, keep) -> None:
         """Close the captures no reader in ``keep`` uses (off the callback)."""
@@ -548,6 +691,7 @@ class LiveSession:
     # -- switches (the model, profile, key stage, effects, routing) ----------------
     def _switched(self, name: str, values: tuple) -> None:
         if name == "switched":
+            self.master.channels = list(self.engine.router.routes.get("main", []))  # a routing change
             self._measure_latency()
             self.name_ports()  # a routing (or a model's stems) may change what a port carries
 
@@ -561,8 +705,14 @@ class LiveSession:
         self.target_ms = engine.pipeline.profile.latency_target_ms
         out = self.stream.device_latency[1] if self.stream else 0.0
         # the mic skips the separator: its capture, the slack held, one device block, the output
+        lane = engine.mic_lane.latency if engine.mic_lane is not None else 0  # its block, its chain
         self.mic_ms = (None if self.mic_reader is None
-                       else 1000.0 * (self.mic_reader.latency + out) + 1000.0 * self.block / self.rate)
+                       else 1000.0 * (self.mic_reader.latency + out) + 1000.0 * (self.block + lane) / self.rate)
+
+    def set_mic_fx(self, specs) -> None:
+        """A new chain for the mic (built here, swapped into the running lane)."""
+        self.mic_channel.set_chain(specs)
+        self._measure_latency()
 
     @property
     def effects(self):
@@ -583,6 +733,7 @@ class LiveSession:
     def _callback(self, indata, outdata, frames, time_info, status):
         """What LiveStream calls (``indata``: the input switch's frames)."""
         self.engine.callback(indata, outdata, frames, time_info, status)
+        self.master.process(outdata, frames)
         self._first(outdata)
 
     def _first(self, outdata) -> None:
@@ -617,16 +768,18 @@ class LiveSession:
         return self.engine.mixer.meters
 
     def mic_levels(self) -> tuple[float, float]:
-        """Linear (peak, rms) of the mic's last 20 ms (after its level), (0, 0) without a mic."""
-        reader = self.mic_reader
-        if reader is None:
+        """Linear (peak, rms) of the mic since the last call, after its effects, level and mute
+        (what it adds to the output); (0, 0) without a mic."""
+        if self.mic_reader is None:
             return 0.0, 0.0
-        if not hasattr(self, "_mic_scratch"):
-            self._mic_scratch = np.zeros(max(256, self.rate // 50), np.float32)
-        reader.recent(self._mic_scratch)
-        gain = self.store.current.mic_gain
-        x = self._mic_scratch
-        return float(np.max(np.abs(x))) * gain, float(np.sqrt(np.mean(np.square(x)))) * gain
+        peak, rms = self.mic_channel.take_levels()
+        p = self.store.current
+        gain = 0.0 if p.mic_mute else p.mic_gain
+        return peak * gain, rms * gain
+
+    def main_levels(self) -> tuple[float, float, float]:
+        """Linear (peak, rms, limiter gain) of what leaves on main (music, mic, master, limiter)."""
+        return self.master.take_levels()
 
     def stats(self) -> dict:
         st = self.engine.stats

@@ -111,7 +111,7 @@ class LiveWiring(QObject):
             if w.osc is not None:
                 w.osc.attach(None)
             self._attached = None
-            lt.mic_meter.set_levels(-120.0)
+            lt.mic_strip.set_levels(-120.0, -120.0)
         lt.mic_device_box.setEnabled(state in ("idle", "running"))
 
     # ------------------------------------------------------------ the setup boxes
@@ -198,11 +198,20 @@ class LiveWiring(QObject):
         session = self._session()
         if session is None:
             return
+        from .audio import MIC_FX
+
+        def stem_chains(chains):
+            return {stem: [s for _, s in active_effects(specs)] for stem, specs in chains.items()
+                    if stem != MIC_FX and active_effects(specs)}
+
         chains = copy.deepcopy(self.tab.fx.chains)
-        active = {stem: [s for _, s in active_effects(specs)] for stem, specs in chains.items()
-                  if active_effects(specs)}
+        before = stem_chains(self.window._running_fx)
         self.window._running_fx = chains
-        self._switch(session.control.set_fx, active)
+        if chains.get(MIC_FX, []) != session.config.fx.get(MIC_FX, []):
+            session.config.fx[MIC_FX] = copy.deepcopy(chains.get(MIC_FX, []))
+            self._ask(session.set_mic_fx, chains.get(MIC_FX, []))  # the mic's lane swaps chains: no rebuild
+        if stem_chains(chains) != before:
+            self._switch(session.control.set_fx, stem_chains(chains))
 
     # ------------------------------------------------------------ listen mode, params
     def _listen_changed(self, _index: int) -> None:
@@ -279,7 +288,9 @@ class LiveWiring(QObject):
         import math
 
         peak, rms = session.mic_levels()
-        self.tab.mic_meter.set_levels(20 * math.log10(max(peak, 1e-6)), 20 * math.log10(max(rms, 1e-6)))
+        self._mic_ticks = getattr(self, "_mic_ticks", 0) + 1
+        self.tab.mic_strip.set_levels(20 * math.log10(max(peak, 1e-6)), 20 * math.log10(max(rms, 1e-6)),
+                                      self._mic_ticks % 5 == 0)
 
     # ------------------------------------------------------------ scenes
     def _refresh_scenes(self) -> None:

@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
 )
 
 from stream_engine.params import KEY_RANGE, ParamStore, Params
-from .audio import DEMO_SOURCE, FILE_SOURCE_PREFIX, LiveConfig, LiveSession, active_effects, carry_params, idle_status
+from .audio import DEMO_SOURCE, FILE_SOURCE_PREFIX, MIC_FX, LiveConfig, LiveSession, active_effects, carry_params, idle_status
 from .files_tab import FilesTab
 from .jobs import run_job
 from .live_control import LiveWiring
@@ -35,6 +35,7 @@ TICK_MS = 20  # meter / spectrogram refresh (50 Hz)
 MODEL_FILE = "__model_file__"
 INPUT_FILE = "__input_file__"
 JACK_CLIENT = "stemstream"  # the app's own JACK client name (as `stemstream live`); never offered as a device
+MASTER_SETTING = "master"  # {"gain": linear, "limiter": bool}
 JACK_CONNECTIONS_SETTING = "jack_connections"  # {port name: [peers]}: restored on the next Start
 
 
@@ -278,8 +279,15 @@ class MainWindow(QMainWindow):
                     chains[stem] = [dict(e) for e in load_preset(preset).get("effects", [])]
             except (KeyError, OSError, ValueError) as exc:
                 self.show_error(f"--fx: {exc}")
-        self.live.fx.set_stems(stems_for(self.live.model_box.currentData(), self.live.profile_box.currentData()),
-                               chains)
+        self.live.fx.set_stems(stems_for(self.live.model_box.currentData(), self.live.profile_box.currentData())
+                               + (MIC_FX,), chains)
+        master = s.get(MASTER_SETTING) if isinstance(s.get(MASTER_SETTING), dict) else {}
+        try:
+            self.live.main_strip.show_value(self.live.main_strip.fader,
+                                            round(100 * min(max(float(master.get("gain", 1.0)), 0.0), 2.0)))
+        except (TypeError, ValueError):
+            pass
+        self.live.main_strip.show_value(self.live.main_strip.limit, bool(master.get("limiter", True)))
 
     def _select_model(self, model: str) -> None:
         box = self.live.model_box
@@ -310,6 +318,10 @@ class MainWindow(QMainWindow):
         lt.guide.valueChanged.connect(lambda v: self._update(lambda p: p.with_(guide=v / 100.0)))
         lt.key.valueChanged.connect(self._key_moved)
         lt.mic.valueChanged.connect(lambda v: self._update(lambda p: p.with_(mic_gain=v / 100.0)))
+        lt.mic_strip.mute_changed.connect(lambda _s, on: self._update(lambda p: p.with_(mic_mute=bool(on))))
+        lt.mic_strip.fx_requested.connect(self._edit_mic_fx)
+        lt.main_strip.gain_changed.connect(lambda _s, gain: self._master_changed())
+        lt.main_strip.limiter_changed.connect(lambda _on: self._master_changed())
         lt.rescan_requested.connect(self.load_devices)
         lt.output_box.currentIndexChanged.connect(self._output_changed)
         lt.model_box.activated.connect(self._model_chosen)
@@ -471,7 +483,7 @@ class MainWindow(QMainWindow):
             strip.gain_changed.connect(lambda stem, g: self._update(lambda p: p.with_stem(stem, gain=g)))
             strip.mute_changed.connect(lambda stem, on: self._update(lambda p: p.with_stem(stem, mute=on)))
             strip.solo_changed.connect(lambda stem, on: self._update(lambda p: p.with_stem(stem, solo=on)))
-        self.live.fx.set_stems(stems)
+        self.live.fx.set_stems(stems + (MIC_FX,))  # the mic's chain is edited beside the stems'
 
     def _show_params(self, old, new: Params) -> None:
         """The store changed (GUI, OSC, anything): show it, sending nothing back."""
@@ -488,6 +500,8 @@ class MainWindow(QMainWindow):
         lt.guide_label.setText(f"{new.guide * 100:.0f} %")
         lt.key_label.setText(f"{new.key:+d} st" if new.key else "0 st")
         lt.mic_label.setText(gain_text(new.mic_gain))
+        if lt.mic_strip.mute.isChecked() != new.mic_mute:
+            lt.mic_strip.show_value(lt.mic_strip.mute, bool(new.mic_mute))
         # one control, one meaning: lit exactly while the karaoke mix plays, whatever set the mode
         if new.listen != "karaoke":
             self._listen_before_karaoke = new.listen
@@ -502,6 +516,25 @@ class MainWindow(QMainWindow):
                     row = self._editor_row(stem, index)
                     if row is not None and self._same_chain(stem):
                         self.live.fx.show_param(stem, row, name, float(value))
+
+    def _edit_mic_fx(self, _stem: str = "mic") -> None:
+        """The mic strip's FX: its chain in the effects panel (presets such as mic-vocal load there)."""
+        fx = self.live.fx
+        fx.stem_box.setCurrentText(MIC_FX)
+        fx.setFocus()
+        self.statusBar().showMessage("effects panel: the microphone's chain (try the mic-vocal preset)", 5000)
+
+    def master(self) -> tuple[float, bool]:
+        """(master gain, limiter on) as the main strip shows them."""
+        strip = self.live.main_strip
+        return strip.fader.value() / 100.0, strip.limit.isChecked()
+
+    def _master_changed(self) -> None:
+        gain, limiter = self.master()
+        session = self.session
+        if session is not None and getattr(session, "master", None) is not None:
+            session.master.gain, session.master.limiter = gain, limiter  # floats and a bool: atomic
+        self.settings.set(MASTER_SETTING, {"gain": gain, "limiter": limiter})
 
     def _karaoke_toggled(self, on: bool) -> None:
         """On: the karaoke mix; off: back to the mode it came from (Instrumental stays Instrumental)."""
@@ -521,8 +554,12 @@ class MainWindow(QMainWindow):
         return active[active_index][0] if 0 <= active_index < len(active) else None
 
     def _fx_edited(self, stem: str, row: int, name: str, value: float) -> None:
-        """A parameter box moved: reach the running chain through Params.fx if it has that slot."""
+        """A parameter box moved: reach the running chain through Params.fx if it has that slot
+        (the mic's chain is small: rebuilt with the new value and swapped into its lane)."""
         if self.state != "running":
+            return
+        if stem == MIC_FX:
+            self.session.set_mic_fx(copy.deepcopy(self.live.fx.chains.get(MIC_FX, [])))
             return
         running = self._running_fx.get(stem, [])
         if not self._same_chain(stem):
@@ -593,7 +630,7 @@ class MainWindow(QMainWindow):
                           model=lt.model_box.currentData() if lt.model_box.currentData() != MODEL_FILE else None,
                           profile=lt.profile_box.currentData(), key_shift=lt.key_stage.isChecked(),
                           mic_channel=lt.mic_box.currentData(), fx=copy.deepcopy(lt.fx.chains),
-                          block=self.args.block)
+                          block=self.args.block, master_gain=self.master()[0], limiter=self.master()[1])
 
     def toggle_start(self) -> None:
         if self.state == "idle":
@@ -658,7 +695,7 @@ class MainWindow(QMainWindow):
         self.session = None
         self._set_state("idle")
         self.statusBar().showMessage("stopped")
-        for strip in list(self.live.strips.values()) + [self.live.main_strip]:
+        for strip in list(self.live.strips.values()) + [self.live.main_strip, self.live.mic_strip]:
             strip.set_levels(-120.0, -120.0)
         if self._restart_after_stop:
             self._restart_after_stop = False
@@ -703,7 +740,11 @@ class MainWindow(QMainWindow):
             strip = self.live.strips.get(stem)
             if strip is not None:
                 strip.set_levels(float(db[i, 0]), float(db[i, 1]), text)
-        self.live.main_strip.set_levels(float(db[-1, 0]), float(db[-1, 1]), text)
+        peak, rms, limit = session.main_levels()  # what leaves on main: music, mic, master, limiter
+        self.live.main_strip.set_levels(20.0 * np.log10(max(peak, 1e-6)), 20.0 * np.log10(max(rms, 1e-6)), text)
+        if text:
+            strip = self.live.main_strip
+            strip.limit.setText(f"LIM {20 * np.log10(limit):.0f}" if limit < 0.98 else "LIMIT")
         source = self.live.spec_source.currentData()
         if source is None:
             session.input_snapshot(self._snap)
