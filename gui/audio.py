@@ -64,6 +64,63 @@ class Device:
                 f"{self.default_rate:g} Hz (PortAudio device {self.index})")
 
 
+_dead_instances: list = []  # PortAudio instances whose device died under a stream: never touched again
+
+
+def portaudio_path() -> str | None:
+    """The file of the PortAudio library this process loaded (from /proc/self/maps), else a guess."""
+    try:
+        for line in Path("/proc/self/maps").read_text().splitlines():
+            if "libportaudio" in line and "/" in line:
+                return line[line.index("/"):].strip()
+    except OSError:
+        pass
+    import ctypes.util
+
+    return ctypes.util.find_library("portaudio")
+
+
+def fresh_portaudio(client_name: str | None = None) -> None:
+    """Replace sounddevice's PortAudio with a new instance of the library, then initialise it.
+
+    Why: once a JACK server quits under an open stream, that PortAudio cannot be used again in
+    this process (measured, PortAudio 19.6 on JACK 1.9: Pa_AbortStream and Pa_Terminate hang, and
+    a new stream fails with "Insufficient memory [PaErrorCode -9992]" because the old JACK client
+    is dead). A copy of the library under another name loads as a second instance with its own
+    state and its own JACK client; the old one is left as it is (its streams abandoned, never
+    touched, freed with the process). Not on the audio path: Start, Rescan and the recovery poll.
+    """
+    import ctypes
+    import os
+    import shutil
+    import tempfile
+
+    sd = live.portaudio()
+    source = portaudio_path()
+    if not source or not Path(source).exists():
+        raise RuntimeError("cannot find the PortAudio library to load it again; restart the app")
+    folder = tempfile.mkdtemp(prefix="stemstream-pa-")
+    copy = Path(folder) / f"libportaudio-{len(_dead_instances) + 1}.so"
+    shutil.copy(source, copy)
+    try:
+        lib = sd._ffi.dlopen(str(copy))
+        if client_name:  # the JACK client name is set before initialising, in the new instance
+            try:
+                setter = ctypes.CDLL(str(copy)).PaJack_SetClientName
+                setter.argtypes, setter.restype = [ctypes.c_char_p], ctypes.c_int
+                live._client_name_buffer = ctypes.create_string_buffer(client_name.encode()[:60])
+                setter(live._client_name_buffer)
+            except (OSError, AttributeError):
+                pass
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)  # the mapping stays; the file is not needed
+    _dead_instances.append((sd._lib, list(live._abandoned)))
+    live._abandoned.clear()  # those belong to the old instance; the new one terminates normally
+    sd._lib = lib
+    sd._initialized = 0
+    sd._initialize()
+
+
 def list_devices() -> tuple[list[Device], str | None]:
     """Every PortAudio device on every host API (``stream_engine.live.list_devices``), or ([], why not)."""
     try:
@@ -744,8 +801,29 @@ class LiveSession:
                 self.t_first_sound = time.perf_counter()
 
     # -- stopping (worker thread) ---------------------------------------------
+    def lost(self) -> bool:
+        """The output stream stopped without being asked (its device or JACK server went away)."""
+        stream = self.stream
+        if stream is None or stream.stream is None or not stream._running:
+            return False
+        try:
+            return not stream.active
+        except Exception:  # noqa: BLE001 - PortAudio errors on a dead stream mean the same
+            return True
+
+    def stop_lost(self) -> None:
+        """Stop after the device went away: nothing of PortAudio is called on the dead streams
+        (they would hang); the worker, the mic lane and the control stop as usual."""
+        for capture in self._captures:
+            stream, capture.stream = capture.stream, None
+            if stream is not None:
+                live._abandon(stream)
+        self._captures = []
+        self.device_lost = True
+        self.stop()
+
     def stop(self) -> None:
-        if self.namer is not None and self.stream is not None:
+        if self.namer is not None and self.stream is not None and not getattr(self, "device_lost", False):
             self.namer.remember()  # the connections the user made, for the next Start
         stream, self.stream = self.stream, None
         try:

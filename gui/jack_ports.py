@@ -102,10 +102,9 @@ class PortNamer:
     def close(self) -> None:
         with self._lock:
             client, self.client = self.client, None
-            if client is not None:
+            if client is not None and not self._dead:  # a client of a server that quit is left alone
                 try:
-                    if not self._dead:
-                        client.deactivate()
+                    client.deactivate()
                     client.close()
                 except Exception:  # noqa: BLE001 - the server may be gone
                     pass

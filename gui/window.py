@@ -82,6 +82,8 @@ class MainWindow(QMainWindow):
         self.devices_ready = False
         self.timings: dict[str, float] = {}
         self._restart_after_stop = False
+        self.lost: dict | None = None  # the device that went away: {"device", "restart"}; None when all is well
+        self._portaudio_dead = False  # a device died under a stream: the next scan needs a new PortAudio
         self._running_fx: dict = {}
         self._error_box: QMessageBox | None = None
         self._reported_worker_error = False
@@ -358,6 +360,11 @@ class MainWindow(QMainWindow):
                     set_jack_client_name(JACK_CLIENT)  # so the app's own client can be told apart (and routed)
                 except Exception:  # noqa: BLE001 - no PortAudio: list_devices says why
                     pass
+            elif self._portaudio_dead:
+                from .audio import fresh_portaudio
+
+                fresh_portaudio(JACK_CLIENT)  # the old instance cannot be used again (gui.audio says why)
+                self._portaudio_dead = False
             else:
                 rescan()
             return list_devices()
@@ -403,6 +410,18 @@ class MainWindow(QMainWindow):
                                      f"{len({d.hostapi for d in devices})} host APIs" if devices else "no audio devices")
         if a.start or a.screenshot and (a.tab or "live") == "live":
             QTimer.singleShot(0, self.start)
+        if self.lost is not None:
+            back = self.lost["device"] is not None and any(d.key == self.lost["device"] for d in devices)
+            restart = self.lost["restart"] and getattr(self, "_recovering", False)
+            self._recovering = False
+            if back:
+                self.lost = None
+                if hasattr(self, "_recovery"):
+                    self._recovery.stop()
+                self.statusBar().showMessage("the audio device is back" + (": starting again" if restart else ""))
+                self.state_label.setText("stopped")
+                if restart:
+                    QTimer.singleShot(0, self.start)
         if a.screenshot and a.separate:
             self.tabs.setCurrentWidget(self.files)
             self.files.add_files([Path(p) for p in a.separate])
@@ -641,6 +660,12 @@ class MainWindow(QMainWindow):
     def start(self) -> None:
         if self.state != "idle":
             return
+        if self._portaudio_dead:  # Start right after a loss: list the devices again first (a new PortAudio)
+            self._recovering = True
+            if self.lost is not None:
+                self.lost["restart"] = True
+            self.load_devices()
+            return
         cfg = self.config()
         wanted = stems_for(cfg.model, cfg.profile)
         if set(wanted) != set(self.store.current.stems):
@@ -757,6 +782,9 @@ class MainWindow(QMainWindow):
             self.namer.remember()  # the user's JACK connections, in case the server or the device goes
 
     def _indicators(self, session: LiveSession) -> None:
+        if session.lost():
+            self._device_lost(session)
+            return
         st = session.stats()
         now = time.perf_counter()
         last = self._last_stats or st
@@ -777,6 +805,64 @@ class MainWindow(QMainWindow):
             self.cpu_ind.set("error", True)
             self.show_error(f"The separation worker stopped: {type(st['error']).__name__}: {st['error']}\n"
                             "The input plays unseparated; Stop and Start again, or pick another model.")
+
+    # ================================================================ a device that goes away
+    def _device_lost(self, session: LiveSession) -> None:
+        """The output stopped by itself: say so plainly, stop cleanly, wait for the device to return."""
+        name = session.out_device.label if session.out_device is not None else "the output"
+        jack = session.out_device is not None and session.out_device.hostapi.startswith("JACK")
+        self.lost = {"device": session.out_device.key if session.out_device else None, "restart": True,
+                     "jack": jack}
+        self._portaudio_dead = True
+        self._set_state("stopping")
+        self.state_label.setText("audio device lost: stopped")
+        why = "its JACK server quit" if jack else "unplugged, or its driver stopped"
+        self.show_error(f"The audio device {name} stopped ({why}). The engine stopped; your settings are kept.\n"
+                        + ("It starts again by itself when the JACK server is back (or press Rescan, then Start)."
+                           if jack else "Plug it back in and press Rescan, then Start (or pick another output)."))
+        run_job(session.stop_lost, on_done=lambda _r: self._lost_stopped(session),
+                on_error=lambda _m: self._lost_stopped(session), name="stemstream-stop-lost")
+
+    def _lost_stopped(self, session: LiveSession) -> None:
+        if self.session is session:
+            self.session = None
+        self._set_state("idle")
+        self.state_label.setText("audio device lost: waiting for it")
+        for strip in list(self.live.strips.values()) + [self.live.main_strip, self.live.mic_strip]:
+            strip.set_levels(-120.0, -120.0)
+        if self.lost and self.lost.get("jack"):
+            if not hasattr(self, "_recovery"):
+                self._recovery = QTimer(self)
+                self._recovery.setInterval(1000)
+                self._recovery.timeout.connect(self._poll_lost_device)
+            self._recovery.start()
+
+    def _poll_lost_device(self) -> None:
+        """Once a second while a JACK device is lost: is the server back? Then list and Start again."""
+        if self.lost is None or self.state != "idle" or getattr(self, "_polling", False):
+            return
+
+        def server_up() -> bool:
+            try:
+                import jack
+
+                client = jack.Client("stemstream-probe", no_start_server=True)
+            except Exception:  # noqa: BLE001 - not yet
+                return False
+            client.close()
+            return True
+
+        self._polling = True
+
+        def done(up: bool) -> None:
+            self._polling = False
+            if up and self.lost is not None:
+                self._recovery.stop()
+                self._recovering = True
+                self.load_devices()  # a new PortAudio (the old one died with the server), then Start
+
+        run_job(server_up, on_done=done, on_error=lambda _m: setattr(self, "_polling", False),
+                name="stemstream-poll-device")
 
     # ================================================================ misc
     def show_error(self, message: str) -> None:

@@ -421,3 +421,59 @@ def test_mic_strip_master_fader_and_limiter_on_jack(qtbot, jack8, make_window):
         probe.close()
     _stop(qtbot, w)
     assert w.errors == []
+
+
+# ----------------------------------------------------------------------------------------- 7. a lost device
+def test_a_jack_server_that_quits_is_said_stopped_cleanly_and_the_app_recovers_when_it_returns(
+        qtbot, jack8, make_window):
+    """A JACK server of its own quits under the running app: within seconds the app says so in
+    plain words, stops without hanging and without a traceback; when a server of that name is
+    back, the app starts again by itself (a new PortAudio instance: the old one cannot be used
+    again), with its ports named as before and the user's extra connection restored."""
+    import time
+
+    from stream_engine import live
+    from stream_engine.tools.jack import JackServer
+
+    name = f"stemstream-lost-{os.getpid()}"
+    server = JackServer(name=name, ports=2, realtime=False)
+    server.start()
+    try:
+        live.rescan()
+        w = make_window("--input", "demo", "--output", "JACK", "--model", "dsp-center", "--profile", "live",
+                        "--no-key-shift")
+        _start(qtbot, w)
+        qtbot.waitUntil(lambda: "stemstream:main_L" in server.ports_list(), timeout=5000)
+        server.connect("stemstream:main_L", "system:playback_2")  # the user's own wiring
+        qtbot.wait(1200)  # remembered (once a second)
+        server.proc.terminate()  # the server quits (as a user stopping it, or a crash that lets clients know)
+        server.proc.wait(timeout=10)
+        t0 = time.monotonic()
+        qtbot.waitUntil(lambda: w.lost is not None, timeout=5000)
+        qtbot.waitUntil(lambda: w.state == "idle", timeout=10000)
+        print(f"lost noticed and stopped in {time.monotonic() - t0:.2f} s")
+        assert "stopped" in w.errors[-1] and "JACK server quit" in w.errors[-1]
+        assert "Traceback" not in w.errors[-1] and w.session is None
+        assert "lost" in w.state_label.text()
+        again = JackServer(name=name, ports=2, realtime=False)  # the server comes back
+        again.start()
+        server.proc = again.proc
+        qtbot.waitUntil(lambda: w.state == "running", timeout=60000)
+        print(f"running again {time.monotonic() - t0:.2f} s after the loss")
+        assert w.lost is None
+        qtbot.waitUntil(lambda: "stemstream:main_L" in again.ports_list(), timeout=5000)
+        qtbot.waitUntil(lambda: "system:playback_2" in again.connections().get("stemstream:main_L", []),
+                        timeout=5000)
+        qtbot.waitUntil(lambda: w.session.stats()["callbacks"] > 50, timeout=10000)
+        _stop(qtbot, w)
+        w.shutdown()
+        from gui.jobs import wait_all
+
+        assert wait_all(10.0)
+        live.release_portaudio()  # before this server stops (PortAudio's rule)
+        again.stop()
+    finally:
+        live.release_portaudio()  # PortAudio lets go of this server before it stops (else jackd's exit aborts it)
+        server.stop()
+        jack8.activate()
+        live.rescan()
