@@ -124,9 +124,22 @@ class LiveWiring(QObject):
             self._switch(session.control.set_model, data)
 
     def _profile_changed(self, _index: int) -> None:
+        """While playing: a crossfade when the device block stays; when the new profile has another
+        block (live 256, balanced 512...), Stop and Start, so it plays exactly as a fresh Start would
+        (a crossfade kept the old block: more latency and misses than the profile promises)."""
+        from stream_engine.profiles import get_profile
+
         session = self._session()
-        if session is not None:
-            self._switch(session.control.set_profile, self.tab.profile_box.currentData())
+        if session is None:
+            return
+        profile = self.tab.profile_box.currentData()
+        block = self.window.args.block or get_profile(profile).block
+        if block != session.engine.block:
+            self.window.statusBar().showMessage(f"profile {profile}: device block {block} (was "
+                                                f"{session.engine.block}): restarting the stream", 5000)
+            self.window.restart()
+            return
+        self._switch(session.control.set_profile, profile)
 
     def _key_stage_toggled(self, on: bool) -> None:
         if not self._ticking:

@@ -228,6 +228,10 @@ class LiveTab(QWidget):
         form.addRow("Input", in_row)
         form.addRow("Output", self.output_box)
         form.addRow("Model", self.model_box)
+        self.model_info = QLabel("")  # stems, latency and SDR from the model's card (gui.models)
+        self.model_info.setWordWrap(True)
+        self.model_info.setStyleSheet("color:#8a909a; font-size:8pt;")
+        form.addRow("", self.model_info)
         form.addRow("Profile", self.profile_box)
         mic_row = QHBoxLayout()
         mic_row.addWidget(self.mic_device_box, 1)
@@ -366,6 +370,9 @@ class LiveTab(QWidget):
         layout = QHBoxLayout(self)
         layout.addWidget(left_scroll, 1)
         layout.addLayout(center, 3)
+
+    def profile_box_profiles(self) -> list[str]:
+        return [self.profile_box.itemData(i) for i in range(self.profile_box.count())]
 
     def show_latency(self, report, target_ms: float, mic_ms: float | None = None) -> None:
         rows = [f"<tr><td>{name}</td><td align='right'>&nbsp;{1000.0 * n / report.sample_rate:.1f} ms</td></tr>"

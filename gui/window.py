@@ -82,6 +82,7 @@ class MainWindow(QMainWindow):
         self.devices_ready = False
         self.timings: dict[str, float] = {}
         self._restart_after_stop = False
+        self.advice: str | None = None  # what to do when misses pile up (said once per episode)
         self.lost: dict | None = None  # the device that went away: {"device", "restart"}; None when all is well
         self._portaudio_dead = False  # a device died under a stream: the next scan needs a new PortAudio
         self._running_fx: dict = {}
@@ -162,7 +163,9 @@ class MainWindow(QMainWindow):
         self._build_menus()
 
         self._fill_models()
+        self._describe_models()
         self._restore()
+        self._offer_models()
         self.params_changed.connect(self._show_params)
         self.store = ParamStore(self._initial_params())
         self._unsub = self.store.subscribe(lambda old, new: self.params_changed.emit(old, new))
@@ -246,6 +249,61 @@ class MainWindow(QMainWindow):
         self.live.model_box.addItem("Model file…", MODEL_FILE)
         self.live.model_box.setItemData(0, f"The profile's default model (live: {default_model('live')})",
                                         Qt.ToolTipRole)
+
+    def _describe_models(self) -> None:
+        """Each model's tooltip: what it is for, stems, latency and SDR from its card (gui.models)."""
+        from .models import _cards, describe
+
+        cards = _cards()
+        for box in (self.live.model_box, self.files.model_box):
+            for i in range(box.count()):
+                data = box.itemData(i)
+                if data not in (None, MODEL_FILE):
+                    box.setItemData(i, describe(data, cards), Qt.ToolTipRole)
+        self.live.model_box.currentIndexChanged.connect(lambda _i: self._offer_models())
+        self.live.profile_box.currentIndexChanged.connect(lambda _i: self._offer_models())
+
+    def _offer_models(self) -> None:
+        """Only what can run: a model without a framing for the chosen profile is greyed out (its
+        tooltip says which profiles it has), and so is a profile the chosen model cannot run. A
+        saved pair that cannot run (spleeter with live) moves the profile to one the model has."""
+        from .models import _cards, model_profiles, summary
+
+        lt = self.live
+        cards = getattr(self, "_cards", None) or _cards()
+        self._cards = cards
+        model, profile = lt.model_box.currentData(), lt.profile_box.currentData()
+        allowed = model_profiles(model if model != MODEL_FILE else None, cards)
+        if allowed is not None and profile not in allowed:
+            choice = next((p for p in lt.profile_box_profiles() if p in allowed), None)
+            if choice is not None:
+                lt.profile_box.blockSignals(True)
+                lt.profile_box.setCurrentIndex(lt.profile_box.findData(choice))
+                lt.profile_box.blockSignals(False)
+                followed = f"{model} has no framing for {profile}: the profile follows the model ({choice})"
+                self.statusBar().showMessage(followed, 8000)
+                profile = choice
+            else:
+                followed = None
+        else:
+            followed = None
+        for box, items in ((lt.model_box, None), (lt.profile_box, allowed)):
+            for i in range(box.count()):
+                data = box.itemData(i)
+                if box is lt.model_box:
+                    ok = data in (None, MODEL_FILE) or (lambda a: a is None or profile in a)(
+                        model_profiles(data, cards))
+                else:
+                    ok = items is None or data in items
+                item = box.model().item(i)
+                if item is not None and item.isEnabled() != ok:
+                    item.setEnabled(ok)
+        if followed:
+            self._followed = (model, followed)
+        note = self.__dict__.get("_followed")
+        note = note[1] if note and note[0] == model else None  # said until another model is chosen
+        lt.model_info.setText((summary(model if model != MODEL_FILE else None, cards) if model else
+                               "the profile's default model") + (f"\n{note}" if note else ""))
 
     def _restore(self) -> None:
         s, a = self.settings, self.args
@@ -792,6 +850,7 @@ class MainWindow(QMainWindow):
             if st[key] > last[key]:
                 self._bad_until[key] = now + 3.0
         self._last_stats = st
+        self._advise_on_misses(session, st["misses"], now)
         device_ms = session.latency_report.ms - session.engine_ms
         bad, warn = latency_state(session.engine_ms, session.algorithmic_ms, session.target_ms)
         self.latency_ind.set(f"{session.engine_ms:.1f} ms" + (f" +{device_ms:.1f} dev" if device_ms >= 0.05 else ""),
@@ -805,6 +864,39 @@ class MainWindow(QMainWindow):
             self.cpu_ind.set("error", True)
             self.show_error(f"The separation worker stopped: {type(st['error']).__name__}: {st['error']}\n"
                             "The input plays unseparated; Stop and Start again, or pick another model.")
+
+    MISSES_TO_ADVISE = 5  # late blocks within MISS_WINDOW_S that make the app say what to do
+    MISS_WINDOW_S = 10.0
+
+    def _advise_on_misses(self, session: LiveSession, misses: int, now: float) -> None:
+        """Misses piling up: say what helps (a profile with a longer block, a lighter model),
+        not only a red counter. Once per episode; the Misses pill keeps the advice as its tooltip."""
+        history = self.__dict__.setdefault("_miss_history", [])
+        history.append((now, misses))
+        while history and now - history[0][0] > self.MISS_WINDOW_S:
+            history.pop(0)
+        recent = misses - history[0][1]
+        if recent < self.MISSES_TO_ADVISE or now < getattr(self, "_advised_until", 0.0):
+            return
+        from stream_engine.profiles import REALTIME_PROFILES
+
+        profile = session.engine.pipeline.profile.name
+        model = session.engine.pipeline.separator.spec.name
+        order = list(REALTIME_PROFILES)
+        longer = order[order.index(profile) + 1] if profile in order and order.index(profile) + 1 < len(order) else None
+        steps = []
+        if longer:
+            steps.append(f"the {longer} profile (a longer block: more time per block, more latency)")
+        if model not in ("dsp-center", "passthrough"):
+            steps.append("a lighter model (dsp-center, or stemstream-student-int8)")
+        steps.append("closing other programs that use the CPU")
+        self.advice = (f"{recent} blocks came late in {self.MISS_WINDOW_S:.0f} s: the computer cannot keep up with "
+                       f"{model} on the {profile} profile (the dry mix plays in their place). Try "
+                       + "; or ".join(steps) + ".")
+        self._advised_until = now + 30.0
+        self.miss_ind.setToolTip(self.miss_ind.toolTip().split("\n\n")[0] + "\n\n" + self.advice)
+        self.state_label.setText("running, but blocks come late: see the status bar")
+        self.statusBar().showMessage(self.advice, 30000)
 
     # ================================================================ a device that goes away
     def _device_lost(self, session: LiveSession) -> None:

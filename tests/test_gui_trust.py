@@ -477,3 +477,55 @@ def test_a_jack_server_that_quits_is_said_stopped_cleanly_and_the_app_recovers_w
         server.stop()
         jack8.activate()
         live.rescan()
+
+
+# ----------------------------------------------------------------------------------------- 8. model guidance
+def test_models_are_described_and_only_those_with_a_framing_for_the_profile_are_offered(qtbot, make_window):
+    """Each model's tooltip says what it is for, its stems, latency and the SDR from its card; the
+    teacher (a framing for quality only) is greyed out under live; a saved teacher + live pair
+    moves the profile to quality (the profile follows the model) instead of failing at Start."""
+    w = make_window("--model", "dsp-center", "--profile", "live", "--no-key-shift")
+    box, profiles = w.live.model_box, w.live.profile_box
+    tips = {box.itemData(i): box.itemData(i, 3) for i in range(box.count())}  # 3: Qt.ToolTipRole
+    student = tips["stemstream-student-int8"]
+    assert "Stems: vocals, accompaniment" in student and "Latency: 19 ms" in student
+    assert "SDR (vocals, from its card): 7.5 dB" in student
+    assert "dsp-center" in tips and "Profiles: any" in tips["dsp-center"]
+    assert "Stems: vocals, drums, bass, other" in tips["dsp-4stem"]
+    teacher = box.findData("stemstream-teacher")
+    assert not box.model().item(teacher).isEnabled()  # no framing for live: not offered
+    assert box.model().item(box.findData("stemstream-student-int8")).isEnabled()
+    profiles.setCurrentIndex(profiles.findData("quality"))
+    assert box.model().item(teacher).isEnabled()
+    box.setCurrentIndex(teacher)
+    assert not profiles.model().item(profiles.findData("live")).isEnabled()  # and the other way round
+    assert "SDR" in w.live.model_info.text()
+    again = make_window("--model", "stemstream-teacher", "--profile", "live", "--no-key-shift")
+    assert again.live.profile_box.currentData() == "quality"
+    assert "the profile follows the model (quality)" in again.live.model_info.text()
+
+
+def test_a_profile_switch_while_playing_equals_a_fresh_start_and_misses_get_advice(qtbot, jack8, make_window):
+    """On JACK: live -> balanced while playing ends with balanced's own block and the latency a
+    fresh Start at balanced reports; misses piling up get a sentence saying what to do."""
+    w = make_window("--input", "demo", "--output", "JACK", "--model", "dsp-center", "--profile", "live",
+                    "--no-key-shift")
+    lt = w.live
+    _start(qtbot, w)
+    assert w.session.engine.block == 256
+    lt.profile_box.setCurrentIndex(lt.profile_box.findData("balanced"))
+    qtbot.waitUntil(lambda: w.state == "running" and w.session.engine.block == 512, timeout=30000)
+    switched = (w.session.engine.block, round(w.session.latency_report.ms, 2),
+                w.session.engine.pipeline.profile.name)
+    _stop(qtbot, w)
+    _start(qtbot, w)  # a fresh Start at balanced
+    fresh = (w.session.engine.block, round(w.session.latency_report.ms, 2), w.session.engine.pipeline.profile.name)
+    assert switched == fresh
+    # misses piling up: the engine's own counter, raised here as a late worker would (a real
+    # overload cannot be made on demand on a shared machine); the app says what to do
+    session = w.session
+    session.engine.stats.misses += 12
+    qtbot.waitUntil(lambda: w.advice is not None, timeout=3000)
+    assert "quality profile" in w.advice and "blocks came late" in w.advice
+    assert w.advice in w.statusBar().currentMessage() and w.advice in w.miss_ind.toolTip()
+    _stop(qtbot, w)
