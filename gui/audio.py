@@ -323,6 +323,36 @@ class MasterBus:
         return peak, (square / count) ** 0.5 if count else 0.0, reduction
 
 
+class PlayerSource(FileSource):
+    """A song as the engine's input, as a player plays it: ``paused`` (silence), ``loop`` (or once:
+    silence at the end and ``ended`` set), ``seek``. ``next`` runs in the audio callback: slices and
+    copies into preallocated buffers only; the flags are plain attributes the UI sets."""
+
+    def __init__(self, path, rate: int, channels: int = 2, max_block: int = 8192, loop: bool = True):
+        super().__init__(path, rate, channels, max_block)
+        self.loop = loop
+        self.paused = False
+        self.ended = False
+        self._silence = np.zeros((max_block, self.data.shape[1]), np.float32)
+
+    def next(self, frames: int) -> np.ndarray:
+        if self.paused or self.ended:
+            return self._silence[:frames]
+        n, p = len(self.data), self.position
+        if not self.loop and p + frames >= n:  # the last frames, then silence
+            out = self._wrap[:frames]
+            first = n - p
+            out[:first] = self.data[p:]
+            out[first:] = 0.0
+            self.position, self.ended = n, True
+            return out
+        return super().next(frames)
+
+    def seek(self, fraction: float) -> None:
+        self.position = int(min(max(fraction, 0.0), 0.999999) * len(self.data))
+        self.ended = False
+
+
 def source_path(source: str | None) -> Path | None:
     """The file behind an input choice (``demo song`` or ``file:PATH``), else None."""
     if not source:
@@ -348,6 +378,7 @@ class LiveConfig:
     fx: dict = field(default_factory=dict)  # stem -> [effect spec, ...] ({"bypass": True} skips one)
     mic_device: str | None = None  # the mic's device (any input device); None: the input device, else the default
     routes: dict | None = None  # bus -> output channels from 0 (``{"vocals": [2, 3]}``); None: main on 1-2
+    loop: bool = True  # a file input loops (False: plays once, then silence; the player moves on)
     master_gain: float = 1.0  # the master fader (linear)
     limiter: bool = True  # the safety limiter on main (MasterBus says why it is on by default)
 
@@ -624,7 +655,8 @@ class LiveSession:
         """A source for ``spec`` (a file, the demo, or an input device); sets ``input_label``."""
         path = source_path(spec)
         if path is not None:
-            self.source = FileSource(path, self.rate, 2, max_block=max(8192, 4 * self.block))
+            self.source = PlayerSource(path, self.rate, 2, max_block=max(8192, 4 * self.block),
+                                       loop=self.config.loop or spec == DEMO_SOURCE)
             self.music_reader = None
             self.input_label = f"file {path.name}"
             return self.source

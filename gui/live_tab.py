@@ -343,7 +343,11 @@ class LiveTab(QWidget):
         sv.addLayout(sh)
         sv.addWidget(self.spectrogram, 1)
 
+        from .player import PlayerPanel
+
+        self.player = PlayerPanel()
         center = QVBoxLayout()
+        center.addWidget(self.player.transport)
         center.addWidget(self.mixer_group, 3)
         center.addWidget(spec_group, 2)
 
@@ -362,9 +366,14 @@ class LiveTab(QWidget):
 
         # the mixer spans the width right of the set-up (any number of strips fits at 1024 px);
         # below it the spectrogram and the effects share the row and grow with the window
-        center.takeAt(1)
+        center.takeAt(2)
+        from PySide6.QtWidgets import QTabWidget
+
+        self.bottom_tabs = QTabWidget()  # the queue and the spectrogram share the place under the mixer
+        self.bottom_tabs.addTab(self.player.queue_box, "Queue")
+        self.bottom_tabs.addTab(spec_group, "Spectrogram")
         bottom = QHBoxLayout()
-        bottom.addWidget(spec_group, 1)
+        bottom.addWidget(self.bottom_tabs, 1)
         bottom.addWidget(scroll, 1)
         center.addLayout(bottom, 2)
         layout = QHBoxLayout(self)

@@ -174,6 +174,11 @@ class MainWindow(QMainWindow):
         self._start_osc()
         self._wire()
         self.live_wiring = LiveWiring(self)  # changes while running, listen mode, scenes, mic, routing
+        from .player import PlayerWiring
+
+        self.player = PlayerWiring(self)  # the queue, the transport, key and guide per song
+        if not self.player.paths():
+            self.live.bottom_tabs.setCurrentIndex(1)  # nothing queued: the spectrogram
         if a_spec := getattr(self.args, "spectrogram", None):
             idx = self.live.spec_source.findData(None if a_spec == "input" else a_spec)
             self.live.spec_source.setCurrentIndex(max(0, idx))
@@ -707,7 +712,8 @@ class MainWindow(QMainWindow):
                           model=lt.model_box.currentData() if lt.model_box.currentData() != MODEL_FILE else None,
                           profile=lt.profile_box.currentData(), key_shift=lt.key_stage.isChecked(),
                           mic_channel=lt.mic_box.currentData(), fx=copy.deepcopy(lt.fx.chains),
-                          block=self.args.block, master_gain=self.master()[0], limiter=self.master()[1])
+                          block=self.args.block, master_gain=self.master()[0], limiter=self.master()[1],
+                          loop=self.live.player.loop.isChecked())
 
     def toggle_start(self) -> None:
         if self.state == "idle":

@@ -4,6 +4,7 @@ a channel, the ports keep their names. Real widgets (Qt offscreen), a real JACK 
 """
 
 import os
+from pathlib import Path
 
 os.environ["QT_QPA_PLATFORM"] = "offscreen"  # before any Qt import
 
@@ -529,3 +530,90 @@ def test_a_profile_switch_while_playing_equals_a_fresh_start_and_misses_get_advi
     assert "quality profile" in w.advice and "blocks came late" in w.advice
     assert w.advice in w.statusBar().currentMessage() and w.advice in w.miss_ind.toolTip()
     _stop(qtbot, w)
+
+
+# ----------------------------------------------------------------------------------------- 9. the player
+def _tone_file(path, freq: float, seconds: float, title: str | None = None):
+    import numpy as np
+    import soundfile as sf
+
+    t = np.arange(int(48000 * seconds)) / 48000
+    audio = (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32)[:, None].repeat(2, axis=1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with sf.SoundFile(str(path), "w", 48000, 2, format="FLAC") as f:
+        if title:
+            f.title, f.artist = title, "The Testers"
+        f.write(audio)
+    return path
+
+
+def test_the_live_tab_plays_a_queue(qtbot, jack8, make_window, tmp_path):
+    """On JACK: songs dropped as a folder are queued and named by their tags or folder (not
+    mixture.flac); the first plays once, then the next follows by itself; pause silences the
+    engine's input, seek moves the position, previous/next change song (a crossfade, the stream
+    never restarts), Loop keeps a song going; the key set for a song comes back with it."""
+    from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+    from PySide6.QtGui import QDropEvent
+    from PySide6.QtWidgets import QApplication
+
+    lib = tmp_path / "songs"
+    a = _tone_file(lib / "01 Night Drive" / "mixture.flac", 330, 1.5)
+    b = _tone_file(lib / "02 Other" / "mixture.flac", 550, 6.0, title="Morning")
+    w = make_window("--input", "demo", "--output", "JACK", "--model", "dsp-center", "--profile", "live",
+                    "--no-key-shift")
+    player, panel = w.player, w.live.player
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(lib))])
+    from PySide6.QtCore import QPoint
+    from PySide6.QtGui import QDragEnterEvent
+
+    w.live.bottom_tabs.setCurrentIndex(0)
+    enter = QDragEnterEvent(QPoint(5, 5), Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier)
+    QApplication.sendEvent(panel.queue.viewport(), enter)  # as Qt delivers a drag: to the list's viewport
+    assert enter.isAccepted()
+    drop = QDropEvent(QPointF(5, 5), Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier)
+    QApplication.sendEvent(panel.queue.viewport(), drop)
+    assert player.paths() == [str(a.resolve()), str(b.resolve())]
+    names = [panel.queue.item(i).data(Qt.UserRole + 1) for i in range(2)]
+    assert names == ["01 Night Drive", "The Testers – Morning"]  # the folder; the tags
+    panel.loop.setChecked(False)
+    player.play_item(0)  # stopped: it becomes the input and Start plays it
+    qtbot.waitUntil(lambda: w.state == "running", timeout=30000)
+    session, stream = w.session, w.session.stream
+    assert Path(session.source.path).resolve() == a.resolve() and panel.title.text() == "01 Night Drive"
+    w.live.key.setValue(2)  # this song's key
+    # once: the 1.5 s song ends and the next one follows by itself
+    qtbot.waitUntil(lambda: session.source is not None and Path(session.source.path).resolve() == b.resolve(),
+                    timeout=15000)
+    qtbot.waitUntil(lambda: player.current == str(b.resolve()), timeout=5000)
+    qtbot.waitUntil(lambda: w.store.current.key == 0, timeout=3000)  # a new song: its own key
+    assert player.songs[str(a.resolve())]["key"] == 2
+    source = session.source
+    qtbot.waitUntil(lambda: source.position > 0, timeout=5000)
+    # pause: the engine's input is silent; play: it moves on
+    panel.play_button.click()
+    assert source.paused
+    qtbot.wait(300)
+    held = source.position
+    qtbot.wait(300)
+    assert source.position == held
+    panel.play_button.click()
+    qtbot.waitUntil(lambda: source.position > held, timeout=3000)
+    # seek to three quarters, as a release of the position slider does
+    panel.position.setValue(750)
+    panel.position.sliderReleased.emit()
+    assert abs(source.position / len(source.data) - 0.75) < 0.05
+    qtbot.waitUntil(lambda: "0:04" in panel.time_label.text(), timeout=3000)
+    # previous (after 3 s: the start of this song), previous again: the first song with its key
+    player.previous()
+    assert source.position < 0.2 * len(source.data)
+    player.previous()
+    qtbot.waitUntil(lambda: Path(session.source.path).resolve() == a.resolve(), timeout=15000)
+    qtbot.waitUntil(lambda: w.store.current.key == 2, timeout=3000)  # the key kept for that song
+    # loop: the short song keeps playing instead of moving on
+    panel.loop.setChecked(True)
+    qtbot.wait(2500)
+    assert Path(session.source.path).resolve() == a.resolve() and not session.source.ended
+    assert w.session is session and session.stream is stream  # songs changed, the stream never restarted
+    _stop(qtbot, w)
+    assert w.errors == []
