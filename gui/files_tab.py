@@ -379,6 +379,15 @@ class FilesTab(QWidget):
         transport.addWidget(self.position, 1)
         pv.addLayout(transport)
         pv.addWidget(self.now_playing)
+        self.loading_bar = QProgressBar()  # busy while a track's outputs are read (long tracks take seconds)
+        self.loading_bar.setRange(0, 0)
+        self.loading_bar.setMaximumHeight(8)
+        self.loading_bar.setTextVisible(False)
+        policy = self.loading_bar.sizePolicy()
+        policy.setRetainSizeWhenHidden(True)  # its room is kept: nothing below moves when it shows
+        self.loading_bar.setSizePolicy(policy)
+        self.loading_bar.setVisible(False)
+        pv.addWidget(self.loading_bar)
         pv.addWidget(rows_scroll, 1)
         erow = QHBoxLayout()
         erow.addStretch(1)
@@ -709,12 +718,14 @@ class FilesTab(QWidget):
             return
         self._loading, self._then = track, then
         self.now_playing.setText(f"loading {track}…")
+        self.loading_bar.setVisible(True)
         run_job(load_track, self.results[track], self.output_rate, name="stemstream-load-stems",
                 on_done=lambda result: self._loaded_track(track, result),
                 on_error=lambda message: self._load_failed(track, message))
 
     def _load_failed(self, track: str, message: str) -> None:
         self._loading = None
+        self.loading_bar.setVisible(False)
         self.now_playing.setText(IDLE_HINT)
         self.error.emit(f"Cannot load {track}: {message}")
 
@@ -722,6 +733,7 @@ class FilesTab(QWidget):
         if self._loading != track:
             return  # another track was chosen meanwhile
         self._loading, then = None, self._then
+        self.loading_bar.setVisible(False)
         tracks, rate, envelopes = result
         self._unload()
         self.player.set_tracks(tracks, rate)

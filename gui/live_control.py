@@ -53,6 +53,8 @@ class LiveWiring(QObject):
         lt.input_box.currentIndexChanged.connect(self._input_changed)
         lt.mic_box.currentIndexChanged.connect(self._mic_changed)
         lt.mic_device_box.currentIndexChanged.connect(self._mic_changed)
+        lt.mic_device_box.currentIndexChanged.connect(self._fill_mic_channels)
+        lt.input_box.currentIndexChanged.connect(self._fill_mic_channels)
         lt.listen_box.currentIndexChanged.connect(self._listen_changed)
         lt.scene_save.clicked.connect(self.save_scene)
         lt.scene_load.clicked.connect(self.load_scene)
@@ -111,7 +113,7 @@ class LiveWiring(QObject):
             if w.osc is not None:
                 w.osc.attach(None)
             self._attached = None
-            lt.mic_strip.set_levels(-120.0, -120.0)
+            lt.mic_strip.reset_levels()
         lt.mic_device_box.setEnabled(state in ("idle", "running"))
 
     # ------------------------------------------------------------ the setup boxes
@@ -187,6 +189,41 @@ class LiveWiring(QObject):
         if session is not None:
             self._ask(session.set_mic_device, self._mic_device, self.tab.mic_box.currentData())
 
+    def mic_device(self):
+        """The device the mic is read from: its own choice, else the input device, else the default input."""
+        w, lt = self.window, self.tab
+        key = lt.mic_device_box.currentData()
+        if key is None:
+            key = lt.input_box.currentData()
+        device = next((d for d in w.devices if d.key == key and d.max_in), None)
+        if device is None:
+            try:
+                import sounddevice as sd
+
+                index = sd.default.device[0]
+                device = next((d for d in w.devices if d.index == index and d.max_in), None)
+            except Exception:  # noqa: BLE001
+                device = None
+        return device
+
+    def _fill_mic_channels(self, *_args) -> None:
+        """Offer the channels the mic's device has (1-2 on a 2-input device, not 1-8)."""
+        box = self.tab.mic_box
+        device = self.mic_device()
+        count = min(device.max_in, 64) if device is not None else 8
+        current = box.currentData()
+        if box.count() == count + 1:
+            return
+        box.blockSignals(True)
+        box.clear()
+        box.addItem("none", None)
+        for ch in range(count):
+            box.addItem(f"ch {ch + 1}", ch)
+        box.setCurrentIndex(max(0, box.findData(current)))
+        box.blockSignals(False)
+        if current is not None and box.currentData() != current:
+            self._mic_changed(0)  # the chosen channel is gone: no mic
+
     def _devices_listed(self, *_args) -> None:
         if not self._fill_pending:  # once per listing, after the window added every row
             self._fill_pending = True
@@ -206,6 +243,7 @@ class LiveWiring(QObject):
                 box.setItemData(box.count() - 1, d.description, Qt.ToolTipRole)
         box.setCurrentIndex(max(0, box.findData(self._mic_device)))
         box.blockSignals(False)
+        self._fill_mic_channels()
 
     def _fx_structure(self) -> None:
         session = self._session()
@@ -318,16 +356,89 @@ class LiveWiring(QObject):
         box.blockSignals(False)
 
     def save_scene(self) -> None:
+        """Save the mixer and the app's set-up (routing, model, profile, input) as the named scene;
+        without a name, ask for one."""
+        import json
+        import os
+
         from stream_engine.scenes import save_scene
 
         name = self.tab.scene_box.currentText().strip()
+        if not name:
+            from PySide6.QtWidgets import QInputDialog
+
+            dialog = QInputDialog(self.window)
+            dialog.setWindowTitle("Save scene")
+            dialog.setLabelText("Scene name:")
+            dialog.textValueSelected.connect(lambda text: (self.tab.scene_box.setEditText(text.strip()),
+                                                           self.save_scene() if text.strip() else None))
+            self.name_dialog = dialog  # tests answer it; kept alive while open
+            dialog.open()
+            return
         try:
             path = save_scene(name, self.window.store.current, copy.deepcopy(self.tab.fx.chains))
+            scene = json.loads(path.read_text())
+            scene["app"] = self.setup()  # the app's part; stemstream live reads the mixer and ignores it
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text(json.dumps(scene, indent=1))
+            os.replace(tmp, path)
         except (OSError, ValueError) as exc:
             self.window.show_error(f"Could not save the scene: {exc}")
             return
         self._refresh_scenes()
         self.window.statusBar().showMessage(f"scene saved: {path}", 5000)
+
+    def setup(self) -> dict:
+        """What a scene keeps beyond the mixer: routing (channels from 1), model, profile, input."""
+        from .audio import routes_to_setting
+        from .window import MODEL_FILE
+
+        lt = self.tab
+        model = lt.model_box.currentData()
+        return {"routes": routes_to_setting(self.routes), "model": None if model == MODEL_FILE else model,
+                "profile": lt.profile_box.currentData(), "input": lt.input_box.currentData()}
+
+    def apply_setup(self, app) -> list[str]:
+        """A scene's set-up, checked as untrusted input: a model only by a name the app lists (never
+        a path), a live profile, an input only among the listed devices or the demo song (never a
+        file path), routing in the settings' shape. Returns what was left out."""
+        from stream_engine.profiles import REALTIME_PROFILES
+        from stream_engine.separators.registry import available
+
+        from .audio import DEMO_SOURCE, routes_from_setting
+
+        skipped = []
+        if not isinstance(app, dict):
+            return skipped
+        lt = self.tab
+        model = app.get("model")
+        if model is None or (isinstance(model, str) and model in available()):
+            self._select_user(lt.model_box, model)
+        else:
+            skipped.append(f"model {model!r}")
+        if app.get("profile") in REALTIME_PROFILES:
+            self._select_user(lt.profile_box, app["profile"])
+        elif app.get("profile") is not None:
+            skipped.append(f"profile {app.get('profile')!r}")
+        inp = app.get("input")
+        if inp == DEMO_SOURCE or any(d.key == inp and d.max_in for d in self.window.devices):
+            self._select_user(lt.input_box, inp)
+        elif inp is not None:
+            skipped.append(f"input {inp!r}")
+        if app.get("routes") is not None:
+            routes = routes_from_setting(app.get("routes"))
+            if routes is not None and all(isinstance(b, str) and len(b) < 64 for b in routes):
+                self.set_routes(routes)
+            else:
+                skipped.append("routing")
+        return skipped
+
+    @staticmethod
+    def _select_user(box, data) -> None:
+        """Select as the user would (signals on: a running engine switches)."""
+        index = box.findData(data)
+        if index >= 0 and index != box.currentIndex():
+            box.setCurrentIndex(index)
 
     def load_scene(self, name: str | None = None) -> None:
         from stream_engine.scenes import load_scene, params_from_scene
@@ -340,10 +451,14 @@ class LiveWiring(QObject):
             self.window.show_error(str(exc))
             return
         chains = scene.get("fx")
+        skipped = self.apply_setup(scene.get("app"))
         if isinstance(chains, dict) and chains != self.tab.fx.chains:
-            self.tab.fx.set_stems(self.window.stems, copy.deepcopy(chains))
+            from .audio import MIC_FX
+
+            self.tab.fx.set_stems(tuple(self.window.stems) + (MIC_FX,), copy.deepcopy(chains))
             self._fx_structure()
-        self.window.statusBar().showMessage(f"scene loaded: {name}", 5000)
+        self.window.statusBar().showMessage(f"scene loaded: {name}" + (f" (left out: {', '.join(skipped)})"
+                                                                       if skipped else ""), 8000)
 
     # ------------------------------------------------------------ routing
     def buses(self) -> list[str]:
@@ -354,6 +469,10 @@ class LiveWiring(QObject):
         session = self._session()
         if session is not None:
             outputs = session.engine.out_channels
+        else:  # stopped: the chosen output device's channels (9,10 on an 8-channel device is refused)
+            key = self.tab.output_box.currentData()
+            device = next((d for d in self.window.devices if d.key == key), None)
+            outputs = device.max_out if device is not None else None
         current = self.routes or {"main": [0, 1]}
         dialog = RoutingDialog(self.buses(), current, outputs, self.window)
         dialog.setModal(True)

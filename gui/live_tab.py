@@ -161,6 +161,10 @@ class StemStrip(QFrame):
         if text:
             self.level.setText("-inf" if peak_db <= -119 else f"{peak_db:.0f} / {rms_db:.0f}")
 
+    def reset_levels(self) -> None:
+        self.meter.reset()
+        self.level.setText("-inf")
+
     def show_value(self, widget, value) -> None:
         """Set a control of this strip without sending anything back."""
         if widget is None:

@@ -58,6 +58,11 @@ class LevelMeter(QWidget):
             self.peak, self.rms = new_peak, new_rms
             self.update()
 
+    def reset(self) -> None:
+        """Silence now (peak, RMS and hold to the floor), not by the fall-back ballistics."""
+        self.peak = self.rms = self.hold = FLOOR_DB - 1
+        self.update()
+
     def _y(self, db: float, h: float) -> float:
         f = (min(max(db, FLOOR_DB), CEIL_DB) - FLOOR_DB) / (CEIL_DB - FLOOR_DB)
         return h * (1.0 - f)

@@ -51,6 +51,18 @@ def latency_state(shown_ms: float, algorithmic_ms: float, target_ms: float) -> t
     return bad, (not bad) and shown_ms > target_ms
 
 
+def default_output_folder() -> Path:
+    """Where separated files go unless the user chose: a folder they can find (``~/Music/stemstream``,
+    or ``~/stemstream`` without a Music folder), not the hidden data folder. Under
+    ``$STEMSTREAM_CONFIG_DIR`` (tests, portable set-ups) it stays beside the rest."""
+    import os
+
+    if os.environ.get("STEMSTREAM_CONFIG_DIR"):
+        return data_dir() / "separated"
+    music = Path.home() / "Music"
+    return (music if music.is_dir() else Path.home()) / "stemstream"
+
+
 def stems_for(model: str | None, profile: str = "live") -> tuple[str, ...]:
     """The stems a model will produce (the strips to build), without loading its weights.
 
@@ -147,7 +159,7 @@ class MainWindow(QMainWindow):
 
         # -- tabs -----------------------------------------------------------------
         self.live = LiveTab()
-        out_dir = Path(self.settings.get("files_out", str(data_dir() / "separated")))
+        out_dir = Path(self.settings.get("files_out") or str(default_output_folder()))
         self.files = FilesTab(out_dir)
         self.tabs = QTabWidget()
         self.tabs.addTab(self.live, "Live")
@@ -315,8 +327,13 @@ class MainWindow(QMainWindow):
         geometry = s.get("geometry")
         if geometry and not a.screenshot:
             self.restoreGeometry(QByteArray.fromBase64(geometry.encode()))
-        else:
+        elif a.screenshot:
             self.resize(1280, 720)
+        else:  # the first launch: 1280x720 at most, inside the screen's free area with the window frame
+            screen = self.screen().availableGeometry() if self.screen() is not None else None
+            frame = 40  # a title bar and borders
+            self.resize(min(1280, screen.width() - 16) if screen else 1280,
+                        min(720, screen.height() - frame) if screen else 720 - frame)
         model = a.model or s.get("model")
         if model:
             self._select_model(model)
@@ -785,7 +802,7 @@ class MainWindow(QMainWindow):
         self._set_state("idle")
         self.statusBar().showMessage("stopped")
         for strip in list(self.live.strips.values()) + [self.live.main_strip, self.live.mic_strip]:
-            strip.set_levels(-120.0, -120.0)
+            strip.reset_levels()  # to the floor at once: a frozen level after Stop reads as sound
         if self._restart_after_stop:
             self._restart_after_stop = False
             self.start()
@@ -927,7 +944,7 @@ class MainWindow(QMainWindow):
         self._set_state("idle")
         self.state_label.setText("audio device lost: waiting for it")
         for strip in list(self.live.strips.values()) + [self.live.main_strip, self.live.mic_strip]:
-            strip.set_levels(-120.0, -120.0)
+            strip.reset_levels()
         if self.lost and self.lost.get("jack"):
             if not hasattr(self, "_recovery"):
                 self._recovery = QTimer(self)
@@ -972,7 +989,10 @@ class MainWindow(QMainWindow):
         if self._error_box is None:
             self._error_box = QMessageBox(QMessageBox.Warning, "stemstream", "", QMessageBox.Ok, self)
             self._error_box.setWindowModality(Qt.NonModal)
-        self._error_box.setText(message)
+        # a traceback goes under "Show Details...", never into the box's width
+        text, _, details = message.partition("\nTraceback")
+        self._error_box.setText(text)
+        self._error_box.setDetailedText(("Traceback" + details) if details else "")
         self._error_box.open()
 
     def meter_frames(self) -> int:

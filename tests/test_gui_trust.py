@@ -617,3 +617,94 @@ def test_the_live_tab_plays_a_queue(qtbot, jack8, make_window, tmp_path):
     assert w.session is session and session.stream is stream  # songs changed, the stream never restarted
     _stop(qtbot, w)
     assert w.errors == []
+
+
+# ----------------------------------------------------------------------------------------- 10. smaller items
+def test_smaller_items_from_the_review(qtbot, jack8, make_window, tmp_path, monkeypatch):
+    """Routing refuses channels the output does not have (also while stopped); the mic offers the
+    channels its device has; a scene saved without a name asks for one and keeps routing, model,
+    profile and input (a hostile scene's model path and file input are left out); meters drop to
+    the floor at Stop; a traceback goes under the error box's details; Apply sits at the top of the
+    effects panel; a batch Cancel is a plain message; the first window fits the screen; the
+    default output folder is a visible one."""
+    import json
+
+    from PySide6.QtWidgets import QDialogButtonBox
+
+    from gui.audio import Device
+    from gui.window import default_output_folder
+
+    w = make_window("--input", "demo", "--output", "JACK", "--model", "dsp-center", "--profile", "live",
+                    "--no-key-shift")
+    lt, wiring = w.live, w.live_wiring
+    # routing while stopped: the JACK dummy has 8 outputs
+    lt.routing_button.click()
+    dialog = wiring.dialog
+    rows = {dialog.table.item(r, 0).text(): r for r in range(dialog.table.rowCount())}
+    dialog.table.item(rows["vocals"], 1).setText("9,10")
+    dialog.button_box.button(QDialogButtonBox.Ok).click()
+    assert dialog.isVisible() and "8 channels" in dialog.problem.text()
+    dialog.reject()
+    # the mic's channels follow its device (a 2-input device offers 2, not 8)
+    two = Device(990, "Two-in USB", "ALSA", 2, 2, 48000.0)
+    w.devices.append(two)
+    wiring._fill_mic_devices()
+    lt.mic_device_box.setCurrentIndex(lt.mic_device_box.findData(two.key))
+    assert [lt.mic_box.itemData(i) for i in range(lt.mic_box.count())] == [None, 0, 1]
+    lt.mic_device_box.setCurrentIndex(0)
+    w.devices.remove(two)
+    # a scene without a name asks for one, and keeps the set-up
+    lt.scene_box.setEditText("")
+    lt.scene_save.click()
+    assert wiring.name_dialog.isVisible()
+    wiring.name_dialog.textValueSelected.emit("gig")
+    scene_file = tmp_path / "config" / "scenes" / "gig.json"
+    app = json.loads(scene_file.read_text())["app"]
+    assert app["model"] == "dsp-center" and app["profile"] == "live" and app["input"] == "demo song"
+    lt.profile_box.setCurrentIndex(lt.profile_box.findData("balanced"))
+    lt.model_box.setCurrentIndex(lt.model_box.findData("dsp-4stem"))
+    lt.scene_box.setEditText("gig")
+    lt.scene_load.click()
+    assert lt.model_box.currentData() == "dsp-center" and lt.profile_box.currentData() == "live"
+    hostile = json.loads(scene_file.read_text())
+    hostile["app"] = {"model": "/tmp/evil.onnx", "input": "file:/etc/passwd", "profile": "live; rm"}
+    (scene_file.parent / "hostile.json").write_text(json.dumps(hostile))
+    lt.scene_box.setEditText("hostile")
+    lt.scene_load.click()
+    assert lt.model_box.currentData() == "dsp-center" and lt.input_box.currentData() == "demo song"
+    assert "left out: model '/tmp/evil.onnx'" in w.statusBar().currentMessage()
+    # meters fall to the floor at Stop, not frozen at their last level
+    _start(qtbot, w)
+    qtbot.waitUntil(lambda: lt.main_strip.meter.peak > -40, timeout=10000)
+    _stop(qtbot, w)
+    assert all(s.meter.peak < -60 and s.meter.hold < -60 for s in list(lt.strips.values()) + [lt.main_strip])
+    # a traceback is a detail, not the box's width
+    w.args.no_dialogs = False
+    w.show_error("Separation failed: boom\nTraceback (most recent call last):\n  File \"x.py\", line 1\nValueError")
+    assert "Traceback" not in w._error_box.text() and "Traceback" in w._error_box.detailedText()
+    w._error_box.close()
+    w.args.no_dialogs = True
+    # Apply at the top of the effects panel
+    assert lt.fx.apply_button.mapTo(lt.fx, lt.fx.apply_button.rect().topLeft()).y() < \
+        lt.fx.list.mapTo(lt.fx, lt.fx.list.rect().topLeft()).y()
+    # Cancel: a plain message, no traceback, nothing written
+    song = _tone_file(tmp_path / "long" / "long.flac", 200, 60.0)
+    files = w.files
+    files.out_edit.setText(str(tmp_path / "out"))
+    files.model_box.setCurrentIndex(files.model_box.findData("dsp-center"))
+    files.add_files([song])
+    errors = len(w.errors)
+    files.separate_all()
+    files.cancel_button.click()
+    qtbot.waitUntil(lambda: files.job is None, timeout=30000)
+    assert w.errors[errors:] == [] and "cancelled" in w.statusBar().currentMessage()
+    assert not (tmp_path / "out" / "long").exists()
+    # the first window fits the screen; the default output folder is not a hidden one
+    avail = w.screen().availableGeometry()
+    print("screen", avail, "window", w.size(), "minimum", w.minimumSizeHint())
+    assert w.height() <= avail.height() - 40  # room for a title bar
+    assert w.minimumSizeHint().height() <= 720 - 60  # a 1280x720 screen with a panel and a title bar
+    monkeypatch.delenv("STEMSTREAM_CONFIG_DIR")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "home" / "Music").mkdir(parents=True)
+    assert default_output_folder() == tmp_path / "home" / "Music" / "stemstream"
