@@ -218,9 +218,8 @@ class MicChannel:
         self.chain = None
         self.latency = 0  # samples the chain adds (MicLane reads it)
         self.errors: list[str] = []
-        self.peak = 0.0  # after the chain, held until the UI reads it (``take_levels``)
-        self.square = 0.0
-        self.count = 0
+        self.peak = 0.0  # after the chain: the recent peak, falling 20 dB/s (any reader, nothing taken)
+        self.mean_square = 0.0  # smoothed over about 300 ms
 
     def set_chain(self, specs) -> None:
         from plugins.effects import EffectChain
@@ -238,16 +237,16 @@ class MicChannel:
         elif mic_out is not mic_in:
             mic_out[:] = mic_in
         x = mic_out[:, 0]
-        if len(x):
-            self.peak = max(self.peak, float(np.max(np.abs(x))))
-            self.square += float(np.dot(x, x))
-            self.count += len(x)
+        n = len(x)
+        if n:
+            fall = 10.0 ** (-1.0 * n / self.rate)  # 20 dB/s
+            self.peak = max(float(np.max(np.abs(x))), self.peak * fall)
+            keep = float(np.exp(-n / (0.3 * self.rate)))
+            self.mean_square = keep * self.mean_square + (1.0 - keep) * float(np.dot(x, x)) / n
 
-    def take_levels(self) -> tuple[float, float]:
-        """Linear (peak, rms) since the last call, after the chain (before gain and mute)."""
-        peak, square, count = self.peak, self.square, self.count
-        self.peak, self.square, self.count = 0.0, 0.0, 0
-        return peak, (square / count) ** 0.5 if count else 0.0
+    def levels(self) -> tuple[float, float]:
+        """Linear (peak, rms) of the mic after its chain (before gain and mute)."""
+        return self.peak, self.mean_square ** 0.5
 
 
 LIMITER_CEILING_DB = -1.0  # the safety limiter's ceiling: headroom for a stream's lossy encoder
@@ -691,13 +690,15 @@ class LiveSession:
         shared = music is not None and music.capture.device == device.index and music.capture.channels > channel
         capture = music.capture if shared else self._capture(device, channel + 1, new=True)
         reader = capture.reader((channel,), max_block=max(8192, 4 * self.block))
-        self._mic_lane()
+        if self.mic_channel.chain is not None:
+            self._mic_lane()
         self.mic_reader = reader
         self.engine.mic_source = reader.next  # one reference: the callback reads it once per block
         self.mic_label = f"{device.key} #{channel + 1}"
 
     def _mic_lane(self) -> None:
-        """The engine's mic lane running the mic's chain (made with the first mic: its thread polls)."""
+        """The engine's mic lane running the mic's chain, made when a mic has effects (its thread polls
+        and it adds a block to the mic's latency: without effects the mic is mixed in the callback)."""
         engine = self.engine
         if engine.mic_lane is not None:
             return
@@ -799,8 +800,11 @@ class LiveSession:
                        else 1000.0 * (self.mic_reader.latency + out) + 1000.0 * (self.block + lane) / self.rate)
 
     def set_mic_fx(self, specs) -> None:
-        """A new chain for the mic (built here, swapped into the running lane)."""
+        """A new chain for the mic (built here, swapped into the running lane; the lane starts with
+        the first chain)."""
         self.mic_channel.set_chain(specs)
+        if self.mic_channel.chain is not None and self.mic_reader is not None:
+            self._mic_lane()
         self._measure_latency()
 
     @property
@@ -878,11 +882,19 @@ class LiveSession:
         return self.engine.mixer.meters
 
     def mic_levels(self) -> tuple[float, float]:
-        """Linear (peak, rms) of the mic since the last call, after its effects, level and mute
-        (what it adds to the output); (0, 0) without a mic."""
-        if self.mic_reader is None:
+        """Linear (peak, rms) of the mic now (the peak falling 20 dB/s), after its effects, level and
+        mute (what it adds to the output); (0, 0) without a mic."""
+        reader = self.mic_reader
+        if reader is None:
             return 0.0, 0.0
-        peak, rms = self.mic_channel.take_levels()
+        if self.engine.mic_lane is not None:  # after its effects
+            peak, rms = self.mic_channel.levels()
+        else:  # no effects: the capture's last 20 ms
+            if not hasattr(self, "_mic_scratch"):
+                self._mic_scratch = np.zeros(max(256, self.rate // 50), np.float32)
+            reader.recent(self._mic_scratch)
+            x = self._mic_scratch
+            peak, rms = float(np.max(np.abs(x))), float(np.sqrt(np.mean(np.square(x))))
         p = self.store.current
         gain = 0.0 if p.mic_mute else p.mic_gain
         return peak * gain, rms * gain

@@ -769,6 +769,7 @@ class MainWindow(QMainWindow):
         self.live.spectrogram.set_rate(session.rate)
         self.timings.setdefault("stream_started", session.timings.get("stream_started", time.perf_counter()))
         self._last_stats = None
+        self._miss_history = []
         self._set_state("running")
         rep = session.latency_report
         self.latency_ind.setToolTip(self.latency_ind.toolTip().split("\n\n")[0] + "\n\n" + rep.describe())
@@ -895,6 +896,8 @@ class MainWindow(QMainWindow):
         """Misses piling up: say what helps (a profile with a longer block, a lighter model),
         not only a red counter. Once per episode; the Misses pill keeps the advice as its tooltip."""
         history = self.__dict__.setdefault("_miss_history", [])
+        if history and misses < history[-1][1]:  # another session's counter: start over
+            history.clear()
         history.append((now, misses))
         while history and now - history[0][0] > self.MISS_WINDOW_S:
             history.pop(0)

@@ -525,6 +525,7 @@ def test_a_profile_switch_while_playing_equals_a_fresh_start_and_misses_get_advi
     # misses piling up: the engine's own counter, raised here as a late worker would (a real
     # overload cannot be made on demand on a shared machine); the app says what to do
     session = w.session
+    qtbot.wait(500)  # the window has seen this session's counter
     session.engine.stats.misses += 12
     qtbot.waitUntil(lambda: w.advice is not None, timeout=3000)
     assert "quality profile" in w.advice and "blocks came late" in w.advice
