@@ -97,14 +97,19 @@ class PlayerPanel(QWidget):
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        self.prev_button = QPushButton("⏮")
+        from PySide6.QtWidgets import QStyle
+
+        style = self.style()  # the style's media icons: every font draws them (not all have ⏮ ⏭)
+        self.icons = {name: style.standardIcon(getattr(QStyle, f"SP_Media{name}"))
+                      for name in ("SkipBackward", "Play", "Pause", "SkipForward")}
+        self.prev_button = QPushButton(self.icons["SkipBackward"], "")
         self.prev_button.setToolTip("Previous song (or the start of this one after 3 s)")
-        self.play_button = QPushButton("❚❚")
+        self.play_button = QPushButton(self.icons["Play"], "")
         self.play_button.setToolTip("Pause or play the song (the engine keeps running: the mic stays live)")
-        self.next_button = QPushButton("⏭")
+        self.next_button = QPushButton(self.icons["SkipForward"], "")
         self.next_button.setToolTip("Next song in the queue")
         for b in (self.prev_button, self.play_button, self.next_button):
-            b.setFixedWidth(max(34, b.fontMetrics().horizontalAdvance("❚❚") + 24))
+            b.setFixedWidth(40)
         self.position = QSlider(Qt.Horizontal)
         self.position.setRange(0, 1000)
         self.position.setToolTip("Song position: drag or click to seek")
@@ -331,7 +336,9 @@ class PlayerWiring(QObject):
 
     def _show(self) -> None:
         p, source = self.panel, self._source()
-        p.play_button.setText("▶" if source is None or source.paused or source.ended else "❚❚")
+        playing = source is not None and not source.paused and not source.ended
+        p.play_button.setIcon(p.icons["Pause" if playing else "Play"])
+        p.play_button.setProperty("playing", playing)
         if source is None:
             return
         rate, length = self._rate(), max(1, len(source.data))

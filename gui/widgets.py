@@ -103,9 +103,13 @@ class LevelMeter(QWidget):
         p.setFont(font)
         fm = p.fontMetrics()
         w, h = self.width(), self.height()
+        last = None  # a short meter (1024x700) skips the labels that would overlap the one above
         for mark in METER_MARKS_DB:
             y = self._y(mark, h)
             top = min(max(0.0, y - fm.height() / 2), h - fm.height())
+            if last is not None and top < last + fm.height() - 1:
+                continue
+            last = top
             text = f"{mark:+.0f}" if mark > 0 else f"{mark:.0f}"
             for dx, color in ((1, QColor(0, 0, 0, 200)), (0, QColor(225, 228, 234, 220))):
                 p.setPen(color)
@@ -259,9 +263,13 @@ class FaderScale(QWidget):
         p.setFont(font)
         p.setPen(QColor(130, 136, 146))
         fm = p.fontMetrics()
+        last = None
         for db in FADER_MARKS_DB:
             y = self.mark_y(db)
             top = min(max(0.0, y - fm.height() / 2), self.height() - fm.height())
+            if last is not None and top < last + fm.height() - 1:
+                continue  # overlapping the label above (a short fader)
+            last = top
             text = "-∞" if db < -200 else f"{db:+.0f}" if db > 0 else f"{db:.0f}"
             p.drawText(QRectF(0, top, self.width(), fm.height()), int(Qt.AlignLeft | Qt.AlignVCenter), text)
         p.end()

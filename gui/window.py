@@ -557,7 +557,10 @@ class MainWindow(QMainWindow):
         ib = self.live.input_box
         data = FILE_SOURCE_PREFIX + path
         if ib.findData(data) < 0:
-            ib.insertItem(ib.count() - 1, f"File: {Path(path).name}", data)
+            from .player import song_name
+
+            ib.insertItem(ib.count() - 1, f"File: {song_name(Path(path))}", data)
+            ib.setItemData(ib.count() - 2, path, Qt.ToolTipRole)
         ib.setCurrentIndex(ib.findData(data))
 
     def _model_chosen(self, _index: int) -> None:
@@ -921,7 +924,7 @@ class MainWindow(QMainWindow):
                        + "; or ".join(steps) + ".")
         self._advised_until = now + 30.0
         self.miss_ind.setToolTip(self.miss_ind.toolTip().split("\n\n")[0] + "\n\n" + self.advice)
-        self.state_label.setText("running, but blocks come late: see the status bar")
+        self.state_label.setText("running · blocks late")
         self.statusBar().showMessage(self.advice, 30000)
 
     # ================================================================ a device that goes away
