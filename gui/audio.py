@@ -99,6 +99,7 @@ def fresh_portaudio(client_name: str | None = None) -> None:
     source = portaudio_path()
     if not source or not Path(source).exists():
         raise RuntimeError("cannot find the PortAudio library to load it again; restart the app")
+    old_name_buffer = live._client_name_buffer  # the old instance keeps its pointer: keep the bytes alive
     folder = tempfile.mkdtemp(prefix="stemstream-pa-")
     copy = Path(folder) / f"libportaudio-{len(_dead_instances) + 1}.so"
     shutil.copy(source, copy)
@@ -114,7 +115,7 @@ def fresh_portaudio(client_name: str | None = None) -> None:
                 pass
     finally:
         shutil.rmtree(folder, ignore_errors=True)  # the mapping stays; the file is not needed
-    _dead_instances.append((sd._lib, list(live._abandoned)))
+    _dead_instances.append((sd._lib, list(live._abandoned), old_name_buffer))
     live._abandoned.clear()  # those belong to the old instance; the new one terminates normally
     sd._lib = lib
     sd._initialized = 0

@@ -185,16 +185,24 @@ class FxPanel(QWidget):
         return self.chains.setdefault(self.stem, [])
 
     def refresh_presets(self) -> None:
+        """The presets for the chain shown: a voice's (``mic-*``: mic-vocal) on the microphone, the
+        rest on the stems (mic-vocal is for a singer's mic, not the song's vocals stem)."""
         from plugins.effects import list_presets
 
+        current = self.preset_box.currentText()
         self.preset_box.clear()
         try:
-            self.preset_box.addItems(sorted(list_presets(preset_folder())))
+            names = sorted(list_presets(preset_folder()))
         except OSError:
-            pass
+            names = []
+        mic = self.stem_box.currentText() == "mic"
+        self.preset_box.addItems([n for n in names if n.startswith("mic") == mic] or names)
+        if current and self.preset_box.findText(current) >= 0:
+            self.preset_box.setCurrentText(current)
 
     # -- views ------------------------------------------------------------
     def _show_chain(self, stem: str) -> None:
+        self.refresh_presets()
         self.list.blockSignals(True)
         self.list.clear()
         for spec in self.chains.get(stem, []):

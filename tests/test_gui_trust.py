@@ -408,6 +408,11 @@ def test_mic_strip_master_fader_and_limiter_on_jack(qtbot, jack8, make_window):
         # the mic's own effect chain: the mic-vocal preset from the mic strip's FX button
         qtbot.mouseClick(lt.mic_strip.fx_button, Qt.LeftButton)
         assert lt.fx.stem == "mic"
+        presets = [lt.fx.preset_box.itemText(i) for i in range(lt.fx.preset_box.count())]
+        assert "mic-vocal" in presets and "vocal" not in presets  # the voice's presets on the mic
+        lt.fx.stem_box.setCurrentText("vocals")
+        assert lt.fx.preset_box.findText("mic-vocal") < 0  # not on the song's vocals stem
+        lt.fx.stem_box.setCurrentText("mic")
         lt.fx.preset_box.setCurrentText("mic-vocal")
         lt.fx._load_preset()
         lt.fx.apply_button.click()
