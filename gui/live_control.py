@@ -302,11 +302,14 @@ class LiveWiring(QObject):
         elif name == "profile":
             self._select(lt.profile_box, values[0])
         elif name == "keystage":
+            on = bool(values[0])
+            if session is not None and session.control is not None and session.control.wanted.key_stage != on:
+                return  # a later request (the user's tick) is on its way: the box already shows it
             lt.key_stage.blockSignals(True)
-            lt.key_stage.setChecked(bool(values[0]))
+            lt.key_stage.setChecked(on)
             lt.key_stage.blockSignals(False)
             if session is not None:
-                session.config.key_shift = bool(values[0])
+                session.config.key_shift = on
         elif name == "switched" and session is not None:
             what, fade_ms, gap_ms, latency_ms = values
             self._show_latency()

@@ -419,10 +419,17 @@ def test_mic_strip_master_fader_and_limiter_on_jack(qtbot, jack8, make_window):
         qtbot.waitUntil(lambda: w.session.mic_channel.chain is not None, timeout=10000)
         assert [s["type"] for s in w.session.config.fx["mic"]][:2] == ["HighpassFilter", "NoiseGate"]
         assert "mic" not in w.session.control.wanted.fx or w.session.engine.stats.switches == 0
-        # the RMS: a block the mic's lane thread delivers late plays the raw mic (the engine's policy,
-        # counted in ``late``), so the peak may still touch the limiter on a loaded machine
-        wet = probe.peak(qtbot, rms=True)
-        assert 0.03 < wet < 0.4  # raw, the sine's RMS is 0.64: the compressor and dry level act on the voice
+        # what the chain makes of the voice, measured on its lane (the compressor and the preset's
+        # dry level: the raw sine's RMS is 0.64); at the output a block the lane delivers late plays
+        # the raw mic instead (the engine's stated policy, counted in ``late``), more of them on a
+        # loaded machine, so the output is only checked to be the mic's and not louder than raw
+        qtbot.wait(500)
+        chain_rms = w.session.mic_channel.levels()[1]
+        out_rms = probe.peak(qtbot, rms=True)
+        print(f"mic-vocal: RMS {chain_rms:.3f} after the chain, {out_rms:.3f} at the output, "
+              f"{w.session.engine.mic_lane.late} late blocks")
+        assert 0.03 < chain_rms < 0.4
+        assert 0.03 < out_rms < 0.66
     finally:
         probe.close()
     _stop(qtbot, w)
@@ -444,6 +451,7 @@ def test_a_jack_server_that_quits_is_said_stopped_cleanly_and_the_app_recovers_w
     name = f"stemstream-lost-{os.getpid()}"
     server = JackServer(name=name, ports=2, realtime=False)
     server.start()
+    w = again = None
     try:
         live.rescan()
         w = make_window("--input", "demo", "--output", "JACK", "--model", "dsp-center", "--profile", "live",
@@ -451,7 +459,8 @@ def test_a_jack_server_that_quits_is_said_stopped_cleanly_and_the_app_recovers_w
         _start(qtbot, w)
         qtbot.waitUntil(lambda: "stemstream:main_L" in server.ports_list(), timeout=5000)
         server.connect("stemstream:main_L", "system:playback_2")  # the user's own wiring
-        qtbot.wait(1200)  # remembered (once a second)
+        qtbot.waitUntil(lambda: "system:playback_2" in w.namer.connections.get("main_L", []),
+                        timeout=10000)  # remembered (the window looks once a second)
         server.proc.terminate()  # the server quits (as a user stopping it, or a crash that lets clients know)
         server.proc.wait(timeout=10)
         t0 = time.monotonic()
@@ -472,14 +481,15 @@ def test_a_jack_server_that_quits_is_said_stopped_cleanly_and_the_app_recovers_w
                         timeout=5000)
         qtbot.waitUntil(lambda: w.session.stats()["callbacks"] > 50, timeout=10000)
         _stop(qtbot, w)
-        w.shutdown()
+    finally:
         from gui.jobs import wait_all
 
-        assert wait_all(10.0)
-        live.release_portaudio()  # before this server stops (PortAudio's rule)
-        again.stop()
-    finally:
+        if w is not None:
+            w.shutdown()  # its JACK clients go before the server does
+        wait_all(10.0)
         live.release_portaudio()  # PortAudio lets go of this server before it stops (else jackd's exit aborts it)
+        if again is not None:
+            again.stop()
         server.stop()
         jack8.activate()
         live.rescan()
