@@ -20,6 +20,7 @@ import re
 import threading
 
 PORT_NUMBER = re.compile(r"_(\d+)$")
+_left: list = []  # clients of servers that quit (never closed, never freed)
 
 
 def output_names(routes: dict, channels: int) -> list[str]:
@@ -102,12 +103,19 @@ class PortNamer:
     def close(self) -> None:
         with self._lock:
             client, self.client = self.client, None
-            if client is not None and not self._dead:  # a client of a server that quit is left alone
-                try:
-                    client.deactivate()
-                    client.close()
-                except Exception:  # noqa: BLE001 - the server may be gone
-                    pass
+            if client is None:
+                return
+            if self._dead:  # a client of a server that quit is left alone: jack_client_close on it
+                import jack  # crashes (measured: a segfault at exit when JACK-Client's __del__ closed it)
+
+                _left.append(client)
+                client._ptr = jack._ffi.NULL  # so its __del__ does nothing
+                return
+            try:
+                client.deactivate()
+                client.close()
+            except Exception:  # noqa: BLE001 - the server may be gone
+                pass
 
     def own_ports(self) -> list:
         client = self._jack()
