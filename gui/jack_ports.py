@@ -25,7 +25,7 @@ _left: list = []  # clients of servers that quit (never closed, never freed)
 
 def output_names(routes: dict, channels: int) -> list[str]:
     """One name per output channel (from 0) from the routing: ``main_L``/``main_R`` for a stereo bus,
-    the bus name for a mono one, ``vocals_1..n`` for wider ones; ``out_N`` (from 1) for an unused
+    the bus name for a mono one, ``vocals_1..n`` for wider ones; ``outN`` (from 1) for an unused
     channel; ``main+mic_L`` where two buses share a channel."""
     carried: dict[int, list[str]] = {}
     for bus, chans in (routes or {}).items():
@@ -36,7 +36,7 @@ def output_names(routes: dict, channels: int) -> list[str]:
     for c in range(channels):
         here = carried.get(c)
         if not here:
-            names.append(f"out_{c + 1}")
+            names.append(f"out{c + 1}")  # not PortAudio's "out_N": its next stream would collide
         else:
             side = here[0][1]
             names.append("+".join(bus for bus, _ in here) + side)
@@ -45,7 +45,8 @@ def output_names(routes: dict, channels: int) -> list[str]:
 
 def capture_names(channels: int, music_columns=(), mic_column=None, prefix: str = "in") -> list[str]:
     """One name per channel of a capture stream: ``in_L``/``in_R`` (the music; ``in`` when one
-    channel is read twice), ``mic``, and ``<prefix>_chN`` (from 1) for a channel opened but unused."""
+    channel is read twice), ``mic``, and ``<prefix>_chN`` (from 1) for a channel opened but unused
+    (never PortAudio's own ``in_N``: a stream opened later would fail to register that name)."""
     music = list(dict.fromkeys(music_columns))
     names = []
     for c in range(channels):

@@ -236,7 +236,7 @@ def _own_connections(server) -> dict:
 
 def test_jack_ports_keep_their_names_and_connections_across_stop_start_mic_and_model_changes(
         qtbot, jack8, make_window):
-    """`jack_lsp` shows the app's ports named after what they carry (main_L, main_R, mic, out_3...),
+    """`jack_lsp` shows the app's ports named after what they carry (main_L, main_R, mic, out3...),
     the same before and after a Stop/Start, a model change and a mic change; a connection the user
     made (main_L also to playback 5) and one they undid (main_R from playback 2) come back."""
     w = make_window("--input", "demo", "--output", "JACK", "--model", "dsp-center", "--profile", "live",
@@ -248,7 +248,7 @@ def test_jack_ports_keep_their_names_and_connections_across_stop_start_mic_and_m
     lt.mic_box.setCurrentIndex(lt.mic_box.findData(0))
     _start(qtbot, w)
     expected = sorted(["stemstream:main_L", "stemstream:main_R", "stemstream:mic"]
-                      + [f"stemstream:out_{c}" for c in range(3, 9)])
+                      + [f"stemstream:out{c}" for c in range(3, 9)])
     qtbot.waitUntil(lambda: _own_ports(jack8) == expected, timeout=5000)
     print("jack_lsp after Start:", _own_ports(jack8))
     # the user's own wiring
@@ -278,6 +278,16 @@ def test_jack_ports_keep_their_names_and_connections_across_stop_start_mic_and_m
     lt.mic_box.setCurrentIndex(lt.mic_box.findData(0))  # ...and back
     qtbot.waitUntil(lambda: session.mic_reader.columns == (0,), timeout=10000)
     same("a mic change and back")
+    # another stream of the app's (the Files tab's preview) still opens: no name taken from PortAudio's
+    from stream_engine import live
+
+    sd = live.portaudio()
+    jack_out = next(d for d in w.devices if d.key == jack_key)
+    preview = sd.OutputStream(device=jack_out.index, channels=2, samplerate=48000, blocksize=256,
+                              callback=lambda out, *_: out.fill(0))
+    preview.start()
+    preview.stop()
+    preview.close()
     _stop(qtbot, w)
     assert w.errors == []
 
