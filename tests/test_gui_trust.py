@@ -208,7 +208,9 @@ def test_export_asks_before_replacing_and_never_clips_16_bit(qtbot, make_window,
     qtbot.waitUntil(lambda: files.job is None, timeout=60000)
     top = files.tree.topLevelItem(0)
     files.tree.setCurrentItem(top)
+    assert not files.loading_bar.isHidden()  # reading the outputs: a busy bar, not only a text
     qtbot.waitUntil(lambda: files._loaded == "song" and bool(files.rows), timeout=20000)
+    assert files.loading_bar.isHidden()
     for name, row in files.rows.items():
         row.export.setChecked(name in ("vocals", "accompaniment", "instrumental"))
     files.export_format.setCurrentText("wav")
@@ -748,6 +750,15 @@ def test_smaller_items_from_the_review(qtbot, jack8, make_window, tmp_path, monk
     qtbot.waitUntil(lambda: files.job is None, timeout=30000)
     assert w.errors[errors:] == [] and "cancelled" in w.statusBar().currentMessage()
     assert not (tmp_path / "out" / "long").exists()
+    # every failure of a batch stays on screen, not only the last one
+    for name in ("broken1", "broken2"):
+        (tmp_path / "bad" / name).mkdir(parents=True)
+        (tmp_path / "bad" / name / f"{name}.wav").write_text("not audio")
+    files._clear()
+    files.add_files([tmp_path / "bad" / "broken1" / "broken1.wav", tmp_path / "bad" / "broken2" / "broken2.wav"])
+    files.separate_all()
+    qtbot.waitUntil(lambda: files.job is None, timeout=30000)
+    assert "broken1.wav" in w.errors[-1] and "broken2.wav" in w.errors[-1] and "2 of 2" in w.errors[-1]
     # the first window fits the screen; the default output folder is not a hidden one
     avail = w.screen().availableGeometry()
     print("screen", avail, "window", w.size(), "minimum", w.minimumSizeHint())
