@@ -64,6 +64,64 @@ class Device:
                 f"{self.default_rate:g} Hz (PortAudio device {self.index})")
 
 
+_dead_instances: list = []  # PortAudio instances whose device died under a stream: never touched again
+
+
+def portaudio_path() -> str | None:
+    """The file of the PortAudio library this process loaded (from /proc/self/maps), else a guess."""
+    try:
+        for line in Path("/proc/self/maps").read_text().splitlines():
+            if "libportaudio" in line and "/" in line:
+                return line[line.index("/"):].strip()
+    except OSError:
+        pass
+    import ctypes.util
+
+    return ctypes.util.find_library("portaudio")
+
+
+def fresh_portaudio(client_name: str | None = None) -> None:
+    """Replace sounddevice's PortAudio with a new instance of the library, then initialise it.
+
+    Why: once a JACK server quits under an open stream, that PortAudio cannot be used again in
+    this process (measured, PortAudio 19.6 on JACK 1.9: Pa_AbortStream and Pa_Terminate hang, and
+    a new stream fails with "Insufficient memory [PaErrorCode -9992]" because the old JACK client
+    is dead). A copy of the library under another name loads as a second instance with its own
+    state and its own JACK client; the old one is left as it is (its streams abandoned, never
+    touched, freed with the process). Not on the audio path: Start, Rescan and the recovery poll.
+    """
+    import ctypes
+    import os
+    import shutil
+    import tempfile
+
+    sd = live.portaudio()
+    source = portaudio_path()
+    if not source or not Path(source).exists():
+        raise RuntimeError("cannot find the PortAudio library to load it again; restart the app")
+    old_name_buffer = live._client_name_buffer  # the old instance keeps its pointer: keep the bytes alive
+    folder = tempfile.mkdtemp(prefix="stemstream-pa-")
+    copy = Path(folder) / f"libportaudio-{len(_dead_instances) + 1}.so"
+    shutil.copy(source, copy)
+    try:
+        lib = sd._ffi.dlopen(str(copy))
+        if client_name:  # the JACK client name is set before initialising, in the new instance
+            try:
+                setter = ctypes.CDLL(str(copy)).PaJack_SetClientName
+                setter.argtypes, setter.restype = [ctypes.c_char_p], ctypes.c_int
+                live._client_name_buffer = ctypes.create_string_buffer(client_name.encode()[:60])
+                setter(live._client_name_buffer)
+            except (OSError, AttributeError):
+                pass
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)  # the mapping stays; the file is not needed
+    _dead_instances.append((sd._lib, list(live._abandoned), old_name_buffer))
+    live._abandoned.clear()  # those belong to the old instance; the new one terminates normally
+    sd._lib = lib
+    sd._initialized = 0
+    sd._initialize()
+
+
 def list_devices() -> tuple[list[Device], str | None]:
     """Every PortAudio device on every host API (``stream_engine.live.list_devices``), or ([], why not)."""
     try:
@@ -147,6 +205,154 @@ class StemTap:
         return stems
 
 
+class MicChannel:
+    """The microphone's effect chain, run by the engine's ``MicLane`` on a thread of its own (effect
+    hosts allocate: never in the callback), and the mic's level after it.
+
+    ``set_chain`` builds a new chain off the audio threads and swaps the reference (the lane picks
+    it up on its next chunk); the mic's gain and mute are applied after it, in the callback
+    (``Params.mic_gain``, ``Params.mic_mute``).
+    """
+
+    def __init__(self, rate: int):
+        self.rate = rate
+        self.chain = None
+        self.latency = 0  # samples the chain adds (MicLane reads it)
+        self.errors: list[str] = []
+        self.peak = 0.0  # after the chain: the recent peak, falling 20 dB/s (any reader, nothing taken)
+        self.mean_square = 0.0  # smoothed over about 300 ms
+
+    def set_chain(self, specs) -> None:
+        from plugins.effects import EffectChain
+
+        active = [dict(s) for s in (specs or []) if not s.get("bypass")]
+        chain = EffectChain(active, self.rate, channels=1, name="mic") if active else None
+        self.errors = list(chain.errors) if chain is not None else []
+        self.chain = chain
+        self.latency = chain.latency if chain is not None else 0
+
+    def __call__(self, mic_in: np.ndarray, mic_out: np.ndarray) -> None:
+        chain = self.chain  # one read: the UI may swap it
+        if chain is not None:
+            mic_out[:, 0] = chain.process(mic_in.T)[0]
+        elif mic_out is not mic_in:
+            mic_out[:] = mic_in
+        x = mic_out[:, 0]
+        n = len(x)
+        if n:
+            fall = 10.0 ** (-1.0 * n / self.rate)  # 20 dB/s
+            self.peak = max(float(np.max(np.abs(x))), self.peak * fall)
+            keep = float(np.exp(-n / (0.3 * self.rate)))
+            self.mean_square = keep * self.mean_square + (1.0 - keep) * float(np.dot(x, x)) / n
+
+    def levels(self) -> tuple[float, float]:
+        """Linear (peak, rms) of the mic after its chain (before gain and mute)."""
+        return self.peak, self.mean_square ** 0.5
+
+
+LIMITER_CEILING_DB = -1.0  # the safety limiter's ceiling: headroom for a stream's lossy encoder
+LIMITER_RELEASE_DB_PER_S = 20.0
+
+
+class MasterBus:
+    """The master fader and safety limiter on the main output's channels, and the main meter.
+
+    Runs in the audio callback after the engine (music and mic mixed): no allocation, no locks;
+    numpy with ``out=`` on preallocated buffers. The limiter is a block-wise peak limiter: a block
+    that would exceed the ceiling is ramped down to the gain that fits it (then hard-clipped at the
+    ceiling, so nothing above it ever leaves, even within the ramp); the gain recovers at 20 dB/s.
+    It does nothing to audio below the ceiling (gain 1), which is why it is on by default: mic plus
+    music clipped at 0 dBFS on a live stream is worse than a limiter that never acts on sane levels.
+    """
+
+    def __init__(self, channels, rate: int, max_block: int = 8192, limiter: bool = True, gain: float = 1.0):
+        self.channels = list(channels)  # replaced whole on a routing change
+        self.rate = rate
+        self.gain = float(gain)  # the master fader (linear, 0..2): set from the UI
+        self.limiter = bool(limiter)
+        self.ceiling = 10.0 ** (LIMITER_CEILING_DB / 20.0)
+        self.limit_gain = 1.0  # the limiter's current gain
+        self.reduction = 1.0  # the smallest limiter gain since the UI last looked
+        self.peak = 0.0  # what goes out on main, held until the UI reads it
+        self.square = 0.0
+        self.count = 0
+        self._abs = np.zeros(max_block, np.float32)
+        self._ramp = np.zeros(max_block, np.float32)
+        self._index = np.arange(max_block, dtype=np.float32)
+
+    def process(self, out: np.ndarray, frames: int) -> None:
+        channels = self.channels  # one read of each reference
+        if not channels:
+            return
+        gain = self.gain
+        buf = self._abs[:frames]
+        peak = 0.0
+        for c in channels:
+            column = out[:frames, c]
+            if gain != 1.0:
+                np.multiply(column, gain, out=column)
+            np.abs(column, out=buf)
+            peak = max(peak, float(buf.max()))
+        if self.limiter:
+            target = 1.0 if peak <= self.ceiling else self.ceiling / peak
+            current = self.limit_gain
+            recovered = current * 10.0 ** (LIMITER_RELEASE_DB_PER_S / 20.0 * frames / self.rate)
+            new = target if target < current else min(target, recovered, 1.0)
+            if new != 1.0 or current != 1.0:
+                ramp = self._ramp[:frames]
+                np.multiply(self._index[:frames], (new - current) / frames, out=ramp)
+                np.add(ramp, current, out=ramp)
+                for c in channels:
+                    column = out[:frames, c]
+                    np.multiply(column, ramp, out=column)
+                    np.clip(column, -self.ceiling, self.ceiling, out=column)
+            self.limit_gain = new
+            self.reduction = min(self.reduction, new)
+        for c in channels:  # the meter: what leaves on main
+            column = out[:frames, c]
+            np.abs(column, out=buf)
+            self.peak = max(self.peak, float(buf.max()))
+            np.multiply(column, column, out=buf)
+            self.square += float(buf.sum())
+        self.count += frames * len(channels)
+
+    def take_levels(self) -> tuple[float, float, float]:
+        """Linear (peak, rms, smallest limiter gain) since the last call."""
+        peak, square, count, reduction = self.peak, self.square, self.count, self.reduction
+        self.peak, self.square, self.count, self.reduction = 0.0, 0.0, 0, self.limit_gain
+        return peak, (square / count) ** 0.5 if count else 0.0, reduction
+
+
+class PlayerSource(FileSource):
+    """A song as the engine's input, as a player plays it: ``paused`` (silence), ``loop`` (or once:
+    silence at the end and ``ended`` set), ``seek``. ``next`` runs in the audio callback: slices and
+    copies into preallocated buffers only; the flags are plain attributes the UI sets."""
+
+    def __init__(self, path, rate: int, channels: int = 2, max_block: int = 8192, loop: bool = True):
+        super().__init__(path, rate, channels, max_block)
+        self.loop = loop
+        self.paused = False
+        self.ended = False
+        self._silence = np.zeros((max_block, self.data.shape[1]), np.float32)
+
+    def next(self, frames: int) -> np.ndarray:
+        if self.paused or self.ended:
+            return self._silence[:frames]
+        n, p = len(self.data), self.position
+        if not self.loop and p + frames >= n:  # the last frames, then silence
+            out = self._wrap[:frames]
+            first = n - p
+            out[:first] = self.data[p:]
+            out[first:] = 0.0
+            self.position, self.ended = n, True
+            return out
+        return super().next(frames)
+
+    def seek(self, fraction: float) -> None:
+        self.position = int(min(max(fraction, 0.0), 0.999999) * len(self.data))
+        self.ended = False
+
+
 def source_path(source: str | None) -> Path | None:
     """The file behind an input choice (``demo song`` or ``file:PATH``), else None."""
     if not source:
@@ -172,8 +378,12 @@ class LiveConfig:
     fx: dict = field(default_factory=dict)  # stem -> [effect spec, ...] ({"bypass": True} skips one)
     mic_device: str | None = None  # the mic's device (any input device); None: the input device, else the default
     routes: dict | None = None  # bus -> output channels from 0 (``{"vocals": [2, 3]}``); None: main on 1-2
+    loop: bool = True  # a file input loops (False: plays once, then silence; the player moves on)
+    master_gain: float = 1.0  # the master fader (linear)
+    limiter: bool = True  # the safety limiter on main (MasterBus says why it is on by default)
 
 
+MIC_FX = "mic"  # the mic's effect chain in ``LiveConfig.fx`` (beside the stems' chains)
 ROUTES_SETTING = "routes"  # the settings key routing is saved under (channels from 1, as the CLI writes them)
 MAX_OUTPUTS = 16  # output channels opened at most, so routing can change while playing
 
@@ -232,9 +442,11 @@ class LiveSession:
     a crossfade); ``set_input`` and ``set_mic`` change the sources.
     """
 
-    def __init__(self, config: LiveConfig, store: ParamStore):
+    def __init__(self, config: LiveConfig, store: ParamStore, namer=None):
         self.config = config
         self.store = store
+        self.namer = namer  # gui.jack_ports.PortNamer: JACK ports named after what they carry (None: as opened)
+        self._out_ports: list = []  # the output stream's JACK ports, in channel order
         self.engine = None
         self.stream = None
         self.control = None
@@ -309,6 +521,13 @@ class LiveSession:
         routes = self._usable_routes(cfg.routes, stems, n_out)
         engine = RealtimeEngine(pipeline, block, routes=routes, store=self.store, out_channels=n_out)
         self.engine = engine
+        # the mic's own strip: its effect chain on the engine's mic lane (one block behind, never in the
+        # callback), then its gain and mute; the master fader and limiter after everything
+        self.mic_channel = MicChannel(rate)
+        self.mic_channel.set_chain((cfg.fx or {}).get(MIC_FX))
+        self.warnings += self.mic_channel.errors
+        self.master = MasterBus(routes.get("main", []), rate, max_block=max(8192, 4 * block),
+                                limiter=cfg.limiter, gain=cfg.master_gain)
         self.control = LiveControl(engine, spec, build=self._build_pipeline, inputs=self)
         self.control.listeners.append(self._switched)
         self.timings["engine_built"] = time.perf_counter()
@@ -318,7 +537,10 @@ class LiveSession:
             self._use_mic(cfg.mic_device, cfg.mic_channel)
             stream = live.LiveStream(engine, None, out_dev.index, 0, rate, callback=self._callback,
                                      source=self.input_switch.next)
+            before = self._jack_snapshot(out_dev)
             stream.start()  # opens the device, starts the worker (realtime tuning included), then the device
+            if before is not None:
+                self._out_ports = self.namer.ports_since(before, is_output=True)
         except BaseException:
             self._close_captures(keep=())
             if "stream" in locals():
@@ -326,6 +548,7 @@ class LiveSession:
             raise
         self.stream = stream
         self.device_names = (self.input_label, out_dev.key)
+        self.name_ports()
         self._measure_latency()
         self.target_ms = profile.latency_target_ms
         self.timings["stream_started"] = time.perf_counter()
@@ -385,21 +608,55 @@ class LiveSession:
             raise RuntimeError("no input device: pick one in Input, or play a file through the engine")
         return device
 
-    def _capture(self, device: Device, channels: int) -> Capture:
-        """An open capture of ``device`` with at least ``channels`` (shared by music and mic)."""
-        for capture in self._captures:
+    def _capture(self, device: Device, channels: int, new: bool = False) -> Capture:
+        """An open capture of ``device`` with at least ``channels`` (shared by music and mic unless
+        ``new``: a mic change opens just the channels it needs, so its ports match a fresh Start)."""
+        for capture in self._captures if not new else ():
             if capture.device == device.index and capture.channels >= channels:
                 return capture
         capture = Capture(device.index, min(device.max_in, max(channels, 1)), self.rate, self.block,
-                          name=device.key).open()
+                          name=device.key)
+        before = self._jack_snapshot(device)
+        capture.open()
+        capture.jack_ports = self.namer.ports_since(before, is_output=False) if before is not None else []
         self._captures.append(capture)
         return capture
+
+    # -- JACK port names -------------------------------------------------------------
+    def _jack_snapshot(self, device: Device):
+        """The app's JACK ports before a stream on ``device`` opens (None: not JACK, or no namer)."""
+        if self.namer is None or not device.hostapi.startswith("JACK"):
+            return None
+        return self.namer.snapshot()
+
+    def name_ports(self) -> None:
+        """Name every JACK port after what it carries now and restore the user's connections
+        (after Start, an input, mic, model or routing change; any thread but the callback)."""
+        if self.namer is None or self.engine is None:
+            return
+        from .jack_ports import capture_names, output_names
+
+        wanted = list(zip(self._out_ports, output_names(self.engine.router.routes, len(self._out_ports))))
+        music, mic = self.music_reader, self.mic_reader
+        for capture in self._captures:
+            ports = getattr(capture, "jack_ports", [])
+            if not ports:
+                continue
+            music_cols = music.columns if music is not None and music.capture is capture else ()
+            mic_col = mic.columns[0] if mic is not None and mic.capture is capture else None
+            names = capture_names(len(ports), music_cols, mic_col, prefix="in" if music_cols else "mic")
+            wanted += list(zip(ports, names))
+        try:
+            self.namer.apply(wanted)
+        except Exception as exc:  # noqa: BLE001 - names are a convenience: never a reason to stop the sound
+            self.warnings.append(f"JACK port names: {exc}")
 
     def _open_input(self, spec):
         """A source for ``spec`` (a file, the demo, or an input device); sets ``input_label``."""
         path = source_path(spec)
         if path is not None:
-            self.source = FileSource(path, self.rate, 2, max_block=max(8192, 4 * self.block))
+            self.source = PlayerSource(path, self.rate, 2, max_block=max(8192, 4 * self.block),
+                                       loop=self.config.loop or spec == DEMO_SOURCE)
             self.music_reader = None
             self.input_label = f"file {path.name}"
             return self.source
@@ -430,10 +687,29 @@ class LiveSession:
         if channel >= device.max_in:
             raise RuntimeError(f"the microphone's device {device.key} has {device.max_in} inputs; "
                                f"channel {channel + 1} asked for")
-        reader = self._capture(device, channel + 1).reader((channel,), max_block=max(8192, 4 * self.block))
+        music = self.music_reader
+        shared = music is not None and music.capture.device == device.index and music.capture.channels > channel
+        capture = music.capture if shared else self._capture(device, channel + 1, new=True)
+        reader = capture.reader((channel,), max_block=max(8192, 4 * self.block))
+        if self.mic_channel.chain is not None:
+            self._mic_lane()
         self.mic_reader = reader
         self.engine.mic_source = reader.next  # one reference: the callback reads it once per block
         self.mic_label = f"{device.key} #{channel + 1}"
+
+    def _mic_lane(self) -> None:
+        """The engine's mic lane running the mic's chain, made when a mic has effects (its thread polls
+        and it adds a block to the mic's latency: without effects the mic is mixed in the callback)."""
+        engine = self.engine
+        if engine.mic_lane is not None:
+            return
+        from stream_engine.realtime import MicLane
+
+        lane = MicLane(self.mic_channel, self.block, self.rate)
+        engine.mic_processor = self.mic_channel
+        if self.stream is not None:  # playing: start it, then hand it to the callback (one reference)
+            lane.start(thread=True)
+        engine.mic_lane = lane  # stopped with the engine
 
     def _close_captures(self, keep) -> None:
         """Close the captures no reader in ``keep`` uses (off the callback)."""
@@ -462,6 +738,7 @@ class LiveSession:
             time.sleep(0.01)
         self._close_captures(keep=(self.music_reader, self.mic_reader))
         self.device_names = (self.input_label, self.device_names[1])
+        self.name_ports()
         self.control.notify("input", (self.config.input or self.input_label,))
         self._measure_latency()
 
@@ -492,6 +769,7 @@ class LiveSession:
                              f"{'none' if channel is None else channel + 1}: {exc}") from None
         if old is not None:
             self._close_captures(keep=(self.music_reader, self.mic_reader))
+        self.name_ports()
         self.control.notify("mic", (self.mic_label,))
         self._measure_latency()
 
@@ -504,7 +782,9 @@ class LiveSession:
     # -- switches (the model, profile, key stage, effects, routing) ----------------
     def _switched(self, name: str, values: tuple) -> None:
         if name == "switched":
+            self.master.channels = list(self.engine.router.routes.get("main", []))  # a routing change
             self._measure_latency()
+            self.name_ports()  # a routing (or a model's stems) may change what a port carries
 
     def _measure_latency(self) -> None:
         """The latency report as it stands (after a switch or an input change), with the mic's."""
@@ -516,8 +796,17 @@ class LiveSession:
         self.target_ms = engine.pipeline.profile.latency_target_ms
         out = self.stream.device_latency[1] if self.stream else 0.0
         # the mic skips the separator: its capture, the slack held, one device block, the output
+        lane = engine.mic_lane.latency if engine.mic_lane is not None else 0  # its block, its chain
         self.mic_ms = (None if self.mic_reader is None
-                       else 1000.0 * (self.mic_reader.latency + out) + 1000.0 * self.block / self.rate)
+                       else 1000.0 * (self.mic_reader.latency + out) + 1000.0 * (self.block + lane) / self.rate)
+
+    def set_mic_fx(self, specs) -> None:
+        """A new chain for the mic (built here, swapped into the running lane; the lane starts with
+        the first chain)."""
+        self.mic_channel.set_chain(specs)
+        if self.mic_channel.chain is not None and self.mic_reader is not None:
+            self._mic_lane()
+        self._measure_latency()
 
     @property
     def effects(self):
@@ -538,6 +827,7 @@ class LiveSession:
     def _callback(self, indata, outdata, frames, time_info, status):
         """What LiveStream calls (``indata``: the input switch's frames)."""
         self.engine.callback(indata, outdata, frames, time_info, status)
+        self.master.process(outdata, frames)
         self._first(outdata)
 
     def _first(self, outdata) -> None:
@@ -548,7 +838,30 @@ class LiveSession:
                 self.t_first_sound = time.perf_counter()
 
     # -- stopping (worker thread) ---------------------------------------------
+    def lost(self) -> bool:
+        """The output stream stopped without being asked (its device or JACK server went away)."""
+        stream = self.stream
+        if stream is None or stream.stream is None or not stream._running:
+            return False
+        try:
+            return not stream.active
+        except Exception:  # noqa: BLE001 - PortAudio errors on a dead stream mean the same
+            return True
+
+    def stop_lost(self) -> None:
+        """Stop after the device went away: nothing of PortAudio is called on the dead streams
+        (they would hang); the worker, the mic lane and the control stop as usual."""
+        for capture in self._captures:
+            stream, capture.stream = capture.stream, None
+            if stream is not None:
+                live._abandon(stream)
+        self._captures = []
+        self.device_lost = True
+        self.stop()
+
     def stop(self) -> None:
+        if self.namer is not None and self.stream is not None and not getattr(self, "device_lost", False):
+            self.namer.remember()  # the connections the user made, for the next Start
         stream, self.stream = self.stream, None
         try:
             if stream is not None:
@@ -570,16 +883,26 @@ class LiveSession:
         return self.engine.mixer.meters
 
     def mic_levels(self) -> tuple[float, float]:
-        """Linear (peak, rms) of the mic's last 20 ms (after its level), (0, 0) without a mic."""
+        """Linear (peak, rms) of the mic now (the peak falling 20 dB/s), after its effects, level and
+        mute (what it adds to the output); (0, 0) without a mic."""
         reader = self.mic_reader
         if reader is None:
             return 0.0, 0.0
-        if not hasattr(self, "_mic_scratch"):
-            self._mic_scratch = np.zeros(max(256, self.rate // 50), np.float32)
-        reader.recent(self._mic_scratch)
-        gain = self.store.current.mic_gain
-        x = self._mic_scratch
-        return float(np.max(np.abs(x))) * gain, float(np.sqrt(np.mean(np.square(x)))) * gain
+        if self.engine.mic_lane is not None:  # after its effects
+            peak, rms = self.mic_channel.levels()
+        else:  # no effects: the capture's last 20 ms
+            if not hasattr(self, "_mic_scratch"):
+                self._mic_scratch = np.zeros(max(256, self.rate // 50), np.float32)
+            reader.recent(self._mic_scratch)
+            x = self._mic_scratch
+            peak, rms = float(np.max(np.abs(x))), float(np.sqrt(np.mean(np.square(x))))
+        p = self.store.current
+        gain = 0.0 if p.mic_mute else p.mic_gain
+        return peak * gain, rms * gain
+
+    def main_levels(self) -> tuple[float, float, float]:
+        """Linear (peak, rms, limiter gain) of what leaves on main (music, mic, master, limiter)."""
+        return self.master.take_levels()
 
     def stats(self) -> dict:
         st = self.engine.stats

@@ -84,14 +84,8 @@ class DropList(QListWidget):
             p.end()
 
     def dropEvent(self, event):
-        paths = [Path(u.toLocalFile()) for u in event.mimeData().urls() if u.isLocalFile()]
-        found = []
-        for p in paths:
-            if p.is_dir():
-                found += sorted(q for q in p.rglob("*") if q.suffix.lower() in AUDIO_SUFFIXES)
-            else:
-                found.append(p)
-        self.files_dropped.emit(found)
+        # folders are expanded by the Files tab, as `stemstream separate` expands them (stream_engine.batch)
+        self.files_dropped.emit([Path(u.toLocalFile()) for u in event.mimeData().urls() if u.isLocalFile()])
         event.acceptProposedAction()
 
 
@@ -101,10 +95,42 @@ def _origin(entry: dict) -> str:
     return f"from {source} with {entry.get('model') or 'the default model'}, {entry.get('when', '')}".rstrip(", ")
 
 
+INTEGER_SUBTYPES = {"PCM_16": 32767 / 32768, "PCM_24": (2 ** 23 - 1) / 2 ** 23}  # the largest value each holds
+
+
+def export_targets(files: dict[str, Path], folder: Path, track: str, fmt: str | None = None) -> list[Path]:
+    """Where ``write_export`` puts each output: ``folder/<track>-<name>.<fmt>``."""
+    return [Path(folder) / f"{track.replace('/', '-')}-{name}.{fmt or Path(source).suffix.lstrip('.')}"
+            for name, source in files.items()]
+
+
+def export_gain(files: dict[str, Path], subtype: str | None) -> tuple[float, float]:
+    """(gain, peak): the one gain that keeps every output below full scale in an integer format.
+
+    A separated stem (or a mix of them) may peak above 0 dBFS; 16- and 24-bit files clip there.
+    Never clipped silently: all outputs of the track are scaled by the same gain (so they still add
+    up to the mix), and the caller says by how much. Float exports keep the levels (gain 1).
+    """
+    import numpy as np
+    import soundfile as sf
+
+    limit = INTEGER_SUBTYPES.get(SUBTYPES.get(subtype or "24-bit", ""))
+    peak = 0.0
+    if limit is None:
+        return 1.0, peak
+    for source in files.values():
+        with sf.SoundFile(str(source)) as src:
+            for block in src.blocks(blocksize=1 << 16, dtype="float32", always_2d=True):
+                if block.size:
+                    peak = max(peak, float(np.max(np.abs(block))))
+    return (limit / peak if peak > limit else 1.0), peak
+
+
 def write_export(files: dict[str, Path], folder: Path, track: str, fmt: str | None = None,
-                 subtype: str | None = None) -> list[Path]:
+                 subtype: str | None = None, gain: float = 1.0) -> list[Path]:
     """Copy (no ``fmt``) or convert the outputs to ``folder/<track>-<name>.<fmt>``; returns the files.
 
+    ``gain`` scales every sample (``export_gain``: what keeps an integer format from clipping).
     Written block by block to a hidden partial file, then renamed, so a failed
     export leaves nothing half-written. Runs in a worker for the Export button.
     """
@@ -114,10 +140,8 @@ def write_export(files: dict[str, Path], folder: Path, track: str, fmt: str | No
 
     folder.mkdir(parents=True, exist_ok=True)
     done = []
-    for name, source in files.items():
+    for (name, source), target in zip(files.items(), export_targets(files, folder, track, fmt)):
         source = Path(source)
-        ext = fmt or source.suffix.lstrip(".")
-        target = folder / f"{track.replace('/', '-')}-{name}.{ext}"
         partial = folder / f".{target.name}.partial"
         try:
             if fmt is None:
@@ -127,12 +151,20 @@ def write_export(files: dict[str, Path], folder: Path, track: str, fmt: str | No
                         str(partial), "w", src.samplerate, src.channels, subtype=SUBTYPES[subtype or "24-bit"],
                         format=fmt.upper()) as dst:
                     for block in src.blocks(blocksize=1 << 16, dtype="float32", always_2d=True):
-                        dst.write(block)
+                        dst.write(block * gain if gain != 1.0 else block)
             os.replace(partial, target)
         finally:
             partial.unlink(missing_ok=True)
         done.append(target)
     return done
+
+
+def export_scaled(files: dict[str, Path], folder: Path, track: str, fmt: str, subtype: str) -> tuple[list, float]:
+    """``write_export`` at the gain ``export_gain`` chooses; returns (files, gain in dB)."""
+    import math
+
+    gain, _peak = export_gain(files, subtype)
+    return write_export(files, folder, track, fmt, subtype, gain), 20.0 * math.log10(gain)
 
 
 class StemRow:
@@ -191,6 +223,7 @@ class FilesTab(QWidget):
     def __init__(self, out_dir: Path, parent=None):
         super().__init__(parent)
         self.queue: list[Path] = []
+        self.roots: dict[Path, Path | None] = {}  # the folder a queued file was found in (names it, as the CLI)
         self.results: dict[str, dict[str, Path]] = {}
         self.levels: dict[str, dict[str, tuple]] = {}
         self.model_stems: dict[str, list[str]] = {}  # track -> the model's stems (the rest are mixes)
@@ -346,6 +379,15 @@ class FilesTab(QWidget):
         transport.addWidget(self.position, 1)
         pv.addLayout(transport)
         pv.addWidget(self.now_playing)
+        self.loading_bar = QProgressBar()  # busy while a track's outputs are read (long tracks take seconds)
+        self.loading_bar.setRange(0, 0)
+        self.loading_bar.setMaximumHeight(8)
+        self.loading_bar.setTextVisible(False)
+        policy = self.loading_bar.sizePolicy()
+        policy.setRetainSizeWhenHidden(True)  # its room is kept: nothing below moves when it shows
+        self.loading_bar.setSizePolicy(policy)
+        self.loading_bar.setVisible(False)
+        pv.addWidget(self.loading_bar)
         pv.addWidget(rows_scroll, 1)
         erow = QHBoxLayout()
         erow.addStretch(1)
@@ -372,10 +414,22 @@ class FilesTab(QWidget):
 
     # -- the list -------------------------------------------------------------
     def add_files(self, paths) -> None:
-        for p in paths:
-            p = Path(p)
+        """Files and folders (their audio, as `stemstream separate` finds it: stream_engine.batch)."""
+        from stream_engine.batch import BatchError, collect_inputs
+
+        notes: list[str] = []
+        try:
+            jobs = collect_inputs([Path(p) for p in paths], Path(self.out_edit.text()).expanduser(), notes)
+        except BatchError as exc:
+            self.error.emit(str(exc))
+            return
+        for note in notes:
+            self.message.emit(note)
+        for job in jobs:
+            p = Path(job.path)
             if p not in self.queue:
                 self.queue.append(p)
+                self.roots[p] = Path(job.root) if job.root else None
                 item = QListWidgetItem(str(p))
                 item.setData(Qt.UserRole, str(p))
                 item.setToolTip(str(p))
@@ -400,6 +454,7 @@ class FilesTab(QWidget):
     def _clear(self) -> None:
         if self.job is None:
             self.queue.clear()
+            self.roots.clear()
             self.files.clear()
             self._update_actions()
 
@@ -439,8 +494,42 @@ class FilesTab(QWidget):
             self.error.emit("Add files first: drop them on the list, or use Add files / Add demo song.")
             return
         self._todo = list(self.queue)
+        self._names = self.track_names(self._todo)
         self._total = len(self._todo)
+        self._errors = []
+        self._started_at = __import__("time").monotonic()
+        self.progress.setToolTip("")
         self._next()
+
+    def track_names(self, paths: list[Path]) -> dict[Path, str]:
+        """Each file's output folder name, from the CLI's naming code (``stream_engine.batch.name_jobs``):
+        same-named songs in different folders get their folder in the name (``a/mixture``,
+        ``b/mixture``), never one folder for two songs. A name an earlier result from another file
+        holds in the same output folder is told apart the same way (that file named alongside)."""
+        from stream_engine.batch import Job as BatchJob, name_jobs
+
+        jobs = [BatchJob(str(p), str(self.roots[p]) if self.roots.get(p) else None) for p in paths]
+        name_jobs(jobs)
+        out = Path(self.out_edit.text()).expanduser().resolve()
+        earlier = {}  # track name -> source of a result already in this output folder
+        for entry in self.history.entries:
+            folder, source, name = entry.get("folder"), entry.get("source"), entry.get("track")
+            if folder and source and name and Path(folder).resolve() == out / name:
+                earlier[name] = source
+        taken = {name.casefold() for name in earlier}
+        for job in jobs:
+            source = earlier.get(job.track)
+            if source is None or Path(source).resolve() == Path(job.path).resolve():
+                taken.add(job.track.casefold())
+                continue
+            pair = [BatchJob(source, None), BatchJob(job.path, job.root)]
+            name_jobs(pair)  # told apart from the earlier file as two inputs of one batch would be
+            name, k = pair[1].track, 2
+            while name.casefold() in taken:
+                name, k = f"{pair[1].track}-{k}", k + 1
+            job.track = name
+            taken.add(name.casefold())
+        return {Path(j.path): j.track for j in jobs}
 
     def _next(self) -> None:
         if not self._todo:
@@ -452,18 +541,21 @@ class FilesTab(QWidget):
         path = self._todo.pop(0)
         self._current = path
         self._done_files = self._total - len(self._todo) - 1
+        track = self._names.get(path, path.stem)
+        self._track = track
         model = self.model_box.currentData()
         profile = self.profile_box.currentData()
         out = Path(self.out_edit.text()).expanduser()
         fmt = self.format_box.currentText()
-        self.progress.setFormat(f"{path.name}: %p%")
+        self.progress.setFormat(f"file {self._done_files + 1} of {self._total}: {path.name}: %p%")
         self.message.emit(f"separating {path.name} with {model or 'the default model'} ({profile})…")
 
         holder: list = []
 
         def work():
             job = holder[0]
-            files = separate_one(path, out, model, profile, fmt, progress=job.progress.emit, cancel=job.cancel)
+            files = separate_one(path, out, model, profile, fmt, progress=job.progress.emit, cancel=job.cancel,
+                                 track=track)
             return files, stem_levels(files), [name for name in files if not is_mix(name)]
 
         job = Job(work, name="stemstream-separate")
@@ -476,13 +568,19 @@ class FilesTab(QWidget):
         job.start()
 
     def _one_progress(self, fraction: float) -> None:
-        self.progress.setValue(int(1000 * (self._done_files + fraction) / max(1, self._total)))
+        import time
+
+        done = (self._done_files + fraction) / max(1, self._total)
+        self.progress.setValue(int(1000 * done))
+        elapsed = time.monotonic() - self._started_at
+        eta = f" · about {time_text(elapsed * (1 - done) / done).split('.')[0]} left" if done > 0.02 else ""
+        self.progress.setFormat(f"file {self._done_files + 1} of {self._total}: {self._current.name}: %p%{eta}")
 
     def _one_done(self, result) -> None:
         import time
 
         files, levels, stems = result
-        track = self._current.stem
+        track = self._track
         files = {k: Path(v) for k, v in files.items()}
         entry = {"track": track, "folder": str(next(iter(files.values())).parent),
                  "files": {k: str(v) for k, v in files.items()}, "levels": {k: list(v) for k, v in levels.items()},
@@ -494,23 +592,29 @@ class FilesTab(QWidget):
         problem = self.history.save()
         if problem:
             self.message.emit(problem)
-        self._mark(self._current, "✓")
+        self._mark(self._current, "✓", f"outputs in {next(iter(files.values())).parent}")
         self.message.emit(f"{self._current.name}: {len(files)} files in {next(iter(files.values())).parent}")
         self.separated.emit(track)
         self._next()
 
     def _one_failed(self, message: str) -> None:
-        self._mark(self._current, "✗")
-        self.error.emit(f"Separation of {self._current.name} failed: {message}")
+        self._mark(self._current, "✗", message)
         if "cancelled" in message:
             self._todo = []
+            self.message.emit(f"{self._current.name}: cancelled; nothing of it was written")
+        else:
+            self._errors.append(f"{self._current.name}: {message.splitlines()[0]}")
+            # every failure of the batch stays listed (a dialog that showed only the last one lost the rest)
+            self.error.emit(f"{len(self._errors)} of {self._total} file(s) failed:\n" + "\n".join(self._errors)
+                            if len(self._errors) > 1 else f"Separation of {self._current.name} failed: {message}")
         self._next()
 
-    def _mark(self, path: Path, sign: str) -> None:
+    def _mark(self, path: Path, sign: str, why: str = "") -> None:
         for i in range(self.files.count()):
             item = self.files.item(i)
             if item.data(Qt.UserRole) == str(path):
                 item.setText(f"{sign}  {path}")
+                item.setToolTip(f"{path}\n{why}".strip())
 
     def _cancel(self) -> None:
         if self.job is not None:
@@ -614,12 +718,14 @@ class FilesTab(QWidget):
             return
         self._loading, self._then = track, then
         self.now_playing.setText(f"loading {track}…")
+        self.loading_bar.setVisible(True)
         run_job(load_track, self.results[track], self.output_rate, name="stemstream-load-stems",
                 on_done=lambda result: self._loaded_track(track, result),
                 on_error=lambda message: self._load_failed(track, message))
 
     def _load_failed(self, track: str, message: str) -> None:
         self._loading = None
+        self.loading_bar.setVisible(False)
         self.now_playing.setText(IDLE_HINT)
         self.error.emit(f"Cannot load {track}: {message}")
 
@@ -627,6 +733,7 @@ class FilesTab(QWidget):
         if self._loading != track:
             return  # another track was chosen meanwhile
         self._loading, then = None, self._then
+        self.loading_bar.setVisible(False)
         tracks, rate, envelopes = result
         self._unload()
         self.player.set_tracks(tracks, rate)
@@ -791,23 +898,48 @@ class FilesTab(QWidget):
         if folder:
             self.export_chosen(Path(folder))
 
-    def export_chosen(self, folder: Path) -> None:
-        """Convert the ticked outputs into ``folder`` in the background, in the chosen format."""
+    def export_chosen(self, folder: Path, overwrite: bool = False) -> None:
+        """Convert the ticked outputs into ``folder`` in the background, in the chosen format.
+
+        Files already there are not replaced without asking (a question box: Replace / Cancel).
+        An integer format never clips: the outputs are scaled together below full scale and the
+        status says by how much (32-bit float keeps the level)."""
+        from PySide6.QtWidgets import QMessageBox
+
         files, track = self.chosen_outputs(), self._loaded
         fmt, depth = self.export_format.currentText(), self.export_depth.currentText()
+        existing = [t for t in export_targets(files, Path(folder), track, fmt) if t.exists()]
+        if existing and not overwrite:
+            names = "\n".join(t.name for t in existing[:8]) + ("\n…" if len(existing) > 8 else "")
+            box = QMessageBox(QMessageBox.Question, "Replace files?",
+                              f"{len(existing)} file(s) already in {folder}:\n{names}\n\nReplace them?",
+                              QMessageBox.Yes | QMessageBox.Cancel, self)
+            box.button(QMessageBox.Yes).setText("Replace")
+            box.setDefaultButton(QMessageBox.Cancel)
+            box.finished.connect(lambda result: self.export_chosen(folder, overwrite=True)
+                                 if result == QMessageBox.Yes else self.message.emit("export cancelled: nothing replaced"))
+            self.overwrite_box = box  # tests answer it; kept alive while open
+            box.open()
+            return
         self.export_button.setEnabled(False)
         self.message.emit(f"exporting {len(files)} output(s) of {track} as {fmt} {depth}…")
 
-        def done(paths):
+        def done(result):
+            paths, gain_db = result
             self._update_actions()
             self.exported = paths
-            self.message.emit(f"exported {len(paths)} file(s) to {folder}")
+            self.export_gain_db = gain_db
+            scaled = (f"; scaled by {gain_db:.2f} dB so the {depth} files do not clip (the outputs peak "
+                      f"above 0 dBFS; 32-bit float keeps the level)") if gain_db < -0.005 else ""
+            self.message.emit(f"exported {len(paths)} file(s) to {folder}{scaled}")
+            if scaled:
+                self.now_playing.setText(f"Exported {depth}{scaled}.")
 
         def failed(message):
             self._update_actions()
             self.error.emit(f"Export failed: {message}")
 
-        run_job(write_export, files, folder, track, fmt, depth, on_done=done, on_error=failed,
+        run_job(export_scaled, files, Path(folder), track, fmt, depth, on_done=done, on_error=failed,
                 name="stemstream-export")
 
     def export_to(self, files, folder: Path) -> list[Path]:

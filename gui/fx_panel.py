@@ -99,7 +99,7 @@ class FxPanel(QWidget):
         self._defaults_cache: dict[str, dict] = {}
 
         self.stem_box = QComboBox()
-        self.stem_box.setToolTip("Which stem's effect chain to edit")
+        self.stem_box.setToolTip("Which stem's effect chain to edit (or the microphone's: mic)")
         self.stem_box.currentTextChanged.connect(self._show_chain)
         self.list = QListWidget()
         self.list.setToolTip("Effects in processing order. Untick to bypass; select to edit its parameters")
@@ -130,14 +130,15 @@ class FxPanel(QWidget):
         self.pending = QLabel("")
         self.pending.setWordWrap(True)
         self.pending.setStyleSheet("color:#f0c060")
-        self.apply_button = QPushButton("Apply chain changes")
-        self.apply_button.setToolTip("Rebuild the engine with the edited chains (a short gap in the audio)")
+        self.apply_button = QPushButton("Apply")
+        self.apply_button.setToolTip("Apply the edited chains (while playing: a 30 ms crossfade to them)")
         self.apply_button.setEnabled(False)
         self.apply_button.clicked.connect(self._apply)
 
         row1 = QHBoxLayout()
         row1.addWidget(QLabel("Stem"))
         row1.addWidget(self.stem_box, 1)
+        row1.addWidget(self.apply_button)  # at the top: never below the panel's scroll
         row2 = QHBoxLayout()
         row2.addWidget(self.type_box, 1)
         row2.addWidget(add)
@@ -160,7 +161,6 @@ class FxPanel(QWidget):
         layout.addWidget(self.params_holder)
         layout.addLayout(row4)
         layout.addWidget(self.pending)
-        layout.addWidget(self.apply_button)
         self.refresh_presets()
 
     # -- model -----------------------------------------------------------
@@ -185,16 +185,24 @@ class FxPanel(QWidget):
         return self.chains.setdefault(self.stem, [])
 
     def refresh_presets(self) -> None:
+        """The presets for the chain shown: a voice's (``mic-*``: mic-vocal) on the microphone, the
+        rest on the stems (mic-vocal is for a singer's mic, not the song's vocals stem)."""
         from plugins.effects import list_presets
 
+        current = self.preset_box.currentText()
         self.preset_box.clear()
         try:
-            self.preset_box.addItems(sorted(list_presets(preset_folder())))
+            names = sorted(list_presets(preset_folder()))
         except OSError:
-            pass
+            names = []
+        mic = self.stem_box.currentText() == "mic"
+        self.preset_box.addItems([n for n in names if n.startswith("mic") == mic] or names)
+        if current and self.preset_box.findText(current) >= 0:
+            self.preset_box.setCurrentText(current)
 
     # -- views ------------------------------------------------------------
     def _show_chain(self, stem: str) -> None:
+        self.refresh_presets()
         self.list.blockSignals(True)
         self.list.clear()
         for spec in self.chains.get(stem, []):

@@ -53,12 +53,16 @@ class LiveWiring(QObject):
         lt.input_box.currentIndexChanged.connect(self._input_changed)
         lt.mic_box.currentIndexChanged.connect(self._mic_changed)
         lt.mic_device_box.currentIndexChanged.connect(self._mic_changed)
+        lt.mic_device_box.currentIndexChanged.connect(self._fill_mic_channels)
+        lt.input_box.currentIndexChanged.connect(self._fill_mic_channels)
         lt.listen_box.currentIndexChanged.connect(self._listen_changed)
         lt.scene_save.clicked.connect(self.save_scene)
         lt.scene_load.clicked.connect(self.load_scene)
         lt.routing_button.clicked.connect(self.edit_routing)
         lt.input_box.model().rowsInserted.connect(self._devices_listed)  # the window lists devices there too
         self._fill_pending = False
+        self._key_stage_auto = False  # ticked because the key moved (not by the user): it leaves again at 0
+        self._ticking = False
         # effect chains change by a switch while running, not by a restart
         try:
             lt.fx.structure_changed.disconnect(window._fx_structure)
@@ -109,7 +113,7 @@ class LiveWiring(QObject):
             if w.osc is not None:
                 w.osc.attach(None)
             self._attached = None
-            lt.mic_meter.set_levels(-120.0)
+            lt.mic_strip.reset_levels()
         lt.mic_device_box.setEnabled(state in ("idle", "running"))
 
     # ------------------------------------------------------------ the setup boxes
@@ -122,18 +126,51 @@ class LiveWiring(QObject):
             self._switch(session.control.set_model, data)
 
     def _profile_changed(self, _index: int) -> None:
+        """While playing: a crossfade when the device block stays; when the new profile has another
+        block (live 256, balanced 512...), Stop and Start, so it plays exactly as a fresh Start would
+        (a crossfade kept the old block: more latency and misses than the profile promises)."""
+        from stream_engine.profiles import get_profile
+
         session = self._session()
-        if session is not None:
-            self._switch(session.control.set_profile, self.tab.profile_box.currentData())
+        if session is None:
+            return
+        profile = self.tab.profile_box.currentData()
+        block = self.window.args.block or get_profile(profile).block
+        if block != session.engine.block:
+            self.window.statusBar().showMessage(f"profile {profile}: device block {block} (was "
+                                                f"{session.engine.block}): restarting the stream", 5000)
+            self.window.restart()
+            return
+        self._switch(session.control.set_profile, profile)
 
     def _key_stage_toggled(self, on: bool) -> None:
+        if not self._ticking:
+            self._key_stage_auto = False  # the user's own tick (or untick) stays
         session = self._session()
         if session is not None:
             session.control.set_key_stage(on)
 
+    def _tick_key_stage(self, on: bool) -> None:
+        """The key stage follows the key: in when it leaves 0, out when it is back (the stage's 43 ms
+        go with it), unless the user ticked the box by hand."""
+        box = self.tab.key_stage
+        if box.isChecked() == on:
+            return
+        self._ticking = True
+        try:
+            box.setChecked(on)
+        finally:
+            self._ticking = False
+        self._key_stage_auto = on
+
     def _key_moved(self, value: int) -> None:
         if value and not self.tab.key_stage.isChecked():
-            self.tab.key_stage.setChecked(True)  # running: LiveControl adds it already; stopped: at Start
+            self._tick_key_stage(True)  # running: LiveControl adds it already; stopped: at Start
+        elif not value and self._key_stage_auto:
+            self._tick_key_stage(False)
+            if self._session() is not None:
+                self.window.statusBar().showMessage("key back at 0: the key stage leaves (its 43 ms with it)", 5000)
+            return
         if value and self._session() is not None:
             self.window.statusBar().showMessage("key change: the key stage comes in with a crossfade (+43 ms)", 5000)
 
@@ -152,6 +189,41 @@ class LiveWiring(QObject):
         if session is not None:
             self._ask(session.set_mic_device, self._mic_device, self.tab.mic_box.currentData())
 
+    def mic_device(self):
+        """The device the mic is read from: its own choice, else the input device, else the default input."""
+        w, lt = self.window, self.tab
+        key = lt.mic_device_box.currentData()
+        if key is None:
+            key = lt.input_box.currentData()
+        device = next((d for d in w.devices if d.key == key and d.max_in), None)
+        if device is None:
+            try:
+                import sounddevice as sd
+
+                index = sd.default.device[0]
+                device = next((d for d in w.devices if d.index == index and d.max_in), None)
+            except Exception:  # noqa: BLE001
+                device = None
+        return device
+
+    def _fill_mic_channels(self, *_args) -> None:
+        """Offer the channels the mic's device has (1-2 on a 2-input device, not 1-8)."""
+        box = self.tab.mic_box
+        device = self.mic_device()
+        count = min(device.max_in, 64) if device is not None else 8
+        current = box.currentData()
+        if box.count() == count + 1:
+            return
+        box.blockSignals(True)
+        box.clear()
+        box.addItem("none", None)
+        for ch in range(count):
+            box.addItem(f"ch {ch + 1}", ch)
+        box.setCurrentIndex(max(0, box.findData(current)))
+        box.blockSignals(False)
+        if current is not None and box.currentData() != current:
+            self._mic_changed(0)  # the chosen channel is gone: no mic
+
     def _devices_listed(self, *_args) -> None:
         if not self._fill_pending:  # once per listing, after the window added every row
             self._fill_pending = True
@@ -159,6 +231,8 @@ class LiveWiring(QObject):
 
     def _fill_mic_devices(self) -> None:
         self._fill_pending = False
+        self._key_stage_auto = False  # ticked because the key moved (not by the user): it leaves again at 0
+        self._ticking = False
         box = self.tab.mic_device_box
         box.blockSignals(True)
         box.clear()
@@ -169,16 +243,26 @@ class LiveWiring(QObject):
                 box.setItemData(box.count() - 1, d.description, Qt.ToolTipRole)
         box.setCurrentIndex(max(0, box.findData(self._mic_device)))
         box.blockSignals(False)
+        self._fill_mic_channels()
 
     def _fx_structure(self) -> None:
         session = self._session()
         if session is None:
             return
+        from .audio import MIC_FX
+
+        def stem_chains(chains):
+            return {stem: [s for _, s in active_effects(specs)] for stem, specs in chains.items()
+                    if stem != MIC_FX and active_effects(specs)}
+
         chains = copy.deepcopy(self.tab.fx.chains)
-        active = {stem: [s for _, s in active_effects(specs)] for stem, specs in chains.items()
-                  if active_effects(specs)}
+        before = stem_chains(self.window._running_fx)
         self.window._running_fx = chains
-        self._switch(session.control.set_fx, active)
+        if chains.get(MIC_FX, []) != session.config.fx.get(MIC_FX, []):
+            session.config.fx[MIC_FX] = copy.deepcopy(chains.get(MIC_FX, []))
+            self._ask(session.set_mic_fx, chains.get(MIC_FX, []))  # the mic's lane swaps chains: no rebuild
+        if stem_chains(chains) != before:
+            self._switch(session.control.set_fx, stem_chains(chains))
 
     # ------------------------------------------------------------ listen mode, params
     def _listen_changed(self, _index: int) -> None:
@@ -187,8 +271,11 @@ class LiveWiring(QObject):
             self.window.store.update(lambda p: p.with_(listen=mode))
 
     def _show_params(self, _old, new) -> None:
-        if self.window.store.current.key != 0 and not self.tab.key_stage.isChecked():
-            self.tab.key_stage.setChecked(True)  # a key set by OSC, a shortcut or a scene needs the stage too
+        key = self.window.store.current.key
+        if key != 0 and not self.tab.key_stage.isChecked():
+            self._tick_key_stage(True)  # a key set by OSC, a shortcut or a scene needs the stage too
+        elif key == 0 and self._key_stage_auto:
+            self._tick_key_stage(False)
         box = self.tab.listen_box
         index = box.findData(self.window.store.current.listen)
         if index >= 0 and index != box.currentIndex():
@@ -215,11 +302,14 @@ class LiveWiring(QObject):
         elif name == "profile":
             self._select(lt.profile_box, values[0])
         elif name == "keystage":
+            on = bool(values[0])
+            if session is not None and session.control is not None and session.control.wanted.key_stage != on:
+                return  # a later request (the user's tick) is on its way: the box already shows it
             lt.key_stage.blockSignals(True)
-            lt.key_stage.setChecked(bool(values[0]))
+            lt.key_stage.setChecked(on)
             lt.key_stage.blockSignals(False)
             if session is not None:
-                session.config.key_shift = bool(values[0])
+                session.config.key_shift = on
         elif name == "switched" and session is not None:
             what, fade_ms, gap_ms, latency_ms = values
             self._show_latency()
@@ -252,7 +342,9 @@ class LiveWiring(QObject):
         import math
 
         peak, rms = session.mic_levels()
-        self.tab.mic_meter.set_levels(20 * math.log10(max(peak, 1e-6)), 20 * math.log10(max(rms, 1e-6)))
+        self._mic_ticks = getattr(self, "_mic_ticks", 0) + 1
+        self.tab.mic_strip.set_levels(20 * math.log10(max(peak, 1e-6)), 20 * math.log10(max(rms, 1e-6)),
+                                      self._mic_ticks % 5 == 0)
 
     # ------------------------------------------------------------ scenes
     def _refresh_scenes(self) -> None:
@@ -267,16 +359,89 @@ class LiveWiring(QObject):
         box.blockSignals(False)
 
     def save_scene(self) -> None:
+        """Save the mixer and the app's set-up (routing, model, profile, input) as the named scene;
+        without a name, ask for one."""
+        import json
+        import os
+
         from stream_engine.scenes import save_scene
 
         name = self.tab.scene_box.currentText().strip()
+        if not name:
+            from PySide6.QtWidgets import QInputDialog
+
+            dialog = QInputDialog(self.window)
+            dialog.setWindowTitle("Save scene")
+            dialog.setLabelText("Scene name:")
+            dialog.textValueSelected.connect(lambda text: (self.tab.scene_box.setEditText(text.strip()),
+                                                           self.save_scene() if text.strip() else None))
+            self.name_dialog = dialog  # tests answer it; kept alive while open
+            dialog.open()
+            return
         try:
             path = save_scene(name, self.window.store.current, copy.deepcopy(self.tab.fx.chains))
+            scene = json.loads(path.read_text())
+            scene["app"] = self.setup()  # the app's part; stemstream live reads the mixer and ignores it
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text(json.dumps(scene, indent=1))
+            os.replace(tmp, path)
         except (OSError, ValueError) as exc:
             self.window.show_error(f"Could not save the scene: {exc}")
             return
         self._refresh_scenes()
         self.window.statusBar().showMessage(f"scene saved: {path}", 5000)
+
+    def setup(self) -> dict:
+        """What a scene keeps beyond the mixer: routing (channels from 1), model, profile, input."""
+        from .audio import routes_to_setting
+        from .window import MODEL_FILE
+
+        lt = self.tab
+        model = lt.model_box.currentData()
+        return {"routes": routes_to_setting(self.routes), "model": None if model == MODEL_FILE else model,
+                "profile": lt.profile_box.currentData(), "input": lt.input_box.currentData()}
+
+    def apply_setup(self, app) -> list[str]:
+        """A scene's set-up, checked as untrusted input: a model only by a name the app lists (never
+        a path), a live profile, an input only among the listed devices or the demo song (never a
+        file path), routing in the settings' shape. Returns what was left out."""
+        from stream_engine.profiles import REALTIME_PROFILES
+        from stream_engine.separators.registry import available
+
+        from .audio import DEMO_SOURCE, routes_from_setting
+
+        skipped = []
+        if not isinstance(app, dict):
+            return skipped
+        lt = self.tab
+        model = app.get("model")
+        if model is None or (isinstance(model, str) and model in available()):
+            self._select_user(lt.model_box, model)
+        else:
+            skipped.append(f"model {model!r}")
+        if app.get("profile") in REALTIME_PROFILES:
+            self._select_user(lt.profile_box, app["profile"])
+        elif app.get("profile") is not None:
+            skipped.append(f"profile {app.get('profile')!r}")
+        inp = app.get("input")
+        if inp == DEMO_SOURCE or any(d.key == inp and d.max_in for d in self.window.devices):
+            self._select_user(lt.input_box, inp)
+        elif inp is not None:
+            skipped.append(f"input {inp!r}")
+        if app.get("routes") is not None:
+            routes = routes_from_setting(app.get("routes"))
+            if routes is not None and all(isinstance(b, str) and len(b) < 64 for b in routes):
+                self.set_routes(routes)
+            else:
+                skipped.append("routing")
+        return skipped
+
+    @staticmethod
+    def _select_user(box, data) -> None:
+        """Select as the user would (signals on: a running engine switches)."""
+        index = box.findData(data)
+        if index >= 0 and index != box.currentIndex():
+            box.setCurrentIndex(index)
 
     def load_scene(self, name: str | None = None) -> None:
         from stream_engine.scenes import load_scene, params_from_scene
@@ -289,10 +454,14 @@ class LiveWiring(QObject):
             self.window.show_error(str(exc))
             return
         chains = scene.get("fx")
+        skipped = self.apply_setup(scene.get("app"))
         if isinstance(chains, dict) and chains != self.tab.fx.chains:
-            self.tab.fx.set_stems(self.window.stems, copy.deepcopy(chains))
+            from .audio import MIC_FX
+
+            self.tab.fx.set_stems(tuple(self.window.stems) + (MIC_FX,), copy.deepcopy(chains))
             self._fx_structure()
-        self.window.statusBar().showMessage(f"scene loaded: {name}", 5000)
+        self.window.statusBar().showMessage(f"scene loaded: {name}" + (f" (left out: {', '.join(skipped)})"
+                                                                       if skipped else ""), 8000)
 
     # ------------------------------------------------------------ routing
     def buses(self) -> list[str]:
@@ -303,6 +472,10 @@ class LiveWiring(QObject):
         session = self._session()
         if session is not None:
             outputs = session.engine.out_channels
+        else:  # stopped: the chosen output device's channels (9,10 on an 8-channel device is refused)
+            key = self.tab.output_box.currentData()
+            device = next((d for d in self.window.devices if d.key == key), None)
+            outputs = device.max_out if device is not None else None
         current = self.routes or {"main": [0, 1]}
         dialog = RoutingDialog(self.buses(), current, outputs, self.window)
         dialog.setModal(True)

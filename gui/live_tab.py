@@ -4,12 +4,10 @@ to the ParamStore and the session."""
 
 from __future__ import annotations
 
-import time
-
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView, QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFormLayout, QFrame, QGridLayout, QGroupBox,
-    QHBoxLayout, QHeaderView, QLabel, QProgressBar, QPushButton, QScrollArea, QSizePolicy, QSlider, QStyle,
+    QHBoxLayout, QHeaderView, QLabel, QPushButton, QScrollArea, QSizePolicy, QSlider, QStyle,
     QTableWidget, QTableWidgetItem, QToolButton, QVBoxLayout, QWidget,
 )
 
@@ -17,7 +15,7 @@ from stream_engine.params import LISTEN_LABELS, LISTEN_MODES, StemParams
 from stream_engine.profiles import PROFILES, REALTIME_PROFILES
 
 from .fx_panel import FxPanel
-from .widgets import CEIL_DB, FLOOR_DB, FaderScale, LevelMeter, Spectrogram
+from .widgets import FaderScale, LevelMeter, Spectrogram, keep_width_for
 
 
 def gain_text(gain: float) -> str:
@@ -27,15 +25,23 @@ def gain_text(gain: float) -> str:
 
 
 class StemStrip(QFrame):
-    """One channel strip: name, peak/RMS meter, fader (0..2 linear), mute, solo."""
+    """One channel strip: name, peak/RMS meter, fader (0..2 linear), mute, solo.
+
+    ``kind``: "stem" (mute, solo), "mic" (mute, and FX: its effect chain in the effects panel) or
+    "main" (the master fader and the safety limiter's LIMIT toggle); ``controls=False``: a meter only.
+    Double-click a fader: back to 0 dB.
+    """
 
     gain_changed = Signal(str, float)
     mute_changed = Signal(str, bool)
     solo_changed = Signal(str, bool)
+    fx_requested = Signal(str)
+    limiter_changed = Signal(bool)
 
-    def __init__(self, stem: str, parent=None, controls: bool = True, title: str | None = None):
+    def __init__(self, stem: str, parent=None, controls: bool = True, title: str | None = None, kind: str = "stem"):
         super().__init__(parent)
         self.stem = stem
+        self.kind = kind
         self.setObjectName("strip")
         self.setFrameShape(QFrame.StyledPanel)
         title = QLabel(title or (stem.upper() if controls else "MAIN"))
@@ -61,8 +67,12 @@ class StemStrip(QFrame):
             self.fader.setValue(100)
             self.fader.setPageStep(10)
             self.fader.setMinimumHeight(80)
-            self.fader.setToolTip(f"{stem} level: linear gain 0..2 (OSC /stemstream/stem/{stem}/gain)")
+            self.fader.setToolTip({"main": "Master level of the main output, 0..2 (double-click: 0 dB)",
+                                   "mic": "Microphone level in the output, 0..2 (OSC /stemstream/mic/gain; "
+                                          "double-click: 0 dB)"}.get(
+                kind, f"{stem} level: linear gain 0..2 (OSC /stemstream/stem/{stem}/gain; double-click: 0 dB)"))
             self.fader.valueChanged.connect(self._fader_moved)
+            self.fader.installEventFilter(self)  # a double-click resets it
             body.addWidget(self.fader)
             body.addWidget(FaderScale(self.fader))
         body.addStretch(1)
@@ -71,8 +81,35 @@ class StemStrip(QFrame):
         self.gain_label = QLabel("0.0 dB" if controls else "")
         self.gain_label.setAlignment(Qt.AlignCenter)
         layout.addWidget(self.gain_label)
-        self.mute = self.solo = None
-        if controls:
+        self.mute = self.solo = self.fx_button = self.limit = None
+        if controls and kind == "main":
+            row = QHBoxLayout()
+            self.limit = QPushButton("LIMIT")
+            self.limit.setCheckable(True)
+            self.limit.setChecked(True)
+            self.limit.setObjectName("solo")
+            self.limit.setToolTip("Safety limiter on the main output: nothing leaves above -1 dBFS (mic plus music "
+                                  "would clip at 0 dBFS). It does nothing below that level, so it is on by default")
+            self.limit.toggled.connect(self.limiter_changed)
+            keep_width_for(self.limit, ("LIMIT", "LIM -99"))  # it shows the gain reduction while acting
+            row.addWidget(self.limit)
+            layout.addLayout(row)
+        elif controls and kind == "mic":
+            row = QHBoxLayout()
+            self.mute = QPushButton("M")
+            self.mute.setCheckable(True)
+            self.mute.setObjectName("mute")
+            self.mute.setToolTip("Mute the microphone")
+            self.mute.toggled.connect(lambda on: self.mute_changed.emit(self.stem, on))
+            self.fx_button = QPushButton("FX")
+            self.fx_button.setToolTip("The microphone's effect chain (e.g. the mic-vocal preset) in the effects panel")
+            self.fx_button.clicked.connect(lambda: self.fx_requested.emit(self.stem))
+            self.mute.setFixedWidth(34)
+            self.fx_button.setFixedWidth(max(34, self.fx_button.fontMetrics().horizontalAdvance("FX") + 26))
+            for b in (self.mute, self.fx_button):
+                row.addWidget(b)
+            layout.addLayout(row)
+        elif controls:
             row = QHBoxLayout()
             self.mute = QPushButton("M")
             self.mute.setCheckable(True)
@@ -92,6 +129,14 @@ class StemStrip(QFrame):
         self.setMinimumWidth(max(90 if controls else 80, title.minimumSizeHint().width() + 14))
         self.setMaximumWidth(max(200, self.minimumWidth()))
 
+    def eventFilter(self, obj, event) -> bool:
+        from PySide6.QtCore import QEvent
+
+        if obj is self.fader and event.type() == QEvent.MouseButtonDblClick:
+            self.fader.setValue(100)  # 0 dB, as mixers do
+            return True
+        return super().eventFilter(obj, event)
+
     def _fader_moved(self, value: int) -> None:
         gain = value / 100.0
         self.gain_label.setText(gain_text(gain))
@@ -99,7 +144,7 @@ class StemStrip(QFrame):
 
     def show_params(self, p: StemParams) -> None:
         """Reflect the store without sending anything back."""
-        if self.fader is None:
+        if self.fader is None or self.solo is None:
             return
         for w, value in ((self.fader, round(p.gain * 100)), (self.mute, p.mute), (self.solo, p.solo)):
             w.blockSignals(True)
@@ -116,26 +161,22 @@ class StemStrip(QFrame):
         if text:
             self.level.setText("-inf" if peak_db <= -119 else f"{peak_db:.0f} / {rms_db:.0f}")
 
+    def reset_levels(self) -> None:
+        self.meter.reset()
+        self.level.setText("-inf")
 
-class MicMeter(QProgressBar):
-    """The microphone's level under its slider: a thin bar, -60..+6 dBFS, the peak falling 20 dB/s."""
-
-    FALL_DB_PER_S = 20.0
-
-    def __init__(self, parent=None):
-        super().__init__(parent)
-        self.setRange(0, 660)
-        self.setTextVisible(False)
-        self.setFixedHeight(8)
-        self.setToolTip("Microphone level after its slider (peak, -60..+6 dBFS)")
-        self.peak = FLOOR_DB - 1
-        self._last = time.perf_counter()
-
-    def set_levels(self, peak_db: float, rms_db: float = FLOOR_DB) -> None:
-        now = time.perf_counter()
-        self.peak = max(peak_db, self.peak - self.FALL_DB_PER_S * (now - self._last))
-        self._last = now
-        self.setValue(int(10 * (min(max(self.peak, FLOOR_DB), CEIL_DB) - FLOOR_DB)))
+    def show_value(self, widget, value) -> None:
+        """Set a control of this strip without sending anything back."""
+        if widget is None:
+            return
+        widget.blockSignals(True)
+        if isinstance(value, bool):
+            widget.setChecked(value)
+        else:
+            widget.setValue(value)
+        widget.blockSignals(False)
+        if widget is self.fader:
+            self.gain_label.setText(gain_text(value / 100.0))
 
 
 class LiveTab(QWidget):
@@ -191,6 +232,10 @@ class LiveTab(QWidget):
         form.addRow("Input", in_row)
         form.addRow("Output", self.output_box)
         form.addRow("Model", self.model_box)
+        self.model_info = QLabel("")  # stems, latency and SDR from the model's card (gui.models)
+        self.model_info.setWordWrap(True)
+        self.model_info.setStyleSheet("color:#8a909a; font-size:8pt;")
+        form.addRow("", self.model_info)
         form.addRow("Profile", self.profile_box)
         mic_row = QHBoxLayout()
         mic_row.addWidget(self.mic_device_box, 1)
@@ -211,11 +256,12 @@ class LiveTab(QWidget):
         self.key.setPageStep(1)
         self.key.setToolTip("Key of the accompaniment in semitones, -12..+12 (Up/Down or +/-; OSC /stemstream/karaoke/key)")
         self.key_label = QLabel("0")
-        self.mic = QSlider(Qt.Horizontal)
-        self.mic.setRange(0, 200)
-        self.mic.setToolTip("Microphone level in the output, 0..2 (OSC /stemstream/mic/gain)")
-        self.mic_label = QLabel("0.0 dB")
-        for lab in (self.guide_label, self.key_label, self.mic_label):
+        # the microphone has a strip of its own in the mixer (level, meter, mute, effects)
+        self.mic_strip = StemStrip("mic", title="MIC", kind="mic")
+        self.mic_strip.setToolTip("The microphone: its level after its effects, level and mute (what it adds to "
+                                  "the output; it skips the separation)")
+        self.mic, self.mic_label, self.mic_meter = self.mic_strip.fader, self.mic_strip.gain_label, self.mic_strip.meter
+        for lab in (self.guide_label, self.key_label):
             lab.setMinimumWidth(56)
         self.listen_box = QComboBox()
         for mode in LISTEN_MODES:
@@ -238,19 +284,17 @@ class LiveTab(QWidget):
         grid = QGridLayout(karaoke)
         grid.addWidget(QLabel("Mode"), 0, 0)
         grid.addWidget(self.listen_box, 0, 1, 1, 2)
-        for r, (name, slider, lab) in enumerate((("Guide", self.guide, self.guide_label), ("Key", self.key, self.key_label),
-                                                ("Mic", self.mic, self.mic_label)), start=1):
+        for r, (name, slider, lab) in enumerate((("Guide", self.guide, self.guide_label), ("Key", self.key, self.key_label)),
+                                                start=1):
             grid.addWidget(QLabel(name), r, 0)
             grid.addWidget(slider, r, 1)
             grid.addWidget(lab, r, 2)
-        self.mic_meter = MicMeter()
-        grid.addWidget(self.mic_meter, 4, 1)
         scenes = QHBoxLayout()
         scenes.addWidget(self.scene_box, 1)
         scenes.addWidget(self.scene_save)
         scenes.addWidget(self.scene_load)
-        grid.addWidget(QLabel("Scene"), 5, 0)
-        grid.addLayout(scenes, 5, 1, 1, 2)
+        grid.addWidget(QLabel("Scene"), 3, 0)
+        grid.addLayout(scenes, 3, 1, 1, 2)
         grid.setColumnStretch(1, 1)
 
         self.latency_group = QGroupBox("Latency")
@@ -285,8 +329,9 @@ class LiveTab(QWidget):
         self.strip_row = QHBoxLayout(self.mixer_group)
         self.strip_row.setSpacing(8)
         self.strips: dict[str, StemStrip] = {}
-        self.main_strip = StemStrip("main", controls=False)
-        self.main_strip.setToolTip("The main mix: what the output plays (the strips show each stem's part of it)")
+        self.main_strip = StemStrip("main", title="MAIN", kind="main")
+        self.main_strip.setToolTip("The main output as it leaves: music, mic, master fader and limiter (the stem "
+                                   "strips show each stem's part of it)")
 
 
         # -- spectrogram ----------------------------------------------------------
@@ -302,7 +347,11 @@ class LiveTab(QWidget):
         sv.addLayout(sh)
         sv.addWidget(self.spectrogram, 1)
 
+        from .player import PlayerPanel
+
+        self.player = PlayerPanel()
         center = QVBoxLayout()
+        center.addWidget(self.player.transport)
         center.addWidget(self.mixer_group, 3)
         center.addWidget(spec_group, 2)
 
@@ -321,14 +370,22 @@ class LiveTab(QWidget):
 
         # the mixer spans the width right of the set-up (any number of strips fits at 1024 px);
         # below it the spectrogram and the effects share the row and grow with the window
-        center.takeAt(1)
+        center.takeAt(2)
+        from PySide6.QtWidgets import QTabWidget
+
+        self.bottom_tabs = QTabWidget()  # the queue and the spectrogram share the place under the mixer
+        self.bottom_tabs.addTab(self.player.queue_box, "Queue")
+        self.bottom_tabs.addTab(spec_group, "Spectrogram")
         bottom = QHBoxLayout()
-        bottom.addWidget(spec_group, 1)
+        bottom.addWidget(self.bottom_tabs, 1)
         bottom.addWidget(scroll, 1)
         center.addLayout(bottom, 2)
         layout = QHBoxLayout(self)
         layout.addWidget(left_scroll, 1)
         layout.addLayout(center, 3)
+
+    def profile_box_profiles(self) -> list[str]:
+        return [self.profile_box.itemData(i) for i in range(self.profile_box.count())]
 
     def show_latency(self, report, target_ms: float, mic_ms: float | None = None) -> None:
         rows = [f"<tr><td>{name}</td><td align='right'>&nbsp;{1000.0 * n / report.sample_rate:.1f} ms</td></tr>"
@@ -347,12 +404,13 @@ class LiveTab(QWidget):
         while self.strip_row.count():
             item = self.strip_row.takeAt(0)
             w = item.widget()
-            if w is not None and w is not self.main_strip:
+            if w is not None and w not in (self.main_strip, self.mic_strip):
                 w.deleteLater()
         self.strips = {s: StemStrip(s) for s in stems}
         for strip in self.strips.values():
             self.strip_row.addWidget(strip, 1)
         self.strip_row.addSpacing(16)
+        self.strip_row.addWidget(self.mic_strip)
         self.strip_row.addWidget(self.main_strip)
         current = self.spec_source.currentData()
         self.spec_source.blockSignals(True)

@@ -18,8 +18,8 @@ from stream_engine.profiles import get_profile
 from stream_engine.separators.registry import load_separator
 
 
-class Cancelled(Exception):
-    pass
+class Cancelled(RuntimeError):
+    """The user pressed Cancel (a plain message, not a traceback: gui.jobs shows RuntimeErrors as text)."""
 
 
 def separate_one(path: Path, out_dir: Path, model: str | None, profile: str, fmt: str = "wav",

@@ -5,9 +5,12 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from PySide6.QtCore import QRectF, QSize, Qt, Signal
+from PySide6.QtCore import QEvent, QObject, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QImage, QLinearGradient, QPainter, QPen
-from PySide6.QtWidgets import QLabel, QPushButton, QSizePolicy, QSlider, QWidget
+from PySide6.QtWidgets import (
+    QAbstractSlider, QAbstractSpinBox, QApplication, QComboBox, QLabel, QPushButton, QScrollArea, QSizePolicy,
+    QSlider, QWidget,
+)
 
 FLOOR_DB = -60.0
 CEIL_DB = 6.0
@@ -55,6 +58,11 @@ class LevelMeter(QWidget):
             self.peak, self.rms = new_peak, new_rms
             self.update()
 
+    def reset(self) -> None:
+        """Silence now (peak, RMS and hold to the floor), not by the fall-back ballistics."""
+        self.peak = self.rms = self.hold = FLOOR_DB - 1
+        self.update()
+
     def _y(self, db: float, h: float) -> float:
         f = (min(max(db, FLOOR_DB), CEIL_DB) - FLOOR_DB) / (CEIL_DB - FLOOR_DB)
         return h * (1.0 - f)
@@ -95,9 +103,13 @@ class LevelMeter(QWidget):
         p.setFont(font)
         fm = p.fontMetrics()
         w, h = self.width(), self.height()
+        last = None  # a short meter (1024x700) skips the labels that would overlap the one above
         for mark in METER_MARKS_DB:
             y = self._y(mark, h)
             top = min(max(0.0, y - fm.height() / 2), h - fm.height())
+            if last is not None and top < last + fm.height() - 1:
+                continue
+            last = top
             text = f"{mark:+.0f}" if mark > 0 else f"{mark:.0f}"
             for dx, color in ((1, QColor(0, 0, 0, 200)), (0, QColor(225, 228, 234, 220))):
                 p.setPen(color)
@@ -251,9 +263,13 @@ class FaderScale(QWidget):
         p.setFont(font)
         p.setPen(QColor(130, 136, 146))
         fm = p.fontMetrics()
+        last = None
         for db in FADER_MARKS_DB:
             y = self.mark_y(db)
             top = min(max(0.0, y - fm.height() / 2), self.height() - fm.height())
+            if last is not None and top < last + fm.height() - 1:
+                continue  # overlapping the label above (a short fader)
+            last = top
             text = "-∞" if db < -200 else f"{db:+.0f}" if db > 0 else f"{db:.0f}"
             p.drawText(QRectF(0, top, self.width(), fm.height()), int(Qt.AlignLeft | Qt.AlignVCenter), text)
         p.end()
@@ -371,3 +387,73 @@ def button(text: str, tooltip: str, on_click) -> QPushButton:
     b.setToolTip(tooltip)
     b.clicked.connect(on_click)
     return b
+
+
+class WheelGuard(QObject):
+    """Combo boxes, sliders and spin boxes inside a scroll area take the mouse wheel only when
+    they have the keyboard focus (a click or Tab gives it); otherwise the wheel scrolls the area.
+
+    The convention of the desktop apps users know: a wheel notch over a scrolling panel must not
+    switch the listen mode or the key of a live stream. Installed on the application (so widgets
+    made later, like an effect's parameter boxes, are covered); ``remove()`` takes it off.
+    """
+
+    GUARDED = (QComboBox, QAbstractSlider, QAbstractSpinBox)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.blocked = 0  # wheel events kept from a control (tests read it)
+        app = QApplication.instance()
+        if app is not None:
+            app.installEventFilter(self)
+
+    def remove(self) -> None:
+        app = QApplication.instance()
+        if app is not None:
+            app.removeEventFilter(self)
+
+    @classmethod
+    def guarded(cls, obj) -> QWidget | None:
+        """The control ``obj`` belongs to (a combo's line edit, a spin box's editor), if one."""
+        w = obj if isinstance(obj, QWidget) else None
+        for _ in range(3):
+            if w is None:
+                return None
+            if isinstance(w, cls.GUARDED):
+                return w
+            w = w.parentWidget()
+        return None
+
+    @staticmethod
+    def scroll_area(w: QWidget) -> QScrollArea | None:
+        parent = w.parentWidget()
+        while parent is not None:
+            if isinstance(parent, QScrollArea):
+                return parent
+            parent = parent.parentWidget()
+        return None
+
+    def eventFilter(self, obj, event) -> bool:
+        if event.type() == QEvent.Polish and isinstance(obj, self.GUARDED):
+            if obj.focusPolicy() == Qt.WheelFocus:  # Qt gives the focus on a wheel before filters see it
+                obj.setFocusPolicy(Qt.StrongFocus)
+            return False
+        if event.type() != QEvent.Wheel:
+            return False
+        control = self.guarded(obj)
+        if control is None or control.hasFocus():
+            return False
+        area = self.scroll_area(control)
+        if area is None:  # a mixer fader on its own: the wheel moves it (as in a DAW)
+            return False
+        self.blocked += 1
+        bar = area.verticalScrollBar()
+        steps = event.angleDelta().y() / 120.0
+        bar.setValue(int(bar.value() - steps * bar.singleStep() * QApplication.wheelScrollLines()))
+        return True  # consumed: the control keeps its value
+
+
+def wheel_needs_focus(*widgets) -> None:
+    """Give these controls Qt.StrongFocus (click or Tab, not the wheel, gives them the focus)."""
+    for w in widgets:
+        w.setFocusPolicy(Qt.StrongFocus)

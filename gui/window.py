@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
 )
 
 from stream_engine.params import KEY_RANGE, ParamStore, Params
-from .audio import DEMO_SOURCE, FILE_SOURCE_PREFIX, LiveConfig, LiveSession, active_effects, carry_params, idle_status
+from .audio import DEMO_SOURCE, FILE_SOURCE_PREFIX, MIC_FX, LiveConfig, LiveSession, active_effects, carry_params, idle_status
 from .files_tab import FilesTab
 from .jobs import run_job
 from .live_control import LiveWiring
@@ -35,6 +35,8 @@ TICK_MS = 20  # meter / spectrogram refresh (50 Hz)
 MODEL_FILE = "__model_file__"
 INPUT_FILE = "__input_file__"
 JACK_CLIENT = "stemstream"  # the app's own JACK client name (as `stemstream live`); never offered as a device
+MASTER_SETTING = "master"  # {"gain": linear, "limiter": bool}
+JACK_CONNECTIONS_SETTING = "jack_connections"  # {port name: [peers]}: restored on the next Start
 
 
 def own_jack_client(device) -> bool:
@@ -47,6 +49,18 @@ def latency_state(shown_ms: float, algorithmic_ms: float, target_ms: float) -> t
     target, amber when only the compute budget takes the shown figure above it."""
     bad = algorithmic_ms > target_ms
     return bad, (not bad) and shown_ms > target_ms
+
+
+def default_output_folder() -> Path:
+    """Where separated files go unless the user chose: a folder they can find (``~/Music/stemstream``,
+    or ``~/stemstream`` without a Music folder), not the hidden data folder. Under
+    ``$STEMSTREAM_CONFIG_DIR`` (tests, portable set-ups) it stays beside the rest."""
+    import os
+
+    if os.environ.get("STEMSTREAM_CONFIG_DIR"):
+        return data_dir() / "separated"
+    music = Path.home() / "Music"
+    return (music if music.is_dir() else Path.home()) / "stemstream"
 
 
 def stems_for(model: str | None, profile: str = "live") -> tuple[str, ...]:
@@ -80,6 +94,9 @@ class MainWindow(QMainWindow):
         self.devices_ready = False
         self.timings: dict[str, float] = {}
         self._restart_after_stop = False
+        self.advice: str | None = None  # what to do when misses pile up (said once per episode)
+        self.lost: dict | None = None  # the device that went away: {"device", "restart"}; None when all is well
+        self._portaudio_dead = False  # a device died under a stream: the next scan needs a new PortAudio
         self._running_fx: dict = {}
         self._error_box: QMessageBox | None = None
         self._reported_worker_error = False
@@ -88,19 +105,29 @@ class MainWindow(QMainWindow):
         self._ticks = 0
         self._snap = np.zeros(2048, np.float32)
         self.setWindowTitle("stemstream")
+        from .widgets import WheelGuard
+
+        self.wheel_guard = WheelGuard(self)  # a wheel over the scrolling panels scrolls, it changes nothing
+        from .jack_ports import PortNamer
+
+        saved = self.settings.get(JACK_CONNECTIONS_SETTING)
+        self.namer = PortNamer(JACK_CLIENT, saved if isinstance(saved, dict) else None)
 
         # -- header ---------------------------------------------------------------
         self.start_button = QPushButton("▶  Start")
         self.start_button.setObjectName("start")
         self.start_button.setToolTip("Start or stop the live engine (Space)")
         self.start_button.clicked.connect(self.toggle_start)
-        self.karaoke = QPushButton("KARAOKE")
+        self.karaoke = QPushButton("KARAOKE")  # lit (checked) while the karaoke mix plays; its text never changes
         self.karaoke.setObjectName("karaoke")
         self.karaoke.setCheckable(True)
-        self.karaoke.setToolTip("Karaoke mix: vocals down to the guide level (K; OSC /stemstream/karaoke/on)")
+        self.karaoke.setToolTip("Karaoke: lit while the main output plays the karaoke mix (vocals down to the guide "
+                                "level). Press to switch it on; press again to go back to the mode it came from "
+                                "(K; OSC /stemstream/karaoke/on)")
+        self._listen_before_karaoke = "full"  # where the KARAOKE button returns to
         self.karaoke.toggled.connect(self._karaoke_toggled)
         for button, texts in ((self.start_button, ("▶  Start", "■  Stop", "Starting…", "Stopping…")),
-                              (self.karaoke, ("KARAOKE  ON", "KARAOKE  OFF"))):
+                              (self.karaoke, ("KARAOKE",))):
             keep_width_for(button, texts)
         self.state_label = QLabel("stopped")
         self.state_label.setObjectName("state")
@@ -132,7 +159,7 @@ class MainWindow(QMainWindow):
 
         # -- tabs -----------------------------------------------------------------
         self.live = LiveTab()
-        out_dir = Path(self.settings.get("files_out", str(data_dir() / "separated")))
+        out_dir = Path(self.settings.get("files_out") or str(default_output_folder()))
         self.files = FilesTab(out_dir)
         self.tabs = QTabWidget()
         self.tabs.addTab(self.live, "Live")
@@ -148,7 +175,9 @@ class MainWindow(QMainWindow):
         self._build_menus()
 
         self._fill_models()
+        self._describe_models()
         self._restore()
+        self._offer_models()
         self.params_changed.connect(self._show_params)
         self.store = ParamStore(self._initial_params())
         self._unsub = self.store.subscribe(lambda old, new: self.params_changed.emit(old, new))
@@ -157,6 +186,11 @@ class MainWindow(QMainWindow):
         self._start_osc()
         self._wire()
         self.live_wiring = LiveWiring(self)  # changes while running, listen mode, scenes, mic, routing
+        from .player import PlayerWiring
+
+        self.player = PlayerWiring(self)  # the queue, the transport, key and guide per song
+        if not self.player.paths():
+            self.live.bottom_tabs.setCurrentIndex(1)  # nothing queued: the spectrogram
         if a_spec := getattr(self.args, "spectrogram", None):
             idx = self.live.spec_source.findData(None if a_spec == "input" else a_spec)
             self.live.spec_source.setCurrentIndex(max(0, idx))
@@ -233,13 +267,73 @@ class MainWindow(QMainWindow):
         self.live.model_box.setItemData(0, f"The profile's default model (live: {default_model('live')})",
                                         Qt.ToolTipRole)
 
+    def _describe_models(self) -> None:
+        """Each model's tooltip: what it is for, stems, latency and SDR from its card (gui.models)."""
+        from .models import _cards, describe
+
+        cards = _cards()
+        for box in (self.live.model_box, self.files.model_box):
+            for i in range(box.count()):
+                data = box.itemData(i)
+                if data not in (None, MODEL_FILE):
+                    box.setItemData(i, describe(data, cards), Qt.ToolTipRole)
+        self.live.model_box.currentIndexChanged.connect(lambda _i: self._offer_models())
+        self.live.profile_box.currentIndexChanged.connect(lambda _i: self._offer_models())
+
+    def _offer_models(self) -> None:
+        """Only what can run: a model without a framing for the chosen profile is greyed out (its
+        tooltip says which profiles it has), and so is a profile the chosen model cannot run. A
+        saved pair that cannot run (spleeter with live) moves the profile to one the model has."""
+        from .models import _cards, model_profiles, summary
+
+        lt = self.live
+        cards = getattr(self, "_cards", None) or _cards()
+        self._cards = cards
+        model, profile = lt.model_box.currentData(), lt.profile_box.currentData()
+        allowed = model_profiles(model if model != MODEL_FILE else None, cards)
+        if allowed is not None and profile not in allowed:
+            choice = next((p for p in lt.profile_box_profiles() if p in allowed), None)
+            if choice is not None:
+                lt.profile_box.blockSignals(True)
+                lt.profile_box.setCurrentIndex(lt.profile_box.findData(choice))
+                lt.profile_box.blockSignals(False)
+                followed = f"{model} has no framing for {profile}: the profile follows the model ({choice})"
+                self.statusBar().showMessage(followed, 8000)
+                profile = choice
+            else:
+                followed = None
+        else:
+            followed = None
+        for box, items in ((lt.model_box, None), (lt.profile_box, allowed)):
+            for i in range(box.count()):
+                data = box.itemData(i)
+                if box is lt.model_box:
+                    ok = data in (None, MODEL_FILE) or (lambda a: a is None or profile in a)(
+                        model_profiles(data, cards))
+                else:
+                    ok = items is None or data in items
+                item = box.model().item(i)
+                if item is not None and item.isEnabled() != ok:
+                    item.setEnabled(ok)
+        if followed:
+            self._followed = (model, followed)
+        note = self.__dict__.get("_followed")
+        note = note[1] if note and note[0] == model else None  # said until another model is chosen
+        lt.model_info.setText((summary(model if model != MODEL_FILE else None, cards) if model else
+                               "the profile's default model") + (f"\n{note}" if note else ""))
+
     def _restore(self) -> None:
         s, a = self.settings, self.args
         geometry = s.get("geometry")
         if geometry and not a.screenshot:
             self.restoreGeometry(QByteArray.fromBase64(geometry.encode()))
-        else:
+        elif a.screenshot:
             self.resize(1280, 720)
+        else:  # the first launch: 1280x720 at most, inside the screen's free area with the window frame
+            screen = self.screen().availableGeometry() if self.screen() is not None else None
+            frame = 40  # a title bar and borders
+            self.resize(min(1280, screen.width() - 16) if screen else 1280,
+                        min(720, screen.height() - frame) if screen else 720 - frame)
         model = a.model or s.get("model")
         if model:
             self._select_model(model)
@@ -267,8 +361,15 @@ class MainWindow(QMainWindow):
                     chains[stem] = [dict(e) for e in load_preset(preset).get("effects", [])]
             except (KeyError, OSError, ValueError) as exc:
                 self.show_error(f"--fx: {exc}")
-        self.live.fx.set_stems(stems_for(self.live.model_box.currentData(), self.live.profile_box.currentData()),
-                               chains)
+        self.live.fx.set_stems(stems_for(self.live.model_box.currentData(), self.live.profile_box.currentData())
+                               + (MIC_FX,), chains)
+        master = s.get(MASTER_SETTING) if isinstance(s.get(MASTER_SETTING), dict) else {}
+        try:
+            self.live.main_strip.show_value(self.live.main_strip.fader,
+                                            round(100 * min(max(float(master.get("gain", 1.0)), 0.0), 2.0)))
+        except (TypeError, ValueError):
+            pass
+        self.live.main_strip.show_value(self.live.main_strip.limit, bool(master.get("limiter", True)))
 
     def _select_model(self, model: str) -> None:
         box = self.live.model_box
@@ -299,6 +400,10 @@ class MainWindow(QMainWindow):
         lt.guide.valueChanged.connect(lambda v: self._update(lambda p: p.with_(guide=v / 100.0)))
         lt.key.valueChanged.connect(self._key_moved)
         lt.mic.valueChanged.connect(lambda v: self._update(lambda p: p.with_(mic_gain=v / 100.0)))
+        lt.mic_strip.mute_changed.connect(lambda _s, on: self._update(lambda p: p.with_(mic_mute=bool(on))))
+        lt.mic_strip.fx_requested.connect(self._edit_mic_fx)
+        lt.main_strip.gain_changed.connect(lambda _s, gain: self._master_changed())
+        lt.main_strip.limiter_changed.connect(lambda _on: self._master_changed())
         lt.rescan_requested.connect(self.load_devices)
         lt.output_box.currentIndexChanged.connect(self._output_changed)
         lt.model_box.activated.connect(self._model_chosen)
@@ -335,6 +440,11 @@ class MainWindow(QMainWindow):
                     set_jack_client_name(JACK_CLIENT)  # so the app's own client can be told apart (and routed)
                 except Exception:  # noqa: BLE001 - no PortAudio: list_devices says why
                     pass
+            elif self._portaudio_dead:
+                from .audio import fresh_portaudio
+
+                fresh_portaudio(JACK_CLIENT)  # the old instance cannot be used again (gui.audio says why)
+                self._portaudio_dead = False
             else:
                 rescan()
             return list_devices()
@@ -380,6 +490,18 @@ class MainWindow(QMainWindow):
                                      f"{len({d.hostapi for d in devices})} host APIs" if devices else "no audio devices")
         if a.start or a.screenshot and (a.tab or "live") == "live":
             QTimer.singleShot(0, self.start)
+        if self.lost is not None:
+            back = self.lost["device"] is not None and any(d.key == self.lost["device"] for d in devices)
+            restart = self.lost["restart"] and getattr(self, "_recovering", False)
+            self._recovering = False
+            if back:
+                self.lost = None
+                if hasattr(self, "_recovery"):
+                    self._recovery.stop()
+                self.statusBar().showMessage("the audio device is back" + (": starting again" if restart else ""))
+                self.state_label.setText("stopped")
+                if restart:
+                    QTimer.singleShot(0, self.start)
         if a.screenshot and a.separate:
             self.tabs.setCurrentWidget(self.files)
             self.files.add_files([Path(p) for p in a.separate])
@@ -435,7 +557,10 @@ class MainWindow(QMainWindow):
         ib = self.live.input_box
         data = FILE_SOURCE_PREFIX + path
         if ib.findData(data) < 0:
-            ib.insertItem(ib.count() - 1, f"File: {Path(path).name}", data)
+            from .player import song_name
+
+            ib.insertItem(ib.count() - 1, f"File: {song_name(Path(path))}", data)
+            ib.setItemData(ib.count() - 2, path, Qt.ToolTipRole)
         ib.setCurrentIndex(ib.findData(data))
 
     def _model_chosen(self, _index: int) -> None:
@@ -460,7 +585,7 @@ class MainWindow(QMainWindow):
             strip.gain_changed.connect(lambda stem, g: self._update(lambda p: p.with_stem(stem, gain=g)))
             strip.mute_changed.connect(lambda stem, on: self._update(lambda p: p.with_stem(stem, mute=on)))
             strip.solo_changed.connect(lambda stem, on: self._update(lambda p: p.with_stem(stem, solo=on)))
-        self.live.fx.set_stems(stems)
+        self.live.fx.set_stems(stems + (MIC_FX,))  # the mic's chain is edited beside the stems'
 
     def _show_params(self, old, new: Params) -> None:
         """The store changed (GUI, OSC, anything): show it, sending nothing back."""
@@ -477,11 +602,15 @@ class MainWindow(QMainWindow):
         lt.guide_label.setText(f"{new.guide * 100:.0f} %")
         lt.key_label.setText(f"{new.key:+d} st" if new.key else "0 st")
         lt.mic_label.setText(gain_text(new.mic_gain))
-        if self.karaoke.isChecked() != new.karaoke:
+        if lt.mic_strip.mute.isChecked() != new.mic_mute:
+            lt.mic_strip.show_value(lt.mic_strip.mute, bool(new.mic_mute))
+        # one control, one meaning: lit exactly while the karaoke mix plays, whatever set the mode
+        if new.listen != "karaoke":
+            self._listen_before_karaoke = new.listen
+        if self.karaoke.isChecked() != (new.listen == "karaoke"):
             self.karaoke.blockSignals(True)
-            self.karaoke.setChecked(new.karaoke)
+            self.karaoke.setChecked(new.listen == "karaoke")
             self.karaoke.blockSignals(False)
-        self.karaoke.setText("KARAOKE  ON" if new.karaoke else "KARAOKE  OFF")
         if old is not None and old.fx is not new.fx:
             for key, value in new.fx.items():
                 if old.fx.get(key) != value:
@@ -490,8 +619,29 @@ class MainWindow(QMainWindow):
                     if row is not None and self._same_chain(stem):
                         self.live.fx.show_param(stem, row, name, float(value))
 
+    def _edit_mic_fx(self, _stem: str = "mic") -> None:
+        """The mic strip's FX: its chain in the effects panel (presets such as mic-vocal load there)."""
+        fx = self.live.fx
+        fx.stem_box.setCurrentText(MIC_FX)
+        fx.setFocus()
+        self.statusBar().showMessage("effects panel: the microphone's chain (try the mic-vocal preset)", 5000)
+
+    def master(self) -> tuple[float, bool]:
+        """(master gain, limiter on) as the main strip shows them."""
+        strip = self.live.main_strip
+        return strip.fader.value() / 100.0, strip.limit.isChecked()
+
+    def _master_changed(self) -> None:
+        gain, limiter = self.master()
+        session = self.session
+        if session is not None and getattr(session, "master", None) is not None:
+            session.master.gain, session.master.limiter = gain, limiter  # floats and a bool: atomic
+        self.settings.set(MASTER_SETTING, {"gain": gain, "limiter": limiter})
+
     def _karaoke_toggled(self, on: bool) -> None:
-        self._update(lambda p: p.with_(karaoke=on))
+        """On: the karaoke mix; off: back to the mode it came from (Instrumental stays Instrumental)."""
+        back = self._listen_before_karaoke if self._listen_before_karaoke != "karaoke" else "full"
+        self._update(lambda p: p.with_(listen="karaoke" if on else back))
 
     def _key_moved(self, value: int) -> None:
         self._update(lambda p: p.with_(key=int(value)))
@@ -506,8 +656,12 @@ class MainWindow(QMainWindow):
         return active[active_index][0] if 0 <= active_index < len(active) else None
 
     def _fx_edited(self, stem: str, row: int, name: str, value: float) -> None:
-        """A parameter box moved: reach the running chain through Params.fx if it has that slot."""
+        """A parameter box moved: reach the running chain through Params.fx if it has that slot
+        (the mic's chain is small: rebuilt with the new value and swapped into its lane)."""
         if self.state != "running":
+            return
+        if stem == MIC_FX:
+            self.session.set_mic_fx(copy.deepcopy(self.live.fx.chains.get(MIC_FX, [])))
             return
         running = self._running_fx.get(stem, [])
         if not self._same_chain(stem):
@@ -578,7 +732,8 @@ class MainWindow(QMainWindow):
                           model=lt.model_box.currentData() if lt.model_box.currentData() != MODEL_FILE else None,
                           profile=lt.profile_box.currentData(), key_shift=lt.key_stage.isChecked(),
                           mic_channel=lt.mic_box.currentData(), fx=copy.deepcopy(lt.fx.chains),
-                          block=self.args.block)
+                          block=self.args.block, master_gain=self.master()[0], limiter=self.master()[1],
+                          loop=self.live.player.loop.isChecked())
 
     def toggle_start(self) -> None:
         if self.state == "idle":
@@ -589,11 +744,17 @@ class MainWindow(QMainWindow):
     def start(self) -> None:
         if self.state != "idle":
             return
+        if self._portaudio_dead:  # Start right after a loss: list the devices again first (a new PortAudio)
+            self._recovering = True
+            if self.lost is not None:
+                self.lost["restart"] = True
+            self.load_devices()
+            return
         cfg = self.config()
         wanted = stems_for(cfg.model, cfg.profile)
         if set(wanted) != set(self.store.current.stems):
             self._swap_store(ParamStore(carry_params(self.store.current, wanted)))
-        session = LiveSession(cfg, self.store)
+        session = LiveSession(cfg, self.store, namer=self.namer)
         self.session = session
         self._reported_worker_error = False
         self._set_state("starting")
@@ -611,6 +772,7 @@ class MainWindow(QMainWindow):
         self.live.spectrogram.set_rate(session.rate)
         self.timings.setdefault("stream_started", session.timings.get("stream_started", time.perf_counter()))
         self._last_stats = None
+        self._miss_history = []
         self._set_state("running")
         rep = session.latency_report
         self.latency_ind.setToolTip(self.latency_ind.toolTip().split("\n\n")[0] + "\n\n" + rep.describe())
@@ -643,8 +805,8 @@ class MainWindow(QMainWindow):
         self.session = None
         self._set_state("idle")
         self.statusBar().showMessage("stopped")
-        for strip in list(self.live.strips.values()) + [self.live.main_strip]:
-            strip.set_levels(-120.0, -120.0)
+        for strip in list(self.live.strips.values()) + [self.live.main_strip, self.live.mic_strip]:
+            strip.reset_levels()  # to the floor at once: a frozen level after Stop reads as sound
         if self._restart_after_stop:
             self._restart_after_stop = False
             self.start()
@@ -688,7 +850,11 @@ class MainWindow(QMainWindow):
             strip = self.live.strips.get(stem)
             if strip is not None:
                 strip.set_levels(float(db[i, 0]), float(db[i, 1]), text)
-        self.live.main_strip.set_levels(float(db[-1, 0]), float(db[-1, 1]), text)
+        peak, rms, limit = session.main_levels()  # what leaves on main: music, mic, master, limiter
+        self.live.main_strip.set_levels(20.0 * np.log10(max(peak, 1e-6)), 20.0 * np.log10(max(rms, 1e-6)), text)
+        if text:
+            strip = self.live.main_strip
+            strip.limit.setText(f"LIM {20 * np.log10(limit):.0f}" if limit < 0.98 else "LIMIT")
         source = self.live.spec_source.currentData()
         if source is None:
             session.input_snapshot(self._snap)
@@ -697,8 +863,13 @@ class MainWindow(QMainWindow):
         self.live.spectrogram.push(self._snap)
         if self._ticks % 5 == 0:
             self._indicators(session)
+        if self._ticks % 50 == 0 and session.running:
+            self.namer.remember()  # the user's JACK connections, in case the server or the device goes
 
     def _indicators(self, session: LiveSession) -> None:
+        if session.lost():
+            self._device_lost(session)
+            return
         st = session.stats()
         now = time.perf_counter()
         last = self._last_stats or st
@@ -706,6 +877,7 @@ class MainWindow(QMainWindow):
             if st[key] > last[key]:
                 self._bad_until[key] = now + 3.0
         self._last_stats = st
+        self._advise_on_misses(session, st["misses"], now)
         device_ms = session.latency_report.ms - session.engine_ms
         bad, warn = latency_state(session.engine_ms, session.algorithmic_ms, session.target_ms)
         self.latency_ind.set(f"{session.engine_ms:.1f} ms" + (f" +{device_ms:.1f} dev" if device_ms >= 0.05 else ""),
@@ -720,6 +892,99 @@ class MainWindow(QMainWindow):
             self.show_error(f"The separation worker stopped: {type(st['error']).__name__}: {st['error']}\n"
                             "The input plays unseparated; Stop and Start again, or pick another model.")
 
+    MISSES_TO_ADVISE = 5  # late blocks within MISS_WINDOW_S that make the app say what to do
+    MISS_WINDOW_S = 10.0
+
+    def _advise_on_misses(self, session: LiveSession, misses: int, now: float) -> None:
+        """Misses piling up: say what helps (a profile with a longer block, a lighter model),
+        not only a red counter. Once per episode; the Misses pill keeps the advice as its tooltip."""
+        history = self.__dict__.setdefault("_miss_history", [])
+        if history and misses < history[-1][1]:  # another session's counter: start over
+            history.clear()
+        history.append((now, misses))
+        while history and now - history[0][0] > self.MISS_WINDOW_S:
+            history.pop(0)
+        recent = misses - history[0][1]
+        if recent < self.MISSES_TO_ADVISE or now < getattr(self, "_advised_until", 0.0):
+            return
+        from stream_engine.profiles import REALTIME_PROFILES
+
+        profile = session.engine.pipeline.profile.name
+        model = session.engine.pipeline.separator.spec.name
+        order = list(REALTIME_PROFILES)
+        longer = order[order.index(profile) + 1] if profile in order and order.index(profile) + 1 < len(order) else None
+        steps = []
+        if longer:
+            steps.append(f"the {longer} profile (a longer block: more time per block, more latency)")
+        if model not in ("dsp-center", "passthrough"):
+            steps.append("a lighter model (dsp-center, or stemstream-student-int8)")
+        steps.append("closing other programs that use the CPU")
+        self.advice = (f"{recent} blocks came late in {self.MISS_WINDOW_S:.0f} s: the computer cannot keep up with "
+                       f"{model} on the {profile} profile (the dry mix plays in their place). Try "
+                       + "; or ".join(steps) + ".")
+        self._advised_until = now + 30.0
+        self.miss_ind.setToolTip(self.miss_ind.toolTip().split("\n\n")[0] + "\n\n" + self.advice)
+        self.state_label.setText("running · blocks late")
+        self.statusBar().showMessage(self.advice, 30000)
+
+    # ================================================================ a device that goes away
+    def _device_lost(self, session: LiveSession) -> None:
+        """The output stopped by itself: say so plainly, stop cleanly, wait for the device to return."""
+        name = session.out_device.label if session.out_device is not None else "the output"
+        jack = session.out_device is not None and session.out_device.hostapi.startswith("JACK")
+        self.lost = {"device": session.out_device.key if session.out_device else None, "restart": True,
+                     "jack": jack}
+        self._portaudio_dead = True
+        self._set_state("stopping")
+        self.state_label.setText("audio device lost: stopped")
+        why = "its JACK server quit" if jack else "unplugged, or its driver stopped"
+        self.show_error(f"The audio device {name} stopped ({why}). The engine stopped; your settings are kept.\n"
+                        + ("It starts again by itself when the JACK server is back (or press Rescan, then Start)."
+                           if jack else "Plug it back in and press Rescan, then Start (or pick another output)."))
+        run_job(session.stop_lost, on_done=lambda _r: self._lost_stopped(session),
+                on_error=lambda _m: self._lost_stopped(session), name="stemstream-stop-lost")
+
+    def _lost_stopped(self, session: LiveSession) -> None:
+        if self.session is session:
+            self.session = None
+        self._set_state("idle")
+        self.state_label.setText("audio device lost: waiting for it")
+        for strip in list(self.live.strips.values()) + [self.live.main_strip, self.live.mic_strip]:
+            strip.reset_levels()
+        if self.lost and self.lost.get("jack"):
+            if not hasattr(self, "_recovery"):
+                self._recovery = QTimer(self)
+                self._recovery.setInterval(1000)
+                self._recovery.timeout.connect(self._poll_lost_device)
+            self._recovery.start()
+
+    def _poll_lost_device(self) -> None:
+        """Once a second while a JACK device is lost: is the server back? Then list and Start again."""
+        if self.lost is None or self.state != "idle" or getattr(self, "_polling", False):
+            return
+
+        def server_up() -> bool:
+            try:
+                import jack
+
+                client = jack.Client("stemstream-probe", no_start_server=True)
+            except Exception:  # noqa: BLE001 - not yet
+                return False
+            client.close()
+            return True
+
+        self._polling = True
+
+        def done(up: bool) -> None:
+            self._polling = False
+            if up and self.lost is not None:
+                self._recovery.stop()
+                self._recovering = True
+                self.load_devices()  # a new PortAudio (the old one died with the server), then Start
+
+        run_job(server_up, on_done=done, on_error=lambda _m: setattr(self, "_polling", False),
+                name="stemstream-poll-device")
+
     # ================================================================ misc
     def show_error(self, message: str) -> None:
         """Tell the user without blocking anything (non-modal box, status bar)."""
@@ -730,7 +995,10 @@ class MainWindow(QMainWindow):
         if self._error_box is None:
             self._error_box = QMessageBox(QMessageBox.Warning, "stemstream", "", QMessageBox.Ok, self)
             self._error_box.setWindowModality(Qt.NonModal)
-        self._error_box.setText(message)
+        # a traceback goes under "Show Details...", never into the box's width
+        text, _, details = message.partition("\nTraceback")
+        self._error_box.setText(text)
+        self._error_box.setDetailedText(("Traceback" + details) if details else "")
         self._error_box.open()
 
     def meter_frames(self) -> int:
@@ -751,6 +1019,8 @@ class MainWindow(QMainWindow):
         s.set("params", {"karaoke": p.karaoke, "guide": p.guide, "key": p.key, "mic_gain": p.mic_gain,
                          "stems": {n: {"gain": sp.gain, "mute": sp.mute, "solo": sp.solo} for n, sp in p.stems.items()}})
         s.set("files_out", self.files.out_edit.text())
+        s.set(JACK_CONNECTIONS_SETTING, {k: list(v) for k, v in self.namer.connections.items()
+                                         if isinstance(k, str) and isinstance(v, (list, tuple))})
         s.set("files_model", self.files.model_box.currentData())
         s.set("files_profile", self.files.profile_box.currentData())
         if self.osc is not None and self.args.osc_port is None:
@@ -765,6 +1035,7 @@ class MainWindow(QMainWindow):
             return
         self._shut = True
         self.timer.stop()
+        self.wheel_guard.remove()
         if not self.args.screenshot:
             self.save_settings()
         self.files.stop_playback()
@@ -777,6 +1048,7 @@ class MainWindow(QMainWindow):
         if self.osc is not None:
             self.osc.close()
             self.osc = None
+        self.namer.close()
         self._unsub()
 
     def closeEvent(self, event) -> None:

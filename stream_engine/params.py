@@ -55,6 +55,7 @@ class Params:
     guide: float = DEFAULT_GUIDE
     key: int = 0  # semitones applied to the accompaniment
     mic_gain: float = 1.0
+    mic_mute: bool = False  # the mic strip's mute (the app): silent without losing its level
     # effect parameters: (stem, chain index, param name) -> value
     fx: Mapping[tuple[str, int, str], float] = field(default_factory=lambda: MappingProxyType({}))
     # The main bus (LISTEN_MODES); None: from ``karaoke`` (older callers set only that flag).

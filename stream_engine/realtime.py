@@ -398,7 +398,8 @@ class RealtimeEngine:
             self.mic_lane.process(mic, frames)
         elif self.mic_fx_in_callback:
             self.mic_processor(mic, mic)
-        mic *= self.store.current.mic_gain
+        p = self.store.current  # one snapshot: gain and mute agree
+        mic *= 0.0 if p.mic_mute else p.mic_gain
         for ch in self._mic_out:  # replaced whole at a switch
             outdata[:, ch] += mic[:, 0]
 

@@ -372,7 +372,7 @@ def test_four_stem_model_gets_a_strip_per_stem_with_osc_on_each(qtbot, make_wind
     w = make_window("--model", "dsp-4stem")
     assert list(w.live.strips) == FOUR and list(w.store.current.stems) == FOUR
     assert [w.live.spec_source.itemData(i) for i in range(w.live.spec_source.count())] == [None, *FOUR]
-    assert [w.live.fx.stem_box.itemText(i) for i in range(w.live.fx.stem_box.count())] == FOUR
+    assert [w.live.fx.stem_box.itemText(i) for i in range(w.live.fx.stem_box.count())] == FOUR + ["mic"]
     client = OscClient(w.osc.port)
     try:
         client.send("/stemstream/stem/bass/gain", 0.5)
