@@ -33,6 +33,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from stream_engine.presets import list_preset_files
+from stream_engine.untrusted import UntrustedInputError, check_plugin_path, read_json
 from stream_engine.presets import user_preset_dir as _user_preset_dir
 
 log = logging.getLogger("stemstream.plugins")
@@ -88,7 +89,12 @@ def load_preset(name_or_path, user_dir=None) -> dict:
         if str(name_or_path) not in presets:
             raise KeyError(f"unknown effect preset {name_or_path!r}; known: {sorted(presets)}")
         p = presets[str(name_or_path)]
-    data = json.loads(p.read_text())
+    try:
+        data = read_json(p, "effect preset")
+    except UntrustedInputError as exc:
+        raise ValueError(str(exc)) from None
+    if not isinstance(data, (dict, list)):
+        raise ValueError(f"effect preset {p}: must be a JSON object or list, not {type(data).__name__}")
     if isinstance(data, list):
         data = {"name": p.stem, "effects": data}
     data.setdefault("name", p.stem)
@@ -158,13 +164,16 @@ class Slot:
             path = self.spec.get("path")
             if not path:
                 raise ValueError("a 'vst3' effect needs a 'path'")
+            # loading a plugin runs its code: only from the plugin folders (SECURITY.md)
+            path = check_plugin_path(path, f"effect {self.label!r}")
             kw = {}
             if self.spec.get("plugin_name"):
                 kw["plugin_name"] = self.spec["plugin_name"]
             plugin = pedalboard.load_plugin(str(path), **kw)
         else:
             cls = getattr(pedalboard, self.type, None)
-            if cls is None or not isinstance(cls, type) or not issubclass(cls, pedalboard.Plugin):
+            if cls is None or not isinstance(cls, type) or not issubclass(cls, pedalboard.Plugin) \
+                    or issubclass(cls, getattr(pedalboard, "ExternalPlugin", ())):
                 raise ValueError(f"no Pedalboard effect named {self.type!r}")
             plugin = cls()
         for k, v in dict(self.spec.get("params", {})).items():
