@@ -77,6 +77,13 @@ def list_presets(user_dir: str | os.PathLike | None = None) -> dict[str, Path]:
     return list_preset_files(PACKAGE_PRESETS, Path(user_dir) if user_dir else user_preset_dir())
 
 
+class UnknownPreset(KeyError, ValueError):
+    """No preset of that name: a KeyError (as before) and a ValueError (bad input), printed plainly."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 def load_preset(name_or_path, user_dir=None) -> dict:
     """A preset dict from a name (bundled or user), a JSON path, or a dict/list."""
     if isinstance(name_or_path, Mapping):
@@ -87,7 +94,7 @@ def load_preset(name_or_path, user_dir=None) -> dict:
     if not p.suffix == ".json" or not p.exists():
         presets = list_presets(user_dir)
         if str(name_or_path) not in presets:
-            raise KeyError(f"unknown effect preset {name_or_path!r}; known: {sorted(presets)}")
+            raise UnknownPreset(f"unknown effect preset {name_or_path!r}; known: {', '.join(sorted(presets))}")
         p = presets[str(name_or_path)]
     try:
         data = read_json(p, "effect preset")

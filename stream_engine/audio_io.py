@@ -59,25 +59,45 @@ def describe_os_error(exc: BaseException) -> str:
     return str(exc)
 
 
-def truncation(f: sf.SoundFile) -> tuple[int, int] | None:
-    """(frames the header promises, frames present) for a file cut short, else None.
+# libsndfile's log lines for a file cut short: "<chunk> : <size> (should be <what is there>)". The data
+# chunk's line (WAV "data", AIFF " SSND", AU "Data Size") gives the ratio of the lengths; a container's
+# (RIFF, FORM, W64 "riff") only says it is short. Ogg says its last page is not the last.
+_SHORT_CHUNK = re.compile(r"^\s*(data|SSND|Data Size|RIFF|RF64|FORM|riff)\s*:\s*(\d+)\s*\(should be (\d+)\)",
+                          re.MULTILINE)
+_SHORT_STREAM = ("lacks an end-of-stream bit", "Exiting parser", "not equal to frame count")
 
-    libsndfile shortens a truncated WAV/AIFF to what is there and only notes
-    it in its log ("data : 960000 (should be 319970)").
+
+def truncation(f: sf.SoundFile) -> tuple[int | None, int] | None:
+    """(frames the header promises, or None where the format cannot say; frames present) for a
+    file cut short, else None.
+
+    libsndfile shortens a truncated WAV/AIFF/AU/W64/Ogg to what is there and only
+    notes it in its log ("data : 960000 (should be 319970)", " SSND : ...",
+    "Ogg: Last page lacks an end-of-stream bit.").
     """
-    m = re.search(r"^(?:data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)", f.extra_info or "", re.MULTILINE)
-    promised, present = (int(m.group(1)), int(m.group(2))) if m else (0, 0)
-    if promised <= present or present <= 0:
+    info = f.extra_info or ""
+    data_ratio, short = None, False
+    for m in _SHORT_CHUNK.finditer(info):
+        declared, there = int(m.group(2)), int(m.group(3))
+        if declared > there + 8 and there >= 0:  # a pad byte or two is not a cut
+            short = True
+            if there > 0 and (m.group(1) in ("data", "SSND", "Data Size") or data_ratio is None):
+                data_ratio = declared / there  # a container's ratio (W64) is close: its header is small
+    if not short and not any(s in info for s in _SHORT_STREAM):
         return None
-    return round(f.frames * promised / present), f.frames
+    return (round(f.frames * data_ratio) if data_ratio else None), f.frames
 
 
 def open_audio(path: str | os.PathLike) -> sf.SoundFile:
+    from .untrusted import describe_kind, is_regular_file
+
     path = Path(path)
     if not path.exists():
         raise AudioFileError(f"{path}: no such file")
     if path.is_dir():
         raise AudioFileError(f"{path}: is a folder, not an audio file")
+    if not is_regular_file(path):  # a FIFO or /dev/zero would be read for ever
+        raise AudioFileError(f"{path}: is {describe_kind(path)}, not a regular file; refused")
     if path.stat().st_size == 0:
         raise AudioFileError(f"{path}: the file is empty (0 bytes)")
     try:

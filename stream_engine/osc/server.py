@@ -152,13 +152,25 @@ class _ParsingDispatcher(Dispatcher):
         super().__init__(**kw)
         self._on_malformed = on_malformed
 
+    def handlers_for_address(self, address_pattern: str):
+        """Every message goes to the one default handler, which matches stems itself (_match_stems).
+        python-osc's own matching compiles the address as a regex and drops, without a word, a
+        message whose pattern does not compile (``/stemstream/stem/[z-a]/gain``)."""
+        if self._default_handler is not None:
+            yield self._default_handler
+
     def call_handlers_for_packet(self, data: bytes, client_address):
         try:
-            OscPacket(data)
+            packet = OscPacket(data)
         except Exception as exc:  # noqa: BLE001 - any decoding failure is the packet's fault
             self._on_malformed(data, client_address, exc)
             return []
-        return super().call_handlers_for_packet(data, client_address)
+        try:
+            return super().call_handlers_for_packet(data, client_address)
+        except re.error as exc:  # python-osc turns the address pattern into a regex: [z-a] breaks it
+            address = packet.messages[0].message.address if packet.messages else ""
+            self._on_malformed(data, client_address, OscError(f"{address}: bad address pattern ({exc})"), address)
+            return []
 
 
 def param_values(p: Params, stems: Iterable[str]) -> dict[str, object]:
@@ -315,12 +327,14 @@ class OscServer:
         data = request[0] if isinstance(request, tuple) and request and isinstance(request[0], bytes) else b""
         self._malformed(data, client_address, sys.exc_info()[1])
 
-    def _malformed(self, data: bytes, client_address, exc: BaseException | None) -> None:
-        """A datagram that is not OSC (bad UTF-8, truncated, wrong padding): counted, answered on
-        ``/stemstream/error``, logged once per sender, without a traceback."""
+    def _malformed(self, data: bytes, client_address, exc: BaseException | None, address: str = "") -> None:
+        """A datagram that is not OSC (bad UTF-8, truncated, wrong padding) or whose address pattern
+        cannot be matched: counted, answered on ``/stemstream/error``, logged once per sender, without
+        a traceback."""
         self.counters["malformed"] += 1
-        message = f"undecodable OSC packet ({len(data)} bytes): {type(exc).__name__}: {exc}"[:200]
-        self._error(client_address, "", message)
+        message = (str(exc) if address else
+                   f"undecodable OSC packet ({len(data)} bytes): {type(exc).__name__}: {exc}")[:200]
+        self._error(client_address, address, message)
         host = client_address[0] if client_address else "?"
         if host not in self._malformed_logged and len(self._malformed_logged) < 100:
             self._malformed_logged.add(host)
