@@ -105,7 +105,19 @@ def load_preset(name_or_path, user_dir=None) -> dict:
     if isinstance(data, list):
         data = {"name": p.stem, "effects": data}
     data.setdefault("name", p.stem)
+    check_effects(data.get("effects"), f"effect preset {p}")
     return data
+
+
+def check_effects(effects, where: str) -> None:
+    """A preset's effects: a list of objects with a text ``type`` and an object of ``params``; else ValueError."""
+    if not isinstance(effects, list):
+        raise ValueError(f"{where}: 'effects' must be a list of effects, not {type(effects).__name__}")
+    for i, e in enumerate(effects):
+        if not isinstance(e, Mapping) or not isinstance(e.get("type"), str) \
+                or not isinstance(e.get("params", {}), Mapping):
+            raise ValueError(f"{where}: effect {i} must be an object with a 'type' name and a 'params' object, "
+                             f"not {e!r}"[:300])
 
 
 class DelayLine:

@@ -101,7 +101,7 @@ def open_audio(path: str | os.PathLike) -> sf.SoundFile:
     if path.stat().st_size == 0:
         raise AudioFileError(f"{path}: the file is empty (0 bytes)")
     try:
-        f = sf.SoundFile(str(path))
+        f = sf.SoundFile(os.fsencode(path))  # bytes: a name that is not UTF-8 opens too
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
         raise AudioFileError(f"{path}: not a readable audio file ({exc})") from None
     if f.frames == 0:
@@ -176,7 +176,8 @@ class AtomicStemWriter:
                 tmp = self.folder / f".{name}.{os.getpid()}.{secrets.token_hex(4)}.{fmt}.partial"
                 self.temps[name] = tmp  # recorded first: a signal right after creation still finds it
                 os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # umask applies
-                self.files[name] = sf.SoundFile(tmp, "w", rate, channels, subtype=subtype, format=container)
+                self.files[name] = sf.SoundFile(os.fsencode(tmp), "w", rate, channels, subtype=subtype,
+                                                format=container)
         except (OSError, sf.SoundFileError) as exc:
             self.abort()
             raise self._error(self.final[name], exc) from None

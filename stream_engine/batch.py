@@ -295,8 +295,15 @@ class Manifest:
                 from None
 
     def _open(self) -> "Manifest":
+        from .untrusted import describe_kind, is_regular_file
+
         self.out.mkdir(parents=True, exist_ok=True)
-        self._lock = open(self.out / LOCK, "a")
+        for path in (self.out / LOCK, self.path):  # a FIFO here would block the open or the read for ever
+            if os.path.lexists(path) and not is_regular_file(path):
+                raise BatchError(f"{self.out}: {path.name} is {describe_kind(path)}, not a regular file; "
+                                 f"remove it, or choose another --out")
+        fd = os.open(self.out / LOCK, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NONBLOCK, 0o644)
+        self._lock = os.fdopen(fd, "a")
         try:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:

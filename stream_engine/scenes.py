@@ -109,7 +109,11 @@ def load_scene(name: str) -> dict:
     if not isinstance(scene, dict) or scene.get("stemstream_scene") != SCENE_VERSION:
         raise ValueError(f"scene {name!r}: {path} is not a stemstream scene")
     check_chains(scene.get("fx"), f"scene {name!r} ({path})")
-    params_from_scene(scene, Params.for_stems([]))  # wrong types fail now, with the file's name
+    try:
+        params_from_scene(scene, Params.for_stems(list(scene.get("stems") or {}) if isinstance(
+            scene.get("stems"), dict) else []))  # wrong types fail now, with the file's name
+    except ValueError as exc:
+        raise ValueError(f"scene {name!r} ({path}): {exc}") from None
     return scene
 
 
