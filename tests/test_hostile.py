@@ -404,3 +404,54 @@ def test_ray_address_with_nothing_there_fails_fast(tmp_path):
     assert r.returncode == 2 and "nothing answers there" in r.stderr, r.stderr
     no_traceback(r)
     assert took < 15, took
+
+
+# -- found by scripts/hostile_probe.py ---------------------------------------------------------------
+@pytest.mark.parametrize("which", ["stemstream-manifest.jsonl", ".stemstream-manifest.lock"])
+def test_manifest_or_its_lock_a_fifo_is_refused_not_waited_on(tmp_path, which):
+    song = tmp_path / "s.wav"
+    sf.write(song, noise(0.2), 44100)
+    out = tmp_path / "O"
+    out.mkdir()
+    os.mkfifo(out / which)
+    try:
+        r = cli("separate", song, "--out", out, "--model", "passthrough", "--quiet", timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"separate waited on the FIFO {which}")
+    assert r.returncode == 2 and f"{which} is a FIFO" in r.stderr, r.stderr
+    no_traceback(r)
+
+
+def test_preset_of_non_objects_is_refused_before_any_track(tmp_path):
+    song = tmp_path / "s.wav"
+    sf.write(song, noise(0.2), 44100)
+    preset = tmp_path / "junk.json"
+    for body in ("[1, 2, 3]", '{"effects": "Gain"}', '{"effects": [{"type": "Gain", "params": [1]}]}'):
+        preset.write_text(body)
+        r = cli("separate", song, "--out", tmp_path / "O", "--model", "passthrough", "--fx", f"vocals={preset}",
+                "--quiet")
+        assert r.returncode == 2 and str(preset) in r.stderr, (body, r.stderr)
+        no_traceback(r)
+
+
+def test_file_names_that_are_not_utf8_are_separated(tmp_path):
+    raw = os.fsencode(tmp_path) + b"/caf\xe9 \xff.wav"
+    sf.write(raw, noise(0.2), 44100)
+    out = tmp_path / "O"
+    r = subprocess.run([sys.executable, "-m", "stream_engine.cli", "separate", os.fsdecode(raw), "--out", str(out),
+                        "--model", "passthrough", "--quiet"], capture_output=True, cwd=REPO, env=ENV, timeout=300)
+    assert r.returncode == 0 and b"Traceback" not in r.stderr, r.stderr
+    assert os.path.exists(os.fsencode(out) + b"/caf\xe9 \xff/vocals.wav")
+    assert '"done"' in (out / "stemstream-manifest.jsonl").read_text()
+
+
+def test_scene_with_wrong_types_is_refused_naming_it(tmp_path, monkeypatch):
+    from stream_engine.scenes import load_scene
+
+    monkeypatch.setenv("STEMSTREAM_CONFIG_DIR", str(tmp_path))
+    (tmp_path / "scenes").mkdir()
+    for body in ({"guide": "loud"}, {"stems": {"vocals": 5}}, {"fx_params": "nope"}, {"fx": {"vocals": [5]}},
+                 {"fx": {"vocals": [{"type": "Gain", "params": 3}]}}, {"key": [1]}):
+        (tmp_path / "scenes" / "odd.json").write_text(json.dumps({"stemstream_scene": 1, **body}))
+        with pytest.raises(ValueError, match="odd"):
+            load_scene("odd")
