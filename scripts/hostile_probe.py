@@ -145,7 +145,7 @@ def _(p):
     try:
         c.send("/stemstream/scene/load", "pw")
         err = c.error_for("/stemstream/scene/load") or ""
-        return "root:" not in err and "not valid JSON" in err, err
+        return bool(err) and "root:" not in err and "JSON" in err, err
     finally:
         server.close()
 

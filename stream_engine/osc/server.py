@@ -10,14 +10,16 @@ Address space (one prefix, ``/stemstream``)::
     /stemstream/karaoke/key           i   -12..12 semitones on the accompaniment
     /stemstream/mic/gain              f   0..2
     /stemstream/listen                s   full | instrumental | acappella | karaoke: what main plays
-    /stemstream/model                 s   switch the model while playing (name, path, or "default")
+    /stemstream/model                 s   switch the model while playing (a name from `stemstream models`,
+                                          or "default"; never a file path: SECURITY.md)
     /stemstream/profile               s   switch the profile while playing (live, balanced, quality)
     /stemstream/keystage              i   0 | 1   key-change stage in or out (crossfaded)
     /stemstream/input                 s   input: a device, "demo song" or file:PATH (front ends that can)
     /stemstream/mic                   s   microphone: a device, "DEVICE#CH" for one channel, or "none"
     /stemstream/route                 s   BUS=CH[,CH] (from 1) or BUS= to unroute: per-stem routing
-    /stemstream/scene/save            s   save the mixer as a scene (a name, or a path ending .json)
-    /stemstream/scene/load            s   load a scene (mixer now, effect chains by a switch)
+    /stemstream/scene/save            s   save the mixer as a scene: a plain name (no path), in <config>/scenes/
+    /stemstream/scene/load            s   load a scene by name (mixer now, effect chains by a switch; plugins
+                                          only from the plugin folders)
     /stemstream/fx/<stem>/<n>/<param> f   effect parameter of effect n on <stem>
     /stemstream/subscribe             s i host, port that receive feedback
     /stemstream/unsubscribe           s i
