@@ -283,9 +283,10 @@ def _(p):
     return clean(r) and "FIFO" in r.stderr and (p.tmp / "O" / "b" / "vocals.wav").exists(), f"exit {r.returncode}"
 
 
-@case("list-binary-garbage", "lists", "a list file of random bytes (not UTF-8, not paths)")
+@case("list-binary-garbage", "lists", "a list file of random bytes, ~nosuchuser/ paths and a NUL in a name")
 def _(p):
-    (p.tmp / "junk.m3u").write_bytes(os.urandom(3000).replace(b"\x00", b"x"))
+    junk = os.urandom(3000) + b"\n~nosuchuser/x.wav\n~\xff\xfe/y.wav\nnul\x00byte.wav\n"
+    (p.tmp / "junk.m3u").write_bytes(junk)
     r = p.cli("separate", "junk.m3u", "--out", "O", "--model", "passthrough", "--quiet", timeout=180)
     return clean(r) and r.returncode >= 1, f"exit {r.returncode}"
 

@@ -249,7 +249,7 @@ def remove_stale_partials(folder: Path, legacy_age: float = 60.0) -> list[Path]:
     removed = []
     try:
         entries = list(Path(folder).iterdir())
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a name no file system takes (a NUL byte)
         return removed
     for path in entries:
         m = _PARTIAL.match(path.name)

@@ -109,10 +109,16 @@ def collect_inputs(args: list[str | Path], out: Path, notes: list[str] | None = 
                 lines = raw.decode("utf-8-sig").splitlines()
             except UnicodeDecodeError:  # an old .m3u: Latin-1
                 lines = raw.decode("latin-1").splitlines()
-            for line in lines:
+            for number, line in enumerate(lines, 1):
                 line = line.strip()
+                if "\0" in line:  # no file name holds one; a binary file read as a list
+                    notes.append(f"{item}: line {number} holds a NUL byte; skipped (is this a list of paths?)")
+                    continue
                 if line and not line.startswith("#"):
-                    entry = Path(line).expanduser()
+                    try:
+                        entry = Path(line).expanduser()
+                    except RuntimeError:  # ~nosuchuser/...: kept as written, it fails as a track by name
+                        entry = Path(line)
                     add(entry if entry.is_absolute() else item.parent / entry, via_list=item)
         else:  # a file (or a missing path: it fails as a track, with an error naming it)
             jobs.append(Job(str(item), None))

@@ -455,3 +455,15 @@ def test_scene_with_wrong_types_is_refused_naming_it(tmp_path, monkeypatch):
         (tmp_path / "scenes" / "odd.json").write_text(json.dumps({"stemstream_scene": 1, **body}))
         with pytest.raises(ValueError, match="odd"):
             load_scene("odd")
+
+
+def test_list_file_with_unknown_home_and_nul_bytes(tmp_path):
+    """A list naming ~nosuchuser/x.wav (expanduser raises) and a line with a NUL byte (no file system
+    takes it): each is a message, the good line is separated."""
+    good = tmp_path / "good.wav"
+    sf.write(good, noise(0.2), 44100)
+    (tmp_path / "list.m3u").write_bytes(b"~nosuchuser-24/x.wav\nnul\x00byte.wav\n" + os.fsencode(good) + b"\n")
+    r = cli("separate", tmp_path / "list.m3u", "--out", tmp_path / "O", "--model", "passthrough", "--quiet")
+    no_traceback(r)
+    assert r.returncode == 1 and "~nosuchuser-24/x.wav" in r.stderr and "NUL byte" in r.stderr, r.stderr
+    assert (tmp_path / "O" / "good" / "vocals.wav").exists()
