@@ -74,8 +74,14 @@ def _set_aside(path: Path) -> None:
     """Keep a copy of a file we could not use as ``<name>.broken`` (the user's data is never lost)."""
     import shutil
 
+    from stream_engine.untrusted import is_regular_file
+
+    broken = path.with_suffix(path.suffix + ".broken")
     try:
-        shutil.copyfile(path, path.with_suffix(path.suffix + ".broken"))
+        if is_regular_file(path) and not path.is_symlink():
+            shutil.copyfile(path, broken)
+        else:  # a FIFO, a device or a link: moved aside as it is (copying /dev/zero would never end)
+            os.replace(path, broken)
     except OSError:
         pass
 
