@@ -9,8 +9,8 @@ right thing), within its time, and nothing it printed or logged holds a tracebac
 
     python scripts/hostile_probe.py [--logs DIR] [--repo PATH] [--only NAME ...] [--json FILE]
 
-``--repo`` runs the cases against another checkout (e.g. the main branch, to tell *fixed* from
-*held*). Every case writes ``DIR/<case>.log`` (its commands, their output, the engine's log);
+``--repo`` runs the cases against another checkout (e.g. the main branch); ``--against`` that
+run's ``--json`` labels each case *held* (held there too), *fixed* (failed there) or FAILED. Every case writes ``DIR/<case>.log`` (its commands, their output, the engine's log);
 ``grep -r Traceback DIR`` is empty when every case holds. Exit status: the number of cases failed.
 """
 
@@ -550,6 +550,9 @@ def main(argv=None) -> int:
     ap.add_argument("--repo", default=str(HERE), help="checkout to probe (its stream_engine, gui, plugins)")
     ap.add_argument("--only", nargs="*", help="run only these cases")
     ap.add_argument("--json", help="write the results here")
+    ap.add_argument("--against", metavar="JSON",
+                    help="results of an earlier run (--json), e.g. on the main branch: each case is then "
+                         "labelled held (held there too), fixed (failed there) or FAILED")
     ap.add_argument("--case", help=argparse.SUPPRESS)  # internal: run one case in this process
     ap.add_argument("--timeout", type=float, default=240, help="seconds a case may take (a hang fails it)")
     args = ap.parse_args(argv)
@@ -583,6 +586,11 @@ def main(argv=None) -> int:
         results.append(result)
         print(f"{'held ' if result['held'] else 'FAIL '} {name:24s} {result['seconds']:6.1f} s  {result['detail']}",
               flush=True)
+    if args.against:
+        before = {r["case"]: r["held"] for r in json.loads(Path(args.against).read_text())["results"]}
+        for r in results:
+            r["label"] = ("held" if before.get(r["case"], False) else "fixed") if r["held"] else "FAILED"
+        print("\n" + "\n".join(f"{r['label']:6s} {r['case']}" for r in results))
     tracebacks = [p.name for p in logs.glob("*.log") if "Traceback" in p.read_text(errors="replace")]
     failed = sum(not r["held"] for r in results)
     print(f"\n{len(results) - failed} of {len(results)} cases held; logs with a traceback: {tracebacks or 'none'}")
