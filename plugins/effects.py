@@ -33,6 +33,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from stream_engine.presets import list_preset_files
+from stream_engine.untrusted import UntrustedInputError, check_plugin_path, read_json
 from stream_engine.presets import user_preset_dir as _user_preset_dir
 
 log = logging.getLogger("stemstream.plugins")
@@ -76,6 +77,13 @@ def list_presets(user_dir: str | os.PathLike | None = None) -> dict[str, Path]:
     return list_preset_files(PACKAGE_PRESETS, Path(user_dir) if user_dir else user_preset_dir())
 
 
+class UnknownPreset(KeyError, ValueError):
+    """No preset of that name: a KeyError (as before) and a ValueError (bad input), printed plainly."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 def load_preset(name_or_path, user_dir=None) -> dict:
     """A preset dict from a name (bundled or user), a JSON path, or a dict/list."""
     if isinstance(name_or_path, Mapping):
@@ -86,13 +94,30 @@ def load_preset(name_or_path, user_dir=None) -> dict:
     if not p.suffix == ".json" or not p.exists():
         presets = list_presets(user_dir)
         if str(name_or_path) not in presets:
-            raise KeyError(f"unknown effect preset {name_or_path!r}; known: {sorted(presets)}")
+            raise UnknownPreset(f"unknown effect preset {name_or_path!r}; known: {', '.join(sorted(presets))}")
         p = presets[str(name_or_path)]
-    data = json.loads(p.read_text())
+    try:
+        data = read_json(p, "effect preset")
+    except UntrustedInputError as exc:
+        raise ValueError(str(exc)) from None
+    if not isinstance(data, (dict, list)):
+        raise ValueError(f"effect preset {p}: must be a JSON object or list, not {type(data).__name__}")
     if isinstance(data, list):
         data = {"name": p.stem, "effects": data}
     data.setdefault("name", p.stem)
+    check_effects(data.get("effects"), f"effect preset {p}")
     return data
+
+
+def check_effects(effects, where: str) -> None:
+    """A preset's effects: a list of objects with a text ``type`` and an object of ``params``; else ValueError."""
+    if not isinstance(effects, list):
+        raise ValueError(f"{where}: 'effects' must be a list of effects, not {type(effects).__name__}")
+    for i, e in enumerate(effects):
+        if not isinstance(e, Mapping) or not isinstance(e.get("type"), str) \
+                or not isinstance(e.get("params", {}), Mapping):
+            raise ValueError(f"{where}: effect {i} must be an object with a 'type' name and a 'params' object, "
+                             f"not {e!r}"[:300])
 
 
 class DelayLine:
@@ -158,13 +183,16 @@ class Slot:
             path = self.spec.get("path")
             if not path:
                 raise ValueError("a 'vst3' effect needs a 'path'")
+            # loading a plugin runs its code: only from the plugin folders (SECURITY.md)
+            path = check_plugin_path(path, f"effect {self.label!r}")
             kw = {}
             if self.spec.get("plugin_name"):
                 kw["plugin_name"] = self.spec["plugin_name"]
             plugin = pedalboard.load_plugin(str(path), **kw)
         else:
             cls = getattr(pedalboard, self.type, None)
-            if cls is None or not isinstance(cls, type) or not issubclass(cls, pedalboard.Plugin):
+            if cls is None or not isinstance(cls, type) or not issubclass(cls, pedalboard.Plugin) \
+                    or issubclass(cls, getattr(pedalboard, "ExternalPlugin", ())):
                 raise ValueError(f"no Pedalboard effect named {self.type!r}")
             plugin = cls()
         for k, v in dict(self.spec.get("params", {})).items():

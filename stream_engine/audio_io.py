@@ -61,29 +61,49 @@ def describe_os_error(exc: BaseException) -> str:
     return str(exc)
 
 
-def truncation(f: sf.SoundFile) -> tuple[int, int] | None:
-    """(frames the header promises, frames present) for a file cut short, else None.
+# libsndfile's log lines for a file cut short: "<chunk> : <size> (should be <what is there>)". The data
+# chunk's line (WAV "data", AIFF " SSND", AU "Data Size") gives the ratio of the lengths; a container's
+# (RIFF, FORM, W64 "riff") only says it is short. Ogg says its last page is not the last.
+_SHORT_CHUNK = re.compile(r"^\s*(data|SSND|Data Size|RIFF|RF64|FORM|riff)\s*:\s*(\d+)\s*\(should be (\d+)\)",
+                          re.MULTILINE)
+_SHORT_STREAM = ("lacks an end-of-stream bit", "Exiting parser", "not equal to frame count")
 
-    libsndfile shortens a truncated WAV/AIFF to what is there and only notes
-    it in its log ("data : 960000 (should be 319970)").
+
+def truncation(f: sf.SoundFile) -> tuple[int | None, int] | None:
+    """(frames the header promises, or None where the format cannot say; frames present) for a
+    file cut short, else None.
+
+    libsndfile shortens a truncated WAV/AIFF/AU/W64/Ogg to what is there and only
+    notes it in its log ("data : 960000 (should be 319970)", " SSND : ...",
+    "Ogg: Last page lacks an end-of-stream bit.").
     """
-    m = re.search(r"^(?:data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)", f.extra_info or "", re.MULTILINE)
-    promised, present = (int(m.group(1)), int(m.group(2))) if m else (0, 0)
-    if promised <= present or present <= 0:
+    info = f.extra_info or ""
+    data_ratio, short = None, False
+    for m in _SHORT_CHUNK.finditer(info):
+        declared, there = int(m.group(2)), int(m.group(3))
+        if declared > there + 8 and there >= 0:  # a pad byte or two is not a cut
+            short = True
+            if there > 0 and (m.group(1) in ("data", "SSND", "Data Size") or data_ratio is None):
+                data_ratio = declared / there  # a container's ratio (W64) is close: its header is small
+    if not short and not any(s in info for s in _SHORT_STREAM):
         return None
-    return round(f.frames * promised / present), f.frames
+    return (round(f.frames * data_ratio) if data_ratio else None), f.frames
 
 
 def open_audio(path: str | os.PathLike) -> sf.SoundFile:
+    from .untrusted import describe_kind, is_regular_file
+
     path = Path(path)
     if not path.exists():
         raise AudioFileError(f"{path}: no such file")
     if path.is_dir():
         raise AudioFileError(f"{path}: is a folder, not an audio file")
+    if not is_regular_file(path):  # a FIFO or /dev/zero would be read for ever
+        raise AudioFileError(f"{path}: is {describe_kind(path)}, not a regular file; refused")
     if path.stat().st_size == 0:
         raise AudioFileError(f"{path}: the file is empty (0 bytes)")
     try:
-        f = sf.SoundFile(str(path))
+        f = sf.SoundFile(os.fsencode(path))  # bytes: a name that is not UTF-8 opens too
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
         raise AudioFileError(f"{path}: not a readable audio file ({exc})") from None
     if f.frames == 0:
@@ -158,7 +178,8 @@ class AtomicStemWriter:
                 tmp = self.folder / f".{name}.{os.getpid()}.{secrets.token_hex(4)}.{fmt}.partial"
                 self.temps[name] = tmp  # recorded first: a signal right after creation still finds it
                 os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # umask applies
-                self.files[name] = sf.SoundFile(tmp, "w", rate, channels, subtype=subtype, format=container)
+                self.files[name] = sf.SoundFile(os.fsencode(tmp), "w", rate, channels, subtype=subtype,
+                                                format=container)
         except (OSError, sf.SoundFileError) as exc:
             self.abort()
             raise self._error(self.final[name], exc) from None
@@ -230,7 +251,7 @@ def remove_stale_partials(folder: Path, legacy_age: float = 60.0) -> list[Path]:
     removed = []
     try:
         entries = list(Path(folder).iterdir())
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a name no file system takes (a NUL byte)
         return removed
     for path in entries:
         m = _PARTIAL.match(path.name)

@@ -34,6 +34,7 @@ import hashlib
 import json
 import os
 import socket
+import stat
 import sys
 import time
 from collections import Counter, deque
@@ -111,10 +112,16 @@ def collect_inputs(args: list[str | Path], out: Path, notes: list[str] | None = 
                 lines = raw.decode("utf-8-sig").splitlines()
             except UnicodeDecodeError:  # an old .m3u: Latin-1
                 lines = raw.decode("latin-1").splitlines()
-            for line in lines:
+            for number, line in enumerate(lines, 1):
                 line = line.strip()
+                if "\0" in line:  # no file name holds one; a binary file read as a list
+                    notes.append(f"{item}: line {number} holds a NUL byte; skipped (is this a list of paths?)")
+                    continue
                 if line and not line.startswith("#"):
-                    entry = Path(line).expanduser()
+                    try:
+                        entry = Path(line).expanduser()
+                    except RuntimeError:  # ~nosuchuser/...: kept as written, it fails as a track by name
+                        entry = Path(line)
                     add(entry if entry.is_absolute() else item.parent / entry, via_list=item)
         else:  # a file (or a missing path: it fails as a track, with an error naming it)
             jobs.append(Job(str(item), None))
@@ -134,6 +141,10 @@ def name_jobs(jobs: list[Job]) -> None:
 def audio_seconds(path: str) -> float:
     import soundfile as sf
 
+    from .untrusted import is_regular_file
+
+    if not is_regular_file(path):  # a FIFO would block sf.info; the track fails with a message later
+        return 0.0
     try:
         info = sf.info(path)
         return info.frames / info.samplerate if info.samplerate else 0.0
@@ -204,6 +215,13 @@ class Separation:
         if unknown:  # the same words as stages.build_stages, but before any track
             raise ValueError(f"effects for unknown stem(s) {', '.join(unknown)}; "
                              f"this model's stems: {', '.join(self.spec.stems)}")
+        for stem, preset in self.fx.items():  # an unknown or broken preset fails here, before any track
+            from plugins.effects import load_preset
+
+            try:
+                load_preset(preset)
+            except ValueError as exc:
+                raise ValueError(f"--fx {stem}={preset}: {exc}") from None
         self.key = clamp(settings.key, *KEY_RANGE)[0]
         self.worker = worker_id()
 
@@ -225,6 +243,10 @@ class Separation:
         t0 = time.perf_counter()
         try:
             st = os.stat(job.path)
+            if not stat.S_ISREG(st.st_mode):  # hashing a FIFO or /dev/zero would never end
+                from .untrusted import describe_kind
+
+                raise ValueError(f"{job.path}: is {describe_kind(job.path)}, not a regular file; refused")
             record.update(size=st.st_size, mtime_ns=st.st_mtime_ns, sha256=sha256_of(job.path))
 
             def stages_for(rate, channels):
@@ -243,9 +265,13 @@ class Separation:
             warnings.append(f"{job.path}: {r.nonfinite} NaN/inf samples were replaced by silence")
         if r.truncated:
             promised, present = r.truncated
-            warnings.append(f"{job.path}: the file is truncated: its header promises "
-                            f"{promised * r.seconds / present:.1f} s, it holds {r.seconds:.1f} s "
-                            f"({present} of {promised} frames); separated what is there")
+            if promised:
+                warnings.append(f"{job.path}: the file is truncated: its header promises "
+                                f"{promised * r.seconds / present:.1f} s, it holds {r.seconds:.1f} s "
+                                f"({present} of {promised} frames); separated what is there")
+            else:
+                warnings.append(f"{job.path}: the file is truncated (it ends without its end marker); "
+                                f"separated the {r.seconds:.1f} s that are there")
         record.update(status="done", seconds=r.seconds, elapsed=time.perf_counter() - t0,
                       files=sorted(p.name for p in r.files.values()), warnings=warnings,
                       speed=r.speed, latency=r.latency.describe())
@@ -278,8 +304,15 @@ class Manifest:
                 from None
 
     def _open(self) -> "Manifest":
+        from .untrusted import describe_kind, is_regular_file
+
         self.out.mkdir(parents=True, exist_ok=True)
-        self._lock = open(self.out / LOCK, "a")
+        for path in (self.out / LOCK, self.path):  # a FIFO here would block the open or the read for ever
+            if os.path.lexists(path) and not is_regular_file(path):
+                raise BatchError(f"{self.out}: {path.name} is {describe_kind(path)}, not a regular file; "
+                                 f"remove it, or choose another --out")
+        fd = os.open(self.out / LOCK, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NONBLOCK, 0o644)
+        self._lock = os.fdopen(fd, "a")
         try:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -296,27 +329,46 @@ class Manifest:
                 if isinstance(e, dict) and isinstance(e.get("track"), str):
                     self.entries[e["track"]] = {**self.entries.get(e["track"], {}), **e} \
                         if e.get("status") == "running" else e
-        # Rewritten compact (one line per track) so it does not grow with every rerun.
+        # Rewritten compact (one line per track) so it does not grow with every rerun. We hold the
+        # lock: any temporary file here is a leftover of a run that died (or hit a full disk).
+        for stale in self.out.glob(f".{MANIFEST}.*.tmp"):
+            stale.unlink(missing_ok=True)
         tmp = self.path.with_name(f".{MANIFEST}.{os.getpid()}.tmp")
-        tmp.write_text("".join(json.dumps(e) + "\n" for e in self.entries.values()), encoding="utf-8")
-        os.replace(tmp, self.path)
-        self._file = open(self.path, "a", encoding="utf-8")
+        try:
+            tmp.write_text("".join(json.dumps(e) + "\n" for e in self.entries.values()), encoding="utf-8")
+            os.replace(tmp, self.path)
+        except OSError:
+            tmp.unlink(missing_ok=True)  # the old manifest is untouched
+            raise
+        self._file = open(self.path, "ab", buffering=0)  # one os.write per line: all of it or none
         return self
 
     def record(self, entry: dict) -> None:
         self.entries[entry["track"]] = entry
+        line = (json.dumps(entry) + "\n").encode("utf-8")
+        fd = self._file.fileno()
+        end = os.lseek(fd, 0, os.SEEK_END)
         try:
-            self._file.write(json.dumps(entry) + "\n")
-            self._file.flush()
+            view = memoryview(line)
+            while view:  # a short write is followed by the one that says why (ENOSPC, EFBIG, EDQUOT)
+                view = view[os.write(fd, view):]
         except OSError as exc:  # without its record a track would be redone, or skipped wrongly: stop
             from .audio_io import describe_os_error
 
-            raise BatchError(f"{self.path}: cannot write the manifest: {describe_os_error(exc)}") from None
+            try:
+                os.ftruncate(fd, end)  # no torn line for the next run to trip over
+            except OSError:
+                pass
+            raise BatchError(f"{self.out}: cannot write the batch's manifest ({MANIFEST}): "
+                             f"{describe_os_error(exc)}; the batch stops (stems already written are kept, "
+                             f"and a rerun redoes only what is not recorded as done)") from None
 
     def close(self) -> None:
         if self._file:
-            self._file.flush()
-            os.fsync(self._file.fileno())
+            try:
+                os.fsync(self._file.fileno())
+            except OSError:  # already reported by record(); the lines it kept are whole
+                pass
             self._file.close()
         if self._lock:
             self._lock.close()  # releases the lock

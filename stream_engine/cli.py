@@ -18,6 +18,34 @@ def fail(message: str) -> int:
     return EXIT_ERROR
 
 
+def writable_file_problem(path: str, option: str) -> str | None:
+    """Why ``path`` cannot be written as a file (a folder, a missing or read-only parent), or None."""
+    import os
+
+    p = Path(path)
+    if p.is_dir():
+        return f"{option} {path}: is a folder; give a file name"
+    parent = p.parent if str(p.parent) else Path(".")
+    if not parent.is_dir():
+        return f"{option} {path}: the folder {parent} does not exist"
+    if not os.access(parent, os.W_OK) or (p.exists() and not os.access(p, os.W_OK)):
+        return f"{option} {path}: not writable (permission denied)"
+    return None
+
+
+def writable_folder_problem(path: str, option: str) -> str | None:
+    """Why ``path`` cannot be (made into) a folder we write in, or None."""
+    import os
+
+    p = Path(path)
+    blocker = next((d for d in [p, *p.parents] if d.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        return f"{option} {path}: {blocker} is a file, not a folder"
+    if blocker is not None and not os.access(blocker, os.W_OK):
+        return f"{option} {path}: {blocker} is not writable (permission denied)"
+    return None
+
+
 def add_model_args(p: argparse.ArgumentParser, default_profile: str = "balanced", realtime_only: bool = False) -> None:
     p.add_argument("--model", default=None,
                    help="built-in name (passthrough, dsp-center, dsp-4stem), bundled model name, or a model file path; "
@@ -129,19 +157,29 @@ def cmd_eval(args) -> int:
     from .evaluate import evaluate, format_results
     from .separators.base import SeparatorError
 
+    problem = (args.json and writable_file_problem(args.json, "--json")) or \
+        (args.report and writable_folder_problem(args.report, "--report"))
+    if problem:  # found now, not after the whole evaluation has run
+        return fail(problem)
     try:
         results = evaluate(Path(args.folder), separator_factory(args), args.profile, stream_rate=args.rate,
                            progress=not args.quiet)
     except (AudioFileError, SeparatorError) as exc:
         return fail(str(exc))
     print(format_results(results))
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
-    if args.report:
-        from .report import write_report
+    try:
+        if args.json:
+            Path(args.json).write_text(json.dumps(results, indent=2))
+        if args.report:
+            from .report import write_report
 
-        for path in write_report(results, Path(args.report)):
-            print(f"wrote {path}")
+            for path in write_report(results, Path(args.report)):
+                print(f"wrote {path}")
+    except OSError as exc:
+        from .audio_io import describe_os_error
+
+        return fail(f"cannot write the results ({exc.filename or args.json or args.report}): "
+                    f"{describe_os_error(exc)}")
     if results["failed"]:
         return fail(f"{len(results['failed'])} track(s) could not be scored: {', '.join(results['failed'])}")
     if not results["tracks"]:

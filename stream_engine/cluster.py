@@ -70,6 +70,29 @@ def _worker_class(ray):
     return SeparationWorker
 
 
+PROBE_TIMEOUT = 5.0
+
+
+def probe_address(address: str, timeout: float = PROBE_TIMEOUT) -> None:
+    """ClusterError at once when nothing listens at ``HOST:PORT`` (``ray://HOST:PORT`` too); ``auto``
+    and addresses without a port are left to Ray."""
+    import socket
+
+    text = address.split("://", 1)[1] if "://" in address else address
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not port_text.isdigit():
+        return
+    host = host.strip("[]") or "127.0.0.1"
+    try:
+        socket.create_connection((host, int(port_text)), timeout=timeout).close()
+    except (OSError, OverflowError, ValueError) as exc:
+        reason = "no answer within %.0f s" % timeout if isinstance(exc, socket.timeout) else \
+            (getattr(exc, "strerror", None) or str(exc))
+        raise ClusterError(f"cannot join the Ray cluster at {address}: nothing answers there ({reason}); "
+                           f"start one with `ray start --head --port {port_text}`, or leave out --ray-address "
+                           f"to separate here") from None
+
+
 class RayExecutor:
     """``batch.run_batch``'s executor on Ray; ``close()`` disconnects (and stops an embedded Ray)."""
 
@@ -116,6 +139,7 @@ class RayExecutor:
                     else:
                         os.environ["PYTHONPATH"] = saved
             else:
+                probe_address(address)  # nothing there: a message in seconds, not Ray's 90 s wait
                 ray.init(address=address, **init)
                 cluster_cpus = int(ray.cluster_resources().get("CPU", 0))
                 n = workers or max(1, min(cluster_cpus // worker_cpus, tracks))

@@ -35,6 +35,7 @@ from .offline import separate_array
 from .separators.base import Separator
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif"}
+LENGTH_SLACK = 16384  # samples (offline.BLOCK): encoders pad a little; more is a wrong or cut stem
 SILENT_DBFS = -80.0  # a reference this quiet (RMS) is silence: not scored
 NOT_SCORED = "not scored"
 
@@ -63,7 +64,12 @@ def load_track(folder: Path) -> tuple[dict[str, np.ndarray], int]:
         listed = ", ".join(f"{k}: {c}" for k, c in counts.items())
         raise AudioFileError(f"{folder}: stems have different channel counts ({listed}); only mono stems are "
                              f"spread over the others' channels")
-    n = min(s.shape[1] for s in stems.values())
+    lengths = {k: v.shape[1] for k, v in stems.items()}
+    n = min(lengths.values())
+    if max(lengths.values()) - n > LENGTH_SLACK:  # scoring on the shortest would hide most of a track
+        listed = ", ".join(f"{k}: {v / rates[k]:.2f} s" for k, v in lengths.items())
+        raise AudioFileError(f"{folder}: stems differ in length by more than {LENGTH_SLACK} samples ({listed}); "
+                             f"not scored (trim or pad them to the same length)")
     return {k: np.broadcast_to(v[:, :n], (channels, n)).copy() for k, v in stems.items()}, rates.popitem()[1]
 
 

@@ -40,6 +40,19 @@ EXIT_USAGE = 2  # bad arguments, no such device, cannot open the stream
 
 
 # -- the command line ----------------------------------------------------------
+def port_number(text: str) -> int:
+    """argparse type: a UDP port 0..65535 (out of range is a usage error, not an OverflowError later)."""
+    import argparse
+
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is outside 0..65535")
+    return port
+
+
 def add_parsers(subparsers) -> None:
     p = subparsers.add_parser("devices", help="list audio devices (every PortAudio host API, JACK included)")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -80,12 +93,13 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--key", type=int, default=0, help="shift the accompaniment by semitones (-12..12)")
     p.add_argument("--no-karaoke", action="store_true", help="main plays every stem at full level")
     p.add_argument("--guide", type=float, default=None, help="karaoke guide vocal level, 0..1")
-    p.add_argument("--osc-port", type=int, default=None, metavar="P", help="OSC control on 127.0.0.1:P")
+    p.add_argument("--osc-port", type=port_number, default=None, metavar="P",
+                   help="OSC control on 127.0.0.1:P (0: any free port)")
     p.add_argument("--daw", default=None, metavar="PRESET",
                    help="mirror the stem faders onto a DAW's OSC surface: reaper, ableton, ardour or a preset file")
     p.add_argument("--daw-tracks", nargs="+", default=None, metavar="STEM=N",
                    help="DAW track number per stem (default: the stems in order, from 1)")
-    p.add_argument("--daw-port", type=int, default=None, help="the DAW's OSC port (default: the preset's)")
+    p.add_argument("--daw-port", type=port_number, default=None, help="the DAW's OSC port (default: the preset's)")
     p.add_argument("--jack-name", default="stemstream", help="JACK client name (default: %(default)s)")
     p.add_argument("--budget", type=int, default=None, metavar="FRAMES",
                    help="compute budget the worker runs ahead by (default: measured at start)")
@@ -545,7 +559,7 @@ def _start_osc(args, store, separator, engine):
         effects = next((stage for stage in engine.pipeline.stages if hasattr(stage, "check_fx")), None)
         server = OscServer(store, list(engine.pipeline.stems), status=engine.status, port=args.osc_port,
                            fx_check=None if effects is None else effects.check_fx, controls=live_control(args, engine))
-    except OSError as exc:
+    except (OSError, OverflowError) as exc:
         raise LiveError(f"--osc-port {args.osc_port}: {exc}") from None
     print(f"OSC on 127.0.0.1:{server.port}")
     return server

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from pathlib import Path
 from types import MappingProxyType
 
+from .untrusted import UntrustedInputError, check_plugin_path, child_path, plain_name, read_json
 from .params import GUIDE_RANGE, KEY_RANGE, MIC_GAIN_RANGE, GAIN_RANGE, Params, clamp, listen_mode
 
 SCENE_VERSION = 1
-NAME = re.compile(r"^[\w][\w .-]{0,63}$")
+MAX_SCENE_BYTES = 1024 * 1024
 
 
 def scenes_dir() -> Path:
@@ -31,13 +31,15 @@ def scenes_dir() -> Path:
 
 
 def scene_path(name: str) -> Path:
-    """A scene's file: a bare name lives in ``scenes_dir()``; a path ending in .json is used as it is."""
-    text = str(name).strip()
-    if text.endswith(".json") and (os.sep in text or "/" in text):
-        return Path(text).expanduser()
-    if not NAME.match(text) or text in (".", ".."):
-        raise ValueError(f"bad scene name {name!r}: letters, digits, space, '.', '-', '_' (at most 64)")
-    return scenes_dir() / f"{text}.json"
+    """A scene's file: ``scenes_dir()/<name>.json``. A scene is named, never given as a path (OSC
+    clients name scenes: a path would let them read or write any JSON file; SECURITY.md)."""
+    text = name.strip() if isinstance(name, str) else name
+    if isinstance(text, str) and text.endswith(".json"):
+        text = text[:-5]  # "live set.json" names the scene "live set"
+    try:
+        return child_path(scenes_dir(), text, ".json", "scene name")
+    except UntrustedInputError as exc:
+        raise ValueError(f"{exc} (scenes live in {scenes_dir()})") from None
 
 
 def list_scenes() -> list[str]:
@@ -61,9 +63,17 @@ def scene_of(params: Params, chains: dict | None = None) -> dict:
 
 
 def params_from_scene(scene: dict, params: Params) -> Params:
-    """``params`` with the scene's mixer applied (values clamped to their ranges; unknown stems ignored)."""
+    """``params`` with the scene's mixer applied (values clamped to their ranges; unknown stems ignored).
+    A value of the wrong type is a ValueError naming it, never a traceback."""
     if not isinstance(scene, dict) or scene.get("stemstream_scene") != SCENE_VERSION:
         raise ValueError("not a stemstream scene (version 1)")
+    try:
+        return _params_from_scene(scene, params)
+    except (TypeError, ValueError, AttributeError, OverflowError) as exc:
+        raise ValueError(f"scene has a value of the wrong type or range: {exc}") from None
+
+
+def _params_from_scene(scene: dict, params: Params) -> Params:
     p = params.with_(listen=listen_mode(scene.get("listen", params.listen)),
                      guide=clamp(float(scene.get("guide", params.guide)), *GUIDE_RANGE)[0],
                      key=int(clamp(int(scene.get("key", params.key)), *KEY_RANGE)[0]),
@@ -88,13 +98,48 @@ def save_scene(name: str, params: Params, chains: dict | None = None) -> Path:
 
 
 def load_scene(name: str) -> dict:
+    """The scene named ``name`` from the scenes folder, checked: a regular file of at most
+    ``MAX_SCENE_BYTES``, JSON nested at most 64 deep, a version-1 scene whose effect chains name
+    presets by name and plugins only from the plugin folders (``check_chains``)."""
     path = scene_path(name)
     try:
-        scene = json.loads(path.read_text())
-    except OSError as exc:
-        raise ValueError(f"scene {name!r}: cannot read {path} ({exc.strerror or exc})") from None
-    except ValueError as exc:
-        raise ValueError(f"scene {name!r}: {path} is not JSON ({exc})") from None
+        scene = read_json(path, "scene", MAX_SCENE_BYTES)
+    except UntrustedInputError as exc:
+        raise ValueError(f"scene {name!r}: {exc}") from None
     if not isinstance(scene, dict) or scene.get("stemstream_scene") != SCENE_VERSION:
         raise ValueError(f"scene {name!r}: {path} is not a stemstream scene")
+    check_chains(scene.get("fx"), f"scene {name!r} ({path})")
+    try:
+        params_from_scene(scene, Params.for_stems(list(scene.get("stems") or {}) if isinstance(
+            scene.get("stems"), dict) else []))  # wrong types fail now, with the file's name
+    except ValueError as exc:
+        raise ValueError(f"scene {name!r} ({path}): {exc}") from None
     return scene
+
+
+def check_chains(chains, where: str) -> None:
+    """Effect chains from a file (``{stem: preset name | [effect spec, ...]}``): presets by plain
+    name only, plugins only from the plugin folders (untrusted.check_plugin_path); else ValueError."""
+    if chains is None:
+        return
+    if not isinstance(chains, dict):
+        raise ValueError(f"{where}: 'fx' must be an object of stem -> effect chain, not {type(chains).__name__}")
+    for stem, chain in chains.items():
+        try:
+            if isinstance(chain, str):
+                plain_name(chain, f"effect preset for {stem!r}")
+                continue
+            if not isinstance(chain, list):
+                raise ValueError(f"effect chain for {stem!r} must be a preset name or a list of effects")
+            for i, effect in enumerate(chain):
+                if not isinstance(effect, dict) or not isinstance(effect.get("type", ""), str):
+                    raise ValueError(f"effect {i} on {stem!r} must be an object with a 'type' name")
+                if not isinstance(effect.get("params", {}), dict):
+                    raise ValueError(f"effect {i} on {stem!r}: 'params' must be an object")
+                if "path" in effect or effect.get("type", "").lower() in EXTERNAL_TYPES:
+                    check_plugin_path(effect.get("path"), f"effect {i} on {stem!r}")
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from None
+
+
+EXTERNAL_TYPES = ("vst3", "vst", "plugin", "au", "external")

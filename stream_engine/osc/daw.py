@@ -24,7 +24,6 @@ the stem's value becomes the DAW's:
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import socket
@@ -61,12 +60,17 @@ def load_daw_preset(preset, user_dir=None) -> dict:
             if str(preset) not in known:
                 raise KeyError(f"unknown DAW preset {preset!r}; known: {sorted(known)}")
             p = known[str(preset)]
-        data = json.loads(p.read_text())
+        from ..untrusted import read_json
+
+        data = read_json(p, "DAW preset")  # a regular file, size and depth limited; ValueError otherwise
+        if not isinstance(data, dict):
+            raise ValueError(f"DAW preset {p}: must be a JSON object, not a {type(data).__name__}")
         data.setdefault("name", p.stem)
     if not isinstance(data.get("messages"), list) or not data["messages"]:
         raise ValueError(f"DAW preset {data.get('name', preset)!r} has no 'messages'")
     for m in data["messages"]:
-        if m.get("on", "gain") not in ("gain", "mute", "solo") or "address" not in m:
+        if not isinstance(m, dict) or m.get("on", "gain") not in ("gain", "mute", "solo") \
+                or not isinstance(m.get("address"), str):
             raise ValueError(f"DAW preset {data.get('name')!r}: bad message {m!r}")
     return data
 

@@ -10,14 +10,16 @@ Address space (one prefix, ``/stemstream``)::
     /stemstream/karaoke/key           i   -12..12 semitones on the accompaniment
     /stemstream/mic/gain              f   0..2
     /stemstream/listen                s   full | instrumental | acappella | karaoke: what main plays
-    /stemstream/model                 s   switch the model while playing (name, path, or "default")
+    /stemstream/model                 s   switch the model while playing (a name from `stemstream models`,
+                                          or "default"; never a file path: SECURITY.md)
     /stemstream/profile               s   switch the profile while playing (live, balanced, quality)
     /stemstream/keystage              i   0 | 1   key-change stage in or out (crossfaded)
     /stemstream/input                 s   input: a device, "demo song" or file:PATH (front ends that can)
     /stemstream/mic                   s   microphone: a device, "DEVICE#CH" for one channel, or "none"
     /stemstream/route                 s   BUS=CH[,CH] (from 1) or BUS= to unroute: per-stem routing
-    /stemstream/scene/save            s   save the mixer as a scene (a name, or a path ending .json)
-    /stemstream/scene/load            s   load a scene (mixer now, effect chains by a switch)
+    /stemstream/scene/save            s   save the mixer as a scene: a plain name (no path), in <config>/scenes/
+    /stemstream/scene/load            s   load a scene by name (mixer now, effect chains by a switch; plugins
+                                          only from the plugin folders)
     /stemstream/fx/<stem>/<n>/<param> f   effect parameter of effect n on <stem>
     /stemstream/subscribe             s i host, port that receive feedback
     /stemstream/unsubscribe           s i
@@ -76,6 +78,30 @@ log = logging.getLogger("stemstream.osc")
 PREFIX = "/stemstream"
 RCVBUF_BYTES = 4 * 1024 * 1024
 MAX_SUBSCRIBERS = 64
+MAX_DATAGRAM = 65535  # socketserver reads 8192 bytes by default: a larger datagram (a bundle) was cut short
+LOG_EVERY_S = 10.0  # failures a client can cause are logged at most once per this many seconds per kind
+
+
+def osc_model_choice(value: str) -> str:
+    """Over OSC a model is a *name* (built-in, bundled, installed) or "default", never a file path:
+    loading a model file is loading code-like content a client could plant (SECURITY.md)."""
+    from ..separators.registry import available
+
+    if value in ("", "default") or value in available():
+        return value
+    raise ValueError(f"unknown model {value!r}: over OSC name one of {', '.join(available())} or 'default' "
+                     f"(model files are loaded from the command line or the app, not by path over OSC)")
+
+
+def osc_input_choice(value: str) -> str:
+    """``file:PATH`` must be a regular file (a FIFO would stop the OSC thread); devices and the demo as they are."""
+    from ..untrusted import describe_kind, is_regular_file
+
+    if value.startswith("file:"):
+        path = value[5:]
+        if not is_regular_file(path):
+            raise ValueError(f"input {value!r}: {path} is {describe_kind(path)}, not a regular audio file")
+    return value
 
 
 def is_loopback(host: str) -> bool:
@@ -96,13 +122,16 @@ def _osc_pattern_to_regex(pat: str) -> re.Pattern:
         elif ch == "?":
             out.append(".")
         elif ch == "[":
-            j = pat.find("]", i)
-            if j < 0:
+            j = pat.find("]", i + 1)
+            if j < 0 or j == i + 1:
                 raise OscError(f"bad pattern {pat!r}")
             body = pat[i + 1:j]
-            if body.startswith("!"):
-                body = "^" + body[1:]
-            out.append("[" + body + "]")
+            negate = body.startswith("!")
+            body = body[1:] if negate else body
+            # OSC ranges are a-z only: escape everything else so the regex cannot be broken ([\], [^], ...)
+            parts = re.split(r"(?<=.)-(?=.)", body)
+            ranged = "-".join(re.escape(p) for p in parts)
+            out.append("[" + ("^" if negate else "") + ranged + "]")
             i = j
         elif ch == "{":
             j = pat.find("}", i)
@@ -113,7 +142,10 @@ def _osc_pattern_to_regex(pat: str) -> re.Pattern:
         else:
             out.append(re.escape(ch))
         i += 1
-    return re.compile("".join(out) + r"\Z")
+    try:
+        return re.compile("".join(out) + r"\Z")
+    except re.error as exc:  # e.g. a reversed range [z-a]
+        raise OscError(f"bad pattern {pat!r}: {exc}") from None
 
 
 class _ParsingDispatcher(Dispatcher):
@@ -124,13 +156,25 @@ class _ParsingDispatcher(Dispatcher):
         super().__init__(**kw)
         self._on_malformed = on_malformed
 
+    def handlers_for_address(self, address_pattern: str):
+        """Every message goes to the one default handler, which matches stems itself (_match_stems).
+        python-osc's own matching compiles the address as a regex and drops, without a word, a
+        message whose pattern does not compile (``/stemstream/stem/[z-a]/gain``)."""
+        if self._default_handler is not None:
+            yield self._default_handler
+
     def call_handlers_for_packet(self, data: bytes, client_address):
         try:
-            OscPacket(data)
+            packet = OscPacket(data)
         except Exception as exc:  # noqa: BLE001 - any decoding failure is the packet's fault
             self._on_malformed(data, client_address, exc)
             return []
-        return super().call_handlers_for_packet(data, client_address)
+        try:
+            return super().call_handlers_for_packet(data, client_address)
+        except re.error as exc:  # python-osc turns the address pattern into a regex: [z-a] breaks it
+            address = packet.messages[0].message.address if packet.messages else ""
+            self._on_malformed(data, client_address, OscError(f"{address}: bad address pattern ({exc})"), address)
+            return []
 
 
 def param_values(p: Params, stems: Iterable[str]) -> dict[str, object]:
@@ -167,7 +211,9 @@ class OscServer:
         self.meter_hz = float(meter_hz)
         self.fx_check = fx_check  # e.g. StemEffects.check_fx: (value to apply, error message or None)
         self.controls = None  # LiveControl: changes while playing (model, profile, ...); attach() sets it
-        self._last_sender: tuple[str, int] | None = None  # who asked for the switch in flight
+        self._asked_by: dict[str, tuple[str, int]] = {}  # change ("model", "routing", ...) -> who asked for it
+        self._logged_at: dict[str, float] = {}  # rate limit for logging what clients cause
+        self._log_suppressed: dict[str, int] = {}
         self.subscribers: list[tuple[str, int]] = []
         self._sub_lock = threading.Lock()
         self.counters = {"received": 0, "errors": 0, "clamped": 0, "refused": 0, "sent": 0, "send_errors": 0,
@@ -179,6 +225,7 @@ class OscServer:
         dispatcher = _ParsingDispatcher(self._malformed, strict_timing=False)
         dispatcher.set_default_handler(self._on_message, needs_reply_address=True)
         server = BlockingOSCUDPServer((host, port), dispatcher)
+        server.max_packet_size = MAX_DATAGRAM
         server.verify_request = self._verify_request  # type: ignore[method-assign]
         server.handle_error = self._handle_error  # type: ignore[method-assign]
         self._server = server
@@ -228,11 +275,17 @@ class OscServer:
         if name == "error":
             what, message = values
             self.counters["errors"] += 1
-            self._to_subscribers(PREFIX + "/error", f"{PREFIX}/{what}", message, also=self._last_sender)
+            self._to_subscribers(PREFIX + "/error", f"{PREFIX}/{what}", message, also=self._asked_by.pop(what, None))
             return
         if name in ("model", "routing") and self.controls is not None:
             self.set_stems(self.controls.engine.pipeline.stems)
-        self._to_subscribers(f"{PREFIX}/{name}", *values, also=self._last_sender)
+        if name == "switched":  # the last word on a change: its asker is forgotten
+            asker = self._asked_by.pop(str(values[0]) if values else "", None)
+        elif name in ("input", "mic"):  # reported once, when done
+            asker = self._asked_by.pop(name, None)
+        else:
+            asker = self._asked_by.get(name)
+        self._to_subscribers(f"{PREFIX}/{name}", *values, also=asker)
 
     @property
     def port(self) -> int:
@@ -278,12 +331,14 @@ class OscServer:
         data = request[0] if isinstance(request, tuple) and request and isinstance(request[0], bytes) else b""
         self._malformed(data, client_address, sys.exc_info()[1])
 
-    def _malformed(self, data: bytes, client_address, exc: BaseException | None) -> None:
-        """A datagram that is not OSC (bad UTF-8, truncated, wrong padding): counted, answered on
-        ``/stemstream/error``, logged once per sender, without a traceback."""
+    def _malformed(self, data: bytes, client_address, exc: BaseException | None, address: str = "") -> None:
+        """A datagram that is not OSC (bad UTF-8, truncated, wrong padding) or whose address pattern
+        cannot be matched: counted, answered on ``/stemstream/error``, logged once per sender, without
+        a traceback."""
         self.counters["malformed"] += 1
-        message = f"undecodable OSC packet ({len(data)} bytes): {type(exc).__name__}: {exc}"[:200]
-        self._error(client_address, "", message)
+        message = (str(exc) if address else
+                   f"undecodable OSC packet ({len(data)} bytes): {type(exc).__name__}: {exc}")[:200]
+        self._error(client_address, address, message)
         host = client_address[0] if client_address else "?"
         if host not in self._malformed_logged and len(self._malformed_logged) < 100:
             self._malformed_logged.add(host)
@@ -299,8 +354,21 @@ class OscServer:
         except OscError as exc:
             self._error(client_address, address, str(exc))
         except Exception as exc:  # noqa: BLE001 - nothing a client sends may stop the server
-            log.exception("OSC: handler failed for %s %r", address, args)
-            self._error(client_address, address, f"{address}: internal error: {type(exc).__name__}: {exc}")
+            self._log_limited("handler", "OSC: handler failed for %.80s: %s: %.200s", address, type(exc).__name__,
+                              exc)
+            log.debug("OSC: handler failed for %s %r", address, args, exc_info=True)
+            self._error(client_address, address, f"{address}: internal error: {type(exc).__name__}: {exc}"[:300])
+
+    def _log_limited(self, kind: str, fmt: str, *args) -> None:
+        """A warning without a traceback, at most once per LOG_EVERY_S per kind (a client sending
+        the same bad packet in a loop must not fill the log); the suppressed ones are counted."""
+        now = time.monotonic()
+        if now - self._logged_at.get(kind, -math.inf) < LOG_EVERY_S:
+            self._log_suppressed[kind] = self._log_suppressed.get(kind, 0) + 1
+            return
+        self._logged_at[kind] = now
+        skipped = self._log_suppressed.pop(kind, 0)
+        log.warning(fmt + (f" ({skipped} more like it not logged)" if skipped else ""), *args)
 
     def _match_stems(self, address: str, pat: str) -> list[str]:
         if any(c in pat for c in "*?[{"):
@@ -455,18 +523,18 @@ class OscServer:
         try:
             if what == "keystage":
                 on = self._clamped(sender, address, self._number(address, args, "int 0|1"), 0, 1, integer=True)
-                self._last_sender = sender
+                self._asked_by["keystage"] = sender
                 if c.set_key_stage(bool(on)) is None:  # already so: say so at once
                     self._send(sender, f"{PREFIX}/keystage", int(c.get("keystage")))
                 return
             value = self._text(address, args)
-            self._last_sender = sender
+            self._asked_by["routing" if what == "route" else what] = sender
             if what == "model":
-                c.set_model(value)
+                c.set_model(osc_model_choice(value))
             elif what == "profile":
                 c.set_profile(value)
             elif what == "input":
-                c.set_input(value)
+                c.set_input(osc_input_choice(value))
             elif what == "mic":
                 c.set_mic(value)
             else:
@@ -475,6 +543,7 @@ class OscServer:
                 bus, _, chans = value.partition("=")
                 c.set_route(bus.strip(), parse_route(value)[1] if chans.strip() else [])
         except (ValueError, KeyError) as exc:
+            self._asked_by.pop("routing" if what == "route" else what, None)
             raise OscError(f"{address}: {exc.args[0] if exc.args else exc}") from None
 
     def _scene(self, sender, address: str, action: str, name: str) -> None:
@@ -483,6 +552,8 @@ class OscServer:
 
         try:
             if self.controls is not None:
+                if action == "load":
+                    self._asked_by["fx"] = sender  # the chains follow by a switch
                 path = self.controls.save_scene(name) if action == "save" else self.controls.load_scene(name)
             elif action == "save":
                 path = scenes.save_scene(name, self.store.current)

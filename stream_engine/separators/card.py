@@ -23,16 +23,22 @@ Optional but written by ``stemstream export``::
 from __future__ import annotations
 
 import hashlib
-import json
+import math
 from pathlib import Path
 
 from ..profiles import pick_framing
+from ..untrusted import UntrustedInputError, plain_name, read_json
 from .base import SeparatorError, SeparatorSpec
 
 REQUIRED = ("name", "format", "sample_rate", "stems", "channels", "window", "hop", "lookahead", "fade", "stateful")
 FORMATS = ("onnx", "torchscript")
 FRAMING = ("window", "hop", "lookahead", "fade")
 SAMPLE_RATES = (8000, 384000)  # plausible model rates; a card outside them is a typo
+MAX_FRAMING = 1 << 23  # samples: ~3 min at 48 kHz, far beyond any model's window
+MAX_STATE_VALUES = 1 << 26  # per state tensor (256 MiB of float32)
+MAX_STEMS = 16
+RESERVED_STEMS = ("main", "instrumental", "karaoke", "mixture", "mix", "mic")
+MAX_CARD_BYTES = 4 * 1024 * 1024
 
 
 def card_path_for(model_path: str | Path) -> Path:
@@ -60,15 +66,16 @@ def validate_card(card: dict, where: str = "card") -> dict:
         v = card[k]
         if not isinstance(v, int) or isinstance(v, bool) or v < 0:
             raise SeparatorError(f"{where}: {k} must be a non-negative integer, not {v!r}")
+        if k != "sample_rate" and v > MAX_FRAMING:
+            raise SeparatorError(f"{where}: {k} {v} is larger than {MAX_FRAMING} samples (a typo? buffers of that "
+                                 f"size would not fit in memory)")
     if card["sample_rate"] <= 0 or card["hop"] <= 0:
         raise SeparatorError(f"{where}: sample_rate and hop must be positive")
     lo, hi = SAMPLE_RATES
     if not lo <= card["sample_rate"] <= hi:
         raise SeparatorError(f"{where}: sample_rate {card['sample_rate']} Hz is outside {lo}..{hi} Hz")
     _check_framing(card, where)
-    stems = card["stems"]
-    if not isinstance(stems, list) or not stems or not all(isinstance(s, str) and s for s in stems):
-        raise SeparatorError(f"{where}: stems must be a non-empty list of names, not {stems!r}")
+    check_stem_names(card["stems"], where)
     if card["channels"] not in (None, 1, 2):
         raise SeparatorError(f"{where}: channels must be 1, 2 or null, not {card['channels']!r}")
     if not isinstance(card["stateful"], bool):
@@ -79,21 +86,50 @@ def validate_card(card: dict, where: str = "card") -> dict:
     for st in states:
         if not isinstance(st, dict) or "name" not in st or "shape" not in st:
             raise SeparatorError(f"{where}: each state entry needs a name and a shape, got {st!r}")
-        if not all(isinstance(d, int) and d > 0 for d in st["shape"]):
+        if not isinstance(st["shape"], list) or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0
+                                                          for d in st["shape"]):
             raise SeparatorError(f"{where}: state {st['name']!r} shape must be positive integers, got {st['shape']}")
+        if math.prod(st["shape"]) > MAX_STATE_VALUES:
+            raise SeparatorError(f"{where}: state {st['name']!r} shape {st['shape']} holds more than "
+                                 f"{MAX_STATE_VALUES} values")
     if card.get("output_span", "segment") not in ("segment", "window"):
         raise SeparatorError(f"{where}: output_span must be 'segment' or 'window'")
-    for prof, fr in (card.get("profiles") or {}).items():
+    profiles = card.get("profiles") or {}
+    if not isinstance(profiles, dict) or not all(isinstance(fr, dict) for fr in profiles.values()):
+        raise SeparatorError(f"{where}: profiles must be an object of profile -> framing object")
+    for prof, fr in profiles.items():
         for k in ("window", "hop"):
             if k not in fr:
                 raise SeparatorError(f"{where}: profile {prof!r} framing lacks {k!r}")
         merged = {**card, **{k: v for k, v in fr.items() if k in FRAMING}}
         for k in FRAMING:
             v = merged[k]
-            if not isinstance(v, int) or isinstance(v, bool) or v < (1 if k in ("window", "hop") else 0):
-                raise SeparatorError(f"{where}: profile {prof!r}: {k} must be a positive integer, not {v!r}")
+            if not isinstance(v, int) or isinstance(v, bool) or v < (1 if k in ("window", "hop") else 0) \
+                    or v > MAX_FRAMING:
+                raise SeparatorError(f"{where}: profile {prof!r}: {k} must be a positive integer up to "
+                                     f"{MAX_FRAMING}, not {v!r}")
         _check_framing(merged, f"{where}: profile {prof!r}")
     return card
+
+
+def check_stem_names(stems, where: str) -> None:
+    """Stem names become file names (``OUT/<track>/<stem>.wav``) and OSC addresses: each a plain name
+    (untrusted.plain_name: no separators, no ``..``), no two alike (ignoring case: case-insensitive
+    file systems), none named like a mix the engine writes beside them."""
+    if not isinstance(stems, list) or not stems or len(stems) > MAX_STEMS:
+        raise SeparatorError(f"{where}: stems must be a list of 1..{MAX_STEMS} names, not {stems!r}"[:300])
+    seen = set()
+    for s in stems:
+        try:
+            plain_name(s, "stem name", 32)
+        except UntrustedInputError as exc:
+            raise SeparatorError(f"{where}: {exc}") from None
+        if s.lower() in RESERVED_STEMS:
+            raise SeparatorError(f"{where}: stem name {s!r} is taken by a mix the engine makes "
+                                 f"({', '.join(RESERVED_STEMS)} are reserved)")
+        if s.lower() in seen:
+            raise SeparatorError(f"{where}: stem name {s!r} appears twice (one stem would overwrite the other)")
+        seen.add(s.lower())
 
 
 def _check_framing(fr: dict, where: str) -> None:
@@ -114,9 +150,9 @@ def load_card(model_path: str | Path, expected_format: str | None = None, check_
     if not cpath.is_file():
         raise SeparatorError(f"{model_path}: no model card beside it (expected {cpath.name})")
     try:
-        card = json.loads(cpath.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise SeparatorError(f"{cpath}: model card is not valid JSON ({e})") from None
+        card = read_json(cpath, "model card", MAX_CARD_BYTES)
+    except UntrustedInputError as e:
+        raise SeparatorError(str(e)) from None
     validate_card(card, str(cpath))
     if expected_format and card["format"] != expected_format:
         raise SeparatorError(

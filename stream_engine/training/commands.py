@@ -55,6 +55,7 @@ def _export(args) -> int:
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
     try:
         default_for = parse_default_for(args.default_for)
+        check_export_args(formats, args.out, args.metrics)  # before any work: nothing half-written
     except ValueError as e:
         print(f"stemstream export: {e}", file=sys.stderr)
         return 2
@@ -66,9 +67,35 @@ def _export(args) -> int:
     except (FileNotFoundError, SeparatorError, ValueError) as e:
         print(f"stemstream export: {e}", file=sys.stderr)
         return 2
+    except OSError as e:
+        from stream_engine.audio_io import describe_os_error
+
+        print(f"stemstream export: {args.out}: {describe_os_error(e)}", file=sys.stderr)
+        return 2
     for p in paths:
         print(p)
     return 0
+
+
+EXPORT_FORMATS = ("onnx", "torchscript", "int8")
+
+
+def check_export_args(formats: list[str], out: str, metrics: str | None) -> None:
+    """ValueError naming the option, for what would otherwise fail after the export (or write nothing)."""
+    from pathlib import Path
+
+    unknown = [f for f in formats if f not in EXPORT_FORMATS]
+    if unknown or not formats:
+        raise ValueError(f"--formats {','.join(formats)!r}: give a comma list of {', '.join(EXPORT_FORMATS)}")
+    blocker = next((d for d in [Path(out), *Path(out).parents] if d.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise ValueError(f"--out {out}: {blocker} is a file, not a folder")
+    if metrics:
+        from stream_engine.untrusted import read_json
+
+        data = read_json(metrics, "--metrics file")
+        if not isinstance(data, dict):
+            raise ValueError(f"--metrics {metrics}: must hold a JSON object of metrics, not a {type(data).__name__}")
 
 
 def parse_default_for(items: list[str] | None) -> dict[str, list[str]] | None:

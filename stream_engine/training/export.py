@@ -249,6 +249,24 @@ def export_model(model, ck: dict, out_dir: str | os.PathLike, name: str, formats
             c.setdefault("metrics", {}).update(extra_metrics)
         return c
 
+    unknown = [f for f in formats if f not in ("onnx", "torchscript", "int8")]
+    if unknown or not formats:
+        raise ValueError(f"unknown export format(s) {unknown or formats}: onnx, torchscript, int8")
+    made = [out / f"{name}{tail}" for tail in (".onnx", "-int8.onnx", "-torchscript.pt")]
+    made += [p.with_suffix(".json") for p in made]
+    existed = {p for p in made if p.exists()}
+    try:
+        return _export_files(module, args, inputs, outputs, dynamic, out, name, formats, base_card, written)
+    except BaseException:
+        # a model file without its card (or half a file) must not be left for the registry to find;
+        # files of an earlier export that this one did not get to are kept
+        for p in made:
+            if p not in existed or p in written:
+                p.unlink(missing_ok=True)
+        raise
+
+
+def _export_files(module, args, inputs, outputs, dynamic, out, name, formats, base_card, written):
     onnx_path = out / f"{name}.onnx"
     if "onnx" in formats or "int8" in formats:
         _export_onnx(module, args, onnx_path, inputs, outputs, dynamic)
@@ -282,7 +300,13 @@ def export_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.PathLike,
         raise FileNotFoundError(f"{checkpoint}: no such checkpoint")
     model, ck = model_from_checkpoint(checkpoint)
     name = name or ("stemstream-" + ck["kind"])
-    extra = json.loads(Path(metrics_from).read_text()) if metrics_from else None
+    extra = None
+    if metrics_from:
+        from stream_engine.untrusted import read_json
+
+        extra = read_json(metrics_from, "--metrics file")
+        if not isinstance(extra, dict):
+            raise ValueError(f"{metrics_from}: metrics must be a JSON object, not a {type(extra).__name__}")
     paths = export_model(model, ck, out_dir, name, formats, window_seconds, command, extra, export_command,
                          default_for)
     if evaluate_on:
