@@ -51,6 +51,8 @@ SCHEMA: dict[str, tuple] = {
     "model": (str, type(None)), "profile": (str,), "key_stage": (bool,), "mic_channel": (int, str, type(None)),
     "fx": (dict,), "params": (dict,), "files_out": (str,), "files_model": (str, type(None)),
     "files_profile": (str,), "osc_port": (int,), "routes": (dict, type(None)), "mic_device": (str, type(None)),
+    # the app's own later keys (issue 26): master bus, JACK connections, the player's queue
+    "master": (dict,), "jack_connections": (dict,), "queue": (list,), "songs": (dict,), "loop_song": (bool,),
 }
 
 

@@ -35,7 +35,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("foundation: values, errors, files, rings, statistics",
      ("stream_engine", "stream_engine.errors", "stream_engine.params", "stream_engine.profiles",
       "stream_engine.latency", "stream_engine.stats", "stream_engine.ring", "stream_engine.metrics",
-      "stream_engine.audio_io", "stream_engine.presets", "stream_engine.demo.*", "stream_engine.models")),
+      "stream_engine.audio_io", "stream_engine.presets", "stream_engine.untrusted", "stream_engine.demo.*", "stream_engine.models")),
     ("separators: window -> stems, framing, composition, lookup",
      ("stream_engine.separators.*",)),
     ("effects: per-stem processing after separation",

@@ -34,7 +34,9 @@ def make_window(qtbot, config):
 
 @pytest.mark.parametrize("settings", [{"model": 5}, {"fx": "str"}, {"geometry": 5}, {"osc_port": "x"},
                                       {"params": [1]}, {"key_stage": "yes"}, {"fx": {"vocals": [5]}},
-                                      {"osc_port": 10 ** 9}, {"profile": None}])
+                                      {"osc_port": 10 ** 9}, {"profile": None},
+                                      {"master": 5}, {"jack_connections": "x"}, {"queue": "x"},
+                                      {"songs": [1]}, {"loop_song": "yes"}])
 def test_wrong_types_in_gui_json_do_not_stop_the_app(qtbot, make_window, config, settings):
     text = json.dumps({**settings, "tab": "live"})
     (config / "gui.json").write_text(text)
