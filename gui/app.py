@@ -83,6 +83,13 @@ def apply_dark_theme(app) -> None:
     app.setStyleSheet(DARK_QSS)
 
 
+def _osc_port(text: str) -> int:
+    """argparse type: a UDP port 0..65535, or -1 for no OSC (out of range is a usage error)."""
+    from stream_engine.live import port_number
+
+    return -1 if text.strip() == "-1" else port_number(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from stream_engine.profiles import REALTIME_PROFILES
 
@@ -99,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fx", action="append", metavar="STEM=PRESET",
                    help="load an effect preset into a stem's chain (repeatable), e.g. vocals=vocal")
     p.add_argument("--spectrogram", metavar="SOURCE", help="spectrogram source: input (default) or a stem name")
-    p.add_argument("--osc-port", type=int, help="OSC UDP port on 127.0.0.1 (0: any free port, -1: off; default 9000)")
+    p.add_argument("--osc-port", type=_osc_port, help="OSC UDP port on 127.0.0.1 (0: any free port, -1: off; default 9000)")
     p.add_argument("--start", action="store_true", help="start the engine once the devices are listed")
     p.add_argument("--jack-dummy", action="store_true", help="start a private JACK dummy server (jackd) first")
     p.add_argument("--screenshot", metavar="FILE", help="save the window as PNG and exit")

@@ -69,3 +69,14 @@ def test_corrupt_results_json_is_kept_not_overwritten(qtbot, make_window, config
     assert ResultHistory().problem and json.loads((config / "results.json.broken").read_text()) == {"not": "a list"}
     (config / "results.json").write_text('[{"folder": 3, "files": {"vocals": 7}}, "x", 5]')  # wrong types inside
     assert ResultHistory().entries == []
+
+
+@pytest.mark.parametrize("port", ["70000", "-2", "x"])
+def test_osc_port_out_of_range_is_a_usage_error(port):
+    from gui.app import build_parser
+
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args(["--osc-port", port])
+    assert exit_.value.code == 2
+    assert build_parser().parse_args(["--osc-port", "-1"]).osc_port == -1
+    assert build_parser().parse_args(["--osc-port", "0"]).osc_port == 0
