@@ -118,7 +118,7 @@ class LiveWiring(QObject):
 
     # ------------------------------------------------------------ the setup boxes
     def _model_changed(self, _index: int) -> None:
-        from .window import MODEL_FILE
+        from .choices import MODEL_FILE
 
         data = self.tab.model_box.currentData()
         session = self._session()
@@ -175,7 +175,7 @@ class LiveWiring(QObject):
             self.window.statusBar().showMessage("key change: the key stage comes in with a crossfade (+43 ms)", 5000)
 
     def _input_changed(self, _index: int) -> None:
-        from .window import INPUT_FILE
+        from .choices import INPUT_FILE
 
         data = self.tab.input_box.currentData()
         session = self._session()
@@ -394,7 +394,7 @@ class LiveWiring(QObject):
     def setup(self) -> dict:
         """What a scene keeps beyond the mixer: routing (channels from 1), model, profile, input."""
         from .audio import routes_to_setting
-        from .window import MODEL_FILE
+        from .choices import MODEL_FILE
 
         lt = self.tab
         model = lt.model_box.currentData()

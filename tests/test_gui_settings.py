@@ -85,7 +85,7 @@ def test_status_bar_and_indicators_say_stopped_after_stop(qtbot, jack_server, ma
 
 
 def test_latency_pill_is_coloured_by_the_profiles_target(qtbot, jack_server, make_window):
-    from gui.window import latency_state
+    from gui.readouts import latency_state
 
     assert latency_state(18.7, 13.3, 20.0) == (False, False)  # within the live target: green
     assert latency_state(24.1, 18.8, 20.0) == (False, True)  # only the compute budget goes over: amber
@@ -102,7 +102,7 @@ def test_latency_pill_is_coloured_by_the_profiles_target(qtbot, jack_server, mak
 def test_own_jack_client_is_not_offered_as_a_device(qtbot, jack_server, make_window):
     """Another stemstream on the same JACK server shows up as a PortAudio device named after its
     client; the app's own name (`stemstream`, `stemstream-01`...) is never listed."""
-    from gui.window import JACK_CLIENT
+    from gui.jack_ports import JACK_CLIENT
 
     player = subprocess.Popen(
         [sys.executable, "-c", "import sys, time, sounddevice as sd\n"

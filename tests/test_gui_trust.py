@@ -683,7 +683,7 @@ def test_smaller_items_from_the_review(qtbot, jack8, make_window, tmp_path, monk
     from PySide6.QtWidgets import QDialogButtonBox
 
     from gui.audio import Device
-    from gui.window import default_output_folder
+    from gui.setting_keys import default_output_folder
 
     w = make_window("--input", "demo", "--output", "JACK", "--model", "dsp-center", "--profile", "live",
                     "--no-key-shift")
