@@ -9,8 +9,9 @@ from pathlib import Path
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QFileDialog
 
-from .audio import DEMO_SOURCE, FILE_SOURCE_PREFIX, LiveSession
+from .audio import LiveSession
 from .choices import INPUT_FILE
+from .input_sources import DEMO_SOURCE, FILE_SOURCE_PREFIX
 from .jack_ports import JACK_CLIENT, own_jack_client
 from .jobs import run_job
 
@@ -20,9 +21,9 @@ class DeviceChoice:
 
     # ================================================================ devices
     def load_devices(self) -> None:
-        from stream_engine.live import rescan
+        from stream_engine.devices import rescan
 
-        from .audio import list_devices
+        from .audio_devices import list_devices
 
         if self.state != "idle" and self.devices_ready:
             self.statusBar().showMessage("stop the engine before rescanning devices")
@@ -32,16 +33,16 @@ class DeviceChoice:
 
         def work():
             if first:
-                from stream_engine.live import set_jack_client_name
+                from stream_engine.devices import set_jack_client_name
 
                 try:
                     set_jack_client_name(JACK_CLIENT)  # so the app's own client can be told apart (and routed)
                 except Exception:  # noqa: BLE001 - no PortAudio: list_devices says why
                     pass
             elif self._portaudio_dead:
-                from .audio import fresh_portaudio
+                from .audio_devices import fresh_portaudio
 
-                fresh_portaudio(JACK_CLIENT)  # the old instance cannot be used again (gui.audio says why)
+                fresh_portaudio(JACK_CLIENT)  # the old instance cannot be used again (gui.audio_devices says why)
                 self._portaudio_dead = False
             else:
                 rescan()
@@ -114,7 +115,8 @@ class DeviceChoice:
         self.files.play_stem(track, self.args.play)
 
     def _select_device(self, box, spec, need) -> None:
-        from .audio import DEMO_SOURCE as demo, find_device
+        from .audio_devices import find_device
+        from .input_sources import DEMO_SOURCE as demo
 
         if spec in ("demo", demo):
             box.setCurrentIndex(box.findData(demo))

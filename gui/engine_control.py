@@ -8,9 +8,10 @@ import time
 
 from stream_engine.params import ParamStore
 
-from .audio import LiveConfig, LiveSession, carry_params
+from .audio import LiveSession
 from .choices import INPUT_FILE, MODEL_FILE, stems_for
 from .jobs import run_job
+from .live_config import LiveConfig, carry_params
 
 
 class EngineControl:

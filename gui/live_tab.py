@@ -459,7 +459,7 @@ class RoutingDialog(QDialog):
 
     def routes(self) -> dict:
         """{bus: [channels from 0]} as typed; ValueError naming the bad row."""
-        from .audio import parse_channels
+        from .live_config import parse_channels
 
         routes = {}
         for row in range(self.table.rowCount()):

@@ -7,7 +7,8 @@ import copy
 
 from stream_engine.params import KEY_RANGE, ParamStore, Params
 
-from .audio import MIC_FX, active_effects, idle_status
+from .audio import idle_status
+from .live_config import MIC_FX, active_effects
 from .live_tab import gain_text
 from .setting_keys import MASTER_SETTING
 

@@ -21,12 +21,13 @@ from PySide6.QtWidgets import (
 )
 
 from stream_engine.params import ParamStore, Params
-from .audio import MIC_FX, LiveSession
+from .audio import LiveSession
 from .choices import INPUT_FILE, MODEL_FILE, stems_for
 from .device_choice import DeviceChoice
 from .engine_control import EngineControl
 from .files_tab import FilesTab
 from .jack_ports import JACK_CLIENT
+from .live_config import MIC_FX
 from .live_control import LiveWiring
 from .live_tab import LiveTab
 from .model_choice import ModelChoice
