@@ -5,6 +5,13 @@ tap rings) on a 50 Hz QTimer and writes parameters through the ParamStore.
 Device listing, engine start (model load and warm-up) and stop, and file
 separation run as ``Job``s. ParamStore listeners may fire on the OSC thread;
 they only emit a queued signal, so widgets are touched on the UI thread.
+
+``MainWindow`` builds the header and tabs, restores and saves the settings;
+its parts are ``gui.model_choice``, ``gui.device_choice`` (with a device
+that goes away), ``gui.param_wiring`` (the ParamStore and OSC),
+``gui.engine_control`` (start, stop) and ``gui.readouts`` (the 50 Hz tick).
+Nothing but ``gui.app`` imports this module: the names its parts share are in
+``gui.choices``, ``gui.setting_keys`` and ``gui.jack_ports``.
 """
 
 from __future__ import annotations
