@@ -159,7 +159,7 @@ class FilesPreview:
         self._show_heard()
 
     def _level(self, name: str, value: int) -> None:
-        from .live_tab import gain_text
+        from .widgets import gain_text
 
         self.player.set_gain(name, value / 100.0)
         self.rows[name].level_text.setText(gain_text(value / 100.0))

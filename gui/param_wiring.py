@@ -9,8 +9,8 @@ from stream_engine.params import KEY_RANGE, ParamStore, Params
 
 from .audio import idle_status
 from .live_config import MIC_FX, active_effects
-from .live_tab import gain_text
 from .setting_keys import MASTER_SETTING
+from .widgets import gain_text
 
 
 class ParamWiring:
