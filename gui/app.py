@@ -255,7 +255,7 @@ def main(argv=None) -> int:
     window.shutdown()
     if jack is not None:
         try:
-            from stream_engine.live import release_portaudio
+            from stream_engine.devices import release_portaudio
 
             release_portaudio()  # PortAudio lets go of JACK before jackd stops
         except Exception:  # noqa: BLE001

@@ -1,4 +1,4 @@
-"""Live audio for the GUI: devices, the engine session, taps.
+"""Live audio for the GUI: the engine session (``LiveSession``).
 
 Nothing here touches Qt. ``LiveSession.start`` and ``stop`` are slow (model
 load, warm-up, device open/close) and are called from worker threads; the UI
@@ -6,428 +6,37 @@ only reads attributes (``engine.mixer.meters``, ``engine.stats``, the taps),
 which never block the audio side.
 
 PortAudio, device enumeration, the stream and the JACK dummy server are the
-engine's (``stream_engine.live``: ``portaudio``, ``list_devices``, ``rescan``,
-``release_portaudio``, ``LiveStream``; ``stream_engine.tools.jack.JackServer``);
-this module only adapts them to what the window shows. sounddevice is
-imported lazily there: PortAudio enumerates JACK when it is initialised, so a
-JACK server must already be running by then (the app starts it first when
-asked for one).
+engine's (``stream_engine.devices``: ``portaudio``, ``list_devices``, ``rescan``,
+``release_portaudio``; ``stream_engine.live.LiveStream``;
+``stream_engine.tools.jack.JackServer``); this module and the small ones it is
+built from (``gui.audio_devices``, ``gui.input_sources``, ``gui.live_config``,
+``gui.mic_channel``, ``gui.master_bus``, ``gui.taps``) only adapt them to what
+the window shows. sounddevice is imported lazily there: PortAudio enumerates
+JACK when it is initialised, so a JACK server must already be running by then
+(the app starts it first when asked for one).
 """
+
+# Long module (over 500 lines): LiveSession is one object whose start, sources, mic, stop and readings share its state.
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
 from types import MappingProxyType
 
 import numpy as np
 
 from stream_engine import live
-from stream_engine.params import ParamStore, Params
+from stream_engine.devices import abandon, portaudio
+from stream_engine.params import ParamStore
 from stream_engine.sources import Capture, FileSource, SourceSwitch  # noqa: F401 - FileSource: older importers
 
-FILE_SOURCE_PREFIX = "file:"
-DEMO_SOURCE = "demo song"
-
-
-@dataclass(frozen=True)
-class Device:
-    """One entry of ``stream_engine.live.list_devices()`` in the shape the window uses
-    (a stable key for the settings, a label and a tooltip for the device boxes)."""
-
-    index: int
-    name: str
-    hostapi: str
-    max_in: int
-    max_out: int
-    default_rate: float
-
-    @classmethod
-    def from_live(cls, d: dict) -> "Device":
-        return cls(d["index"], d["name"], d["hostapi"], d["inputs"], d["outputs"], float(d["default_rate"]))
-
-    @property
-    def key(self) -> str:
-        """Stable across runs (indices are not): ``host API: name``."""
-        return f"{self.hostapi}: {self.name}"
-
-    @property
-    def label(self) -> str:
-        api = "JACK" if self.hostapi.startswith("JACK") else self.hostapi
-        return f"{self.name} · {api}"
-
-    @property
-    def description(self) -> str:
-        return (f"{self.name} on {self.hostapi}: {self.max_in} in / {self.max_out} out, "
-                f"{self.default_rate:g} Hz (PortAudio device {self.index})")
-
-
-_dead_instances: list = []  # PortAudio instances whose device died under a stream: never touched again
-
-
-def portaudio_path() -> str | None:
-    """The file of the PortAudio library this process loaded (from /proc/self/maps), else a guess."""
-    try:
-        for line in Path("/proc/self/maps").read_text().splitlines():
-            if "libportaudio" in line and "/" in line:
-                return line[line.index("/"):].strip()
-    except OSError:
-        pass
-    import ctypes.util
-
-    return ctypes.util.find_library("portaudio")
-
-
-def fresh_portaudio(client_name: str | None = None) -> None:
-    """Replace sounddevice's PortAudio with a new instance of the library, then initialise it.
-
-    Why: once a JACK server quits under an open stream, that PortAudio cannot be used again in
-    this process (measured, PortAudio 19.6 on JACK 1.9: Pa_AbortStream and Pa_Terminate hang, and
-    a new stream fails with "Insufficient memory [PaErrorCode -9992]" because the old JACK client
-    is dead). A copy of the library under another name loads as a second instance with its own
-    state and its own JACK client; the old one is left as it is (its streams abandoned, never
-    touched, freed with the process). Not on the audio path: Start, Rescan and the recovery poll.
-    """
-    import ctypes
-    import os
-    import shutil
-    import tempfile
-
-    sd = live.portaudio()
-    source = portaudio_path()
-    if not source or not Path(source).exists():
-        raise RuntimeError("cannot find the PortAudio library to load it again; restart the app")
-    old_name_buffer = live._client_name_buffer  # the old instance keeps its pointer: keep the bytes alive
-    folder = tempfile.mkdtemp(prefix="stemstream-pa-")
-    copy = Path(folder) / f"libportaudio-{len(_dead_instances) + 1}.so"
-    shutil.copy(source, copy)
-    try:
-        lib = sd._ffi.dlopen(str(copy))
-        if client_name:  # the JACK client name is set before initialising, in the new instance
-            try:
-                setter = ctypes.CDLL(str(copy)).PaJack_SetClientName
-                setter.argtypes, setter.restype = [ctypes.c_char_p], ctypes.c_int
-                live._client_name_buffer = ctypes.create_string_buffer(client_name.encode()[:60])
-                setter(live._client_name_buffer)
-            except (OSError, AttributeError):
-                pass
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)  # the mapping stays; the file is not needed
-    _dead_instances.append((sd._lib, list(live._abandoned), old_name_buffer))
-    live._abandoned.clear()  # those belong to the old instance; the new one terminates normally
-    sd._lib = lib
-    sd._initialized = 0
-    sd._initialize()
-
-
-def list_devices() -> tuple[list[Device], str | None]:
-    """Every PortAudio device on every host API (``stream_engine.live.list_devices``), or ([], why not)."""
-    try:
-        return [Device.from_live(d) for d in live.list_devices()], None
-    except Exception as exc:  # noqa: BLE001 - no PortAudio, broken driver: the app still runs
-        return [], f"audio devices unavailable: {type(exc).__name__}: {exc}"
-
-
-def find_device(spec, devices: list[Device], need: str) -> Device | None:
-    """``spec``: index, ``host API: name`` key, or a case-insensitive part of a name
-    (JACK preferred among equal matches). ``need``: "in" or "out".
-
-    Not ``stream_engine.live.find_device``: the window looks up in the list it
-    already shows (on the UI thread, without re-enumerating PortAudio), by the
-    ``host API: name`` keys it saves in the settings (an exact key must win
-    over a longer name containing it, and "JACK" must match the host API),
-    and falls back to another choice instead of failing (None, not an error).
-    """
-    if spec is None or spec == "":
-        return None
-    usable = [d for d in devices if (d.max_in if need == "in" else d.max_out) > 0]
-    text = str(spec).strip()
-    if text.isdigit():
-        return next((d for d in usable if d.index == int(text)), None)
-    for d in usable:
-        if d.key == text:
-            return d
-    low = text.lower()
-    hits = [d for d in usable if low in d.key.lower()]
-    hits.sort(key=lambda d: ("jack" not in d.hostapi.lower(), d.index))
-    return hits[0] if hits else None
-
-
-class TapRing:
-    """Overwriting ring the worker writes and the UI copies from, without locks.
-
-    The UI may read a block the worker is overwriting: a torn frame in a
-    spectrogram column, never a wait.
-    """
-
-    def __init__(self, channels: int, capacity: int = 1 << 15):
-        self.buffer = np.zeros((capacity, channels), np.float32)
-        self.capacity = capacity
-        self.written = 0
-
-    def write(self, frames: np.ndarray) -> None:
-        n = len(frames)
-        if n >= self.capacity:
-            frames, n = frames[-self.capacity:], self.capacity
-        start = self.written % self.capacity
-        first = min(n, self.capacity - start)
-        self.buffer[start:start + first] = frames[:first]
-        if first < n:
-            self.buffer[: n - first] = frames[first:]
-        self.written += n
-
-    def latest(self, out: np.ndarray) -> None:
-        n = len(out)
-        start = (self.written - n) % self.capacity
-        first = min(n, self.capacity - start)
-        out[:first] = self.buffer[start:start + first]
-        if first < n:
-            out[first:] = self.buffer[: n - first]
-
-
-class StemTap:
-    """Pipeline stage (latency 0) that keeps a mono copy of each stem for the UI."""
-
-    latency = 0
-
-    def __init__(self, stems, capacity: int = 1 << 15):
-        self.stems = list(stems)
-        self.ring = TapRing(len(self.stems), capacity)
-
-    def reset(self) -> None:
-        pass
-
-    def process(self, stems: np.ndarray, params=None) -> np.ndarray:
-        if stems.shape[-1]:
-            self.ring.write(stems.mean(axis=1).T)
-        return stems
-
-
-class MicChannel:
-    """The microphone's effect chain, run by the engine's ``MicLane`` on a thread of its own (effect
-    hosts allocate: never in the callback), and the mic's level after it.
-
-    ``set_chain`` builds a new chain off the audio threads and swaps the reference (the lane picks
-    it up on its next chunk); the mic's gain and mute are applied after it, in the callback
-    (``Params.mic_gain``, ``Params.mic_mute``).
-    """
-
-    def __init__(self, rate: int):
-        self.rate = rate
-        self.chain = None
-        self.latency = 0  # samples the chain adds (MicLane reads it)
-        self.errors: list[str] = []
-        self.peak = 0.0  # after the chain: the recent peak, falling 20 dB/s (any reader, nothing taken)
-        self.mean_square = 0.0  # smoothed over about 300 ms
-
-    def set_chain(self, specs) -> None:
-        from plugins.effects import EffectChain
-
-        active = [dict(s) for s in (specs or []) if not s.get("bypass")]
-        chain = EffectChain(active, self.rate, channels=1, name="mic") if active else None
-        self.errors = list(chain.errors) if chain is not None else []
-        self.chain = chain
-        self.latency = chain.latency if chain is not None else 0
-
-    def __call__(self, mic_in: np.ndarray, mic_out: np.ndarray) -> None:
-        chain = self.chain  # one read: the UI may swap it
-        if chain is not None:
-            mic_out[:, 0] = chain.process(mic_in.T)[0]
-        elif mic_out is not mic_in:
-            mic_out[:] = mic_in
-        x = mic_out[:, 0]
-        n = len(x)
-        if n:
-            fall = 10.0 ** (-1.0 * n / self.rate)  # 20 dB/s
-            self.peak = max(float(np.max(np.abs(x))), self.peak * fall)
-            keep = float(np.exp(-n / (0.3 * self.rate)))
-            self.mean_square = keep * self.mean_square + (1.0 - keep) * float(np.dot(x, x)) / n
-
-    def levels(self) -> tuple[float, float]:
-        """Linear (peak, rms) of the mic after its chain (before gain and mute)."""
-        return self.peak, self.mean_square ** 0.5
-
-
-LIMITER_CEILING_DB = -1.0  # the safety limiter's ceiling: headroom for a stream's lossy encoder
-LIMITER_RELEASE_DB_PER_S = 20.0
-
-
-class MasterBus:
-    """The master fader and safety limiter on the main output's channels, and the main meter.
-
-    Runs in the audio callback after the engine (music and mic mixed): no allocation, no locks;
-    numpy with ``out=`` on preallocated buffers. The limiter is a block-wise peak limiter: a block
-    that would exceed the ceiling is ramped down to the gain that fits it (then hard-clipped at the
-    ceiling, so nothing above it ever leaves, even within the ramp); the gain recovers at 20 dB/s.
-    It does nothing to audio below the ceiling (gain 1), which is why it is on by default: mic plus
-    music clipped at 0 dBFS on a live stream is worse than a limiter that never acts on sane levels.
-    """
-
-    def __init__(self, channels, rate: int, max_block: int = 8192, limiter: bool = True, gain: float = 1.0):
-        self.channels = list(channels)  # replaced whole on a routing change
-        self.rate = rate
-        self.gain = float(gain)  # the master fader (linear, 0..2): set from the UI
-        self.limiter = bool(limiter)
-        self.ceiling = 10.0 ** (LIMITER_CEILING_DB / 20.0)
-        self.limit_gain = 1.0  # the limiter's current gain
-        self.reduction = 1.0  # the smallest limiter gain since the UI last looked
-        self.peak = 0.0  # what goes out on main, held until the UI reads it
-        self.square = 0.0
-        self.count = 0
-        self._abs = np.zeros(max_block, np.float32)
-        self._ramp = np.zeros(max_block, np.float32)
-        self._index = np.arange(max_block, dtype=np.float32)
-
-    def process(self, out: np.ndarray, frames: int) -> None:
-        channels = self.channels  # one read of each reference
-        if not channels:
-            return
-        gain = self.gain
-        buf = self._abs[:frames]
-        peak = 0.0
-        for c in channels:
-            column = out[:frames, c]
-            if gain != 1.0:
-                np.multiply(column, gain, out=column)
-            np.abs(column, out=buf)
-            peak = max(peak, float(buf.max()))
-        if self.limiter:
-            target = 1.0 if peak <= self.ceiling else self.ceiling / peak
-            current = self.limit_gain
-            recovered = current * 10.0 ** (LIMITER_RELEASE_DB_PER_S / 20.0 * frames / self.rate)
-            new = target if target < current else min(target, recovered, 1.0)
-            if new != 1.0 or current != 1.0:
-                ramp = self._ramp[:frames]
-                np.multiply(self._index[:frames], (new - current) / frames, out=ramp)
-                np.add(ramp, current, out=ramp)
-                for c in channels:
-                    column = out[:frames, c]
-                    np.multiply(column, ramp, out=column)
-                    np.clip(column, -self.ceiling, self.ceiling, out=column)
-            self.limit_gain = new
-            self.reduction = min(self.reduction, new)
-        for c in channels:  # the meter: what leaves on main
-            column = out[:frames, c]
-            np.abs(column, out=buf)
-            self.peak = max(self.peak, float(buf.max()))
-            np.multiply(column, column, out=buf)
-            self.square += float(buf.sum())
-        self.count += frames * len(channels)
-
-    def take_levels(self) -> tuple[float, float, float]:
-        """Linear (peak, rms, smallest limiter gain) since the last call."""
-        peak, square, count, reduction = self.peak, self.square, self.count, self.reduction
-        self.peak, self.square, self.count, self.reduction = 0.0, 0.0, 0, self.limit_gain
-        return peak, (square / count) ** 0.5 if count else 0.0, reduction
-
-
-class PlayerSource(FileSource):
-    """A song as the engine's input, as a player plays it: ``paused`` (silence), ``loop`` (or once:
-    silence at the end and ``ended`` set), ``seek``. ``next`` runs in the audio callback: slices and
-    copies into preallocated buffers only; the flags are plain attributes the UI sets."""
-
-    def __init__(self, path, rate: int, channels: int = 2, max_block: int = 8192, loop: bool = True):
-        super().__init__(path, rate, channels, max_block)
-        self.loop = loop
-        self.paused = False
-        self.ended = False
-        self._silence = np.zeros((max_block, self.data.shape[1]), np.float32)
-
-    def next(self, frames: int) -> np.ndarray:
-        if self.paused or self.ended:
-            return self._silence[:frames]
-        n, p = len(self.data), self.position
-        if not self.loop and p + frames >= n:  # the last frames, then silence
-            out = self._wrap[:frames]
-            first = n - p
-            out[:first] = self.data[p:]
-            out[first:] = 0.0
-            self.position, self.ended = n, True
-            return out
-        return super().next(frames)
-
-    def seek(self, fraction: float) -> None:
-        self.position = int(min(max(fraction, 0.0), 0.999999) * len(self.data))
-        self.ended = False
-
-
-def source_path(source: str | None) -> Path | None:
-    """The file behind an input choice (``demo song`` or ``file:PATH``), else None."""
-    if not source:
-        return None
-    if source == DEMO_SOURCE:
-        from stream_engine.demo import DEMO_SONG
-
-        return DEMO_SONG
-    if source.startswith(FILE_SOURCE_PREFIX):
-        return Path(source[len(FILE_SOURCE_PREFIX):])
-    return None
-
-
-@dataclass
-class LiveConfig:
-    input: str | None = None  # device spec, ``demo song`` or ``file:PATH``
-    output: str | None = None  # device spec
-    model: str | None = None  # None: the profile's default
-    profile: str = "live"
-    block: int | None = None  # None: the profile's block
-    key_shift: bool = True  # add the KeyShift stage (its latency) so the key can change
-    mic_channel: int | None = None  # 0-based channel of the microphone on its device; None: no mic
-    fx: dict = field(default_factory=dict)  # stem -> [effect spec, ...] ({"bypass": True} skips one)
-    mic_device: str | None = None  # the mic's device (any input device); None: the input device, else the default
-    routes: dict | None = None  # bus -> output channels from 0 (``{"vocals": [2, 3]}``); None: main on 1-2
-    loop: bool = True  # a file input loops (False: plays once, then silence; the player moves on)
-    master_gain: float = 1.0  # the master fader (linear)
-    limiter: bool = True  # the safety limiter on main (MasterBus says why it is on by default)
-
-
-MIC_FX = "mic"  # the mic's effect chain in ``LiveConfig.fx`` (beside the stems' chains)
-ROUTES_SETTING = "routes"  # the settings key routing is saved under (channels from 1, as the CLI writes them)
-MAX_OUTPUTS = 16  # output channels opened at most, so routing can change while playing
-
-
-def routes_to_setting(routes: dict | None) -> dict | None:
-    """Routing for the settings file: ``{"vocals": [3, 4]}`` (channels from 1)."""
-    return None if routes is None else {bus: [int(c) + 1 for c in chans] for bus, chans in routes.items()}
-
-
-def routes_from_setting(value) -> dict | None:
-    """The settings' routing back (channels from 0); anything malformed: None (main on 1-2)."""
-    if not isinstance(value, dict) or not value:
-        return None
-    try:
-        routes = {str(bus): [int(c) - 1 for c in chans] for bus, chans in value.items()}
-    except (TypeError, ValueError):
-        return None
-    return routes if all(chans and min(chans) >= 0 for chans in routes.values()) else None
-
-
-def parse_channels(text: str) -> list[int]:
-    """``"3,4"`` or ``"3-4"`` or ``"3 4"`` (from 1) -> [2, 3]; empty -> []; ValueError otherwise."""
-    text = text.strip()
-    if not text:
-        return []
-    if "-" in text and "," not in text:
-        lo, hi = (int(x) for x in text.split("-", 1))
-        chans = list(range(lo, hi + 1))
-    else:
-        chans = [int(x) for x in text.replace(",", " ").split()]
-    if not chans or min(chans) < 1:
-        raise ValueError(f"channels count from 1: {text!r}")
-    return [c - 1 for c in chans]
-
-
-def carry_params(old: Params, stems) -> Params:
-    """A snapshot for ``stems`` keeping what carries over from ``old`` (listen mode included; effect
-    parameters are dropped: their indices are rebuilt from the chains)."""
-    return old.carried_to(stems).with_(fx=MappingProxyType({}))
-
-
-def active_effects(specs) -> list[tuple[int, dict]]:
-    """(index in the editor's list, spec) of the effects that are not bypassed."""
-    return [(i, s) for i, s in enumerate(specs or []) if not s.get("bypass")]
+from .audio_devices import Device, find_device, list_devices
+from .input_sources import DEMO_SOURCE, PlayerSource, source_path
+from .live_config import MAX_OUTPUTS, MIC_FX, LiveConfig, active_effects, carry_params
+from .master_bus import MasterBus
+from .mic_channel import MicChannel
+from .taps import StemTap
 
 
 class LiveSession:
@@ -495,7 +104,7 @@ class LiveSession:
         out_dev = find_device(cfg.output, devices, "out") if cfg.output else None
         if cfg.output and out_dev is None:
             raise RuntimeError(f"output device {cfg.output!r} not found; pick another one (Rescan lists new ones)")
-        sd = live.portaudio()
+        sd = portaudio()
         if out_dev is None:
             default_out = sd.default.device[1]
             if default_out is None or default_out < 0:
@@ -602,7 +211,7 @@ class LiveSession:
         return find_device(spec, self.devices, "in") if spec else None
 
     def _default_input(self) -> Device:
-        index = live.portaudio().default.device[0]
+        index = portaudio().default.device[0]
         device = next((d for d in self.devices if d.index == index and d.max_in > 0), None)
         if device is None:
             raise RuntimeError("no input device: pick one in Input, or play a file through the engine")
@@ -854,7 +463,7 @@ class LiveSession:
         for capture in self._captures:
             stream, capture.stream = capture.stream, None
             if stream is not None:
-                live._abandon(stream)
+                abandon(stream)
         self._captures = []
         self.device_lost = True
         self.stop()

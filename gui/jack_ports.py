@@ -21,6 +21,12 @@ import threading
 
 PORT_NUMBER = re.compile(r"_(\d+)$")
 _left: list = []  # clients of servers that quit (never closed, never freed)
+JACK_CLIENT = "stemstream"  # the app's own JACK client name (as `stemstream live`); never offered as a device
+
+
+def own_jack_client(device) -> bool:
+    """The app's own JACK client (``stemstream``, or ``stemstream-01``... when JACK renamed a second one)."""
+    return device.hostapi.startswith("JACK") and re.fullmatch(rf"{JACK_CLIENT}(-\d+)?", device.name) is not None
 
 
 def output_names(routes: dict, channels: int) -> list[str]:

@@ -25,8 +25,8 @@ from PySide6.QtCore import QObject, Qt, QTimer, Signal
 
 from stream_engine.mixer import MIX_BUSES
 
-from .audio import ROUTES_SETTING, active_effects, routes_from_setting, routes_to_setting
 from .jobs import run_job
+from .live_config import ROUTES_SETTING, active_effects, routes_from_setting, routes_to_setting
 from .live_tab import RoutingDialog
 
 MIC_DEVICE_SETTING = "mic_device"
@@ -118,7 +118,7 @@ class LiveWiring(QObject):
 
     # ------------------------------------------------------------ the setup boxes
     def _model_changed(self, _index: int) -> None:
-        from .window import MODEL_FILE
+        from .choices import MODEL_FILE
 
         data = self.tab.model_box.currentData()
         session = self._session()
@@ -175,7 +175,7 @@ class LiveWiring(QObject):
             self.window.statusBar().showMessage("key change: the key stage comes in with a crossfade (+43 ms)", 5000)
 
     def _input_changed(self, _index: int) -> None:
-        from .window import INPUT_FILE
+        from .choices import INPUT_FILE
 
         data = self.tab.input_box.currentData()
         session = self._session()
@@ -249,7 +249,7 @@ class LiveWiring(QObject):
         session = self._session()
         if session is None:
             return
-        from .audio import MIC_FX
+        from .live_config import MIC_FX
 
         def stem_chains(chains):
             return {stem: [s for _, s in active_effects(specs)] for stem, specs in chains.items()
@@ -393,8 +393,8 @@ class LiveWiring(QObject):
 
     def setup(self) -> dict:
         """What a scene keeps beyond the mixer: routing (channels from 1), model, profile, input."""
-        from .audio import routes_to_setting
-        from .window import MODEL_FILE
+        from .live_config import routes_to_setting
+        from .choices import MODEL_FILE
 
         lt = self.tab
         model = lt.model_box.currentData()
@@ -408,7 +408,8 @@ class LiveWiring(QObject):
         from stream_engine.profiles import REALTIME_PROFILES
         from stream_engine.separators.registry import available
 
-        from .audio import DEMO_SOURCE, routes_from_setting
+        from .input_sources import DEMO_SOURCE
+        from .live_config import routes_from_setting
 
         skipped = []
         if not isinstance(app, dict):
@@ -456,7 +457,7 @@ class LiveWiring(QObject):
         chains = scene.get("fx")
         skipped = self.apply_setup(scene.get("app"))
         if isinstance(chains, dict) and chains != self.tab.fx.chains:
-            from .audio import MIC_FX
+            from .live_config import MIC_FX
 
             self.tab.fx.set_stems(tuple(self.window.stems) + (MIC_FX,), copy.deepcopy(chains))
             self._fx_structure()

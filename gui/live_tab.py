@@ -15,13 +15,7 @@ from stream_engine.params import LISTEN_LABELS, LISTEN_MODES, StemParams
 from stream_engine.profiles import PROFILES, REALTIME_PROFILES
 
 from .fx_panel import FxPanel
-from .widgets import FaderScale, LevelMeter, Spectrogram, keep_width_for
-
-
-def gain_text(gain: float) -> str:
-    import math
-
-    return "-inf dB" if gain <= 0 else f"{20 * math.log10(gain):+.1f} dB"
+from .widgets import FaderScale, LevelMeter, Spectrogram, gain_text, keep_width_for
 
 
 class StemStrip(QFrame):
@@ -459,7 +453,7 @@ class RoutingDialog(QDialog):
 
     def routes(self) -> dict:
         """{bus: [channels from 0]} as typed; ValueError naming the bad row."""
-        from .audio import parse_channels
+        from .live_config import parse_channels
 
         routes = {}
         for row in range(self.table.rowCount()):

@@ -2,7 +2,7 @@
 named by its tags or its folder (not ``mixture.ogg``), a transport (previous, play/pause, next,
 position with seek, once or loop) and a key and guide level kept per song.
 
-The song plays through the live engine as its input (``gui.audio.PlayerSource``: pause, seek,
+The song plays through the live engine as its input (``gui.input_sources.PlayerSource``: pause, seek,
 once or loop, read in the audio callback without allocating); changing song is an input change
 (a crossfade in the callback, ``LiveSession.set_input``). ``PlayerWiring`` hooks the widgets onto
 the window, as ``gui.live_control.LiveWiring`` does for the rest of the Live tab.
@@ -259,7 +259,7 @@ class PlayerWiring(QObject):
 
     def _input_changed(self, *_args) -> None:
         """The input is now this song (picked here, in the input box, or over OSC): its key and guide."""
-        from .audio import FILE_SOURCE_PREFIX
+        from .input_sources import FILE_SOURCE_PREFIX
 
         data = self.window.live.input_box.currentData()
         path = str(Path(data[len(FILE_SOURCE_PREFIX):]).resolve()) if isinstance(data, str) and \
@@ -291,7 +291,7 @@ class PlayerWiring(QObject):
         session = self.window.session
         if self.window.state != "running" or session is None:
             return None
-        from .audio import PlayerSource
+        from .input_sources import PlayerSource
 
         source = session.source
         return source if isinstance(source, PlayerSource) else None

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stream_engine import live
+from stream_engine import devices
 from stream_engine.offline import OFFLINE_BUSES
 from stream_engine.params import DEFAULT_GUIDE
 
@@ -146,7 +146,7 @@ class MixPlayer:
         if self.position >= self.length:
             self.position = 0
         if self.stream is None:
-            sd = live.portaudio()
+            sd = devices.portaudio()
             self.stream = sd.OutputStream(device=device, samplerate=self.rate, channels=2, dtype="float32",
                                           callback=self._callback)
             self.stream.start()

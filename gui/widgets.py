@@ -275,6 +275,12 @@ class FaderScale(QWidget):
         p.end()
 
 
+def gain_text(gain: float) -> str:
+    import math
+
+    return "-inf dB" if gain <= 0 else f"{20 * math.log10(gain):+.1f} dB"
+
+
 def time_text(seconds: float) -> str:
     """m:ss.s (a playback position)."""
     seconds = max(0.0, seconds)

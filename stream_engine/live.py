@@ -28,8 +28,7 @@ import threading
 import time
 from pathlib import Path
 
-# The desktop app (gui/) still imports the device functions from here; new code imports stream_engine.devices.
-from .devices import (CLOSE_TIMEOUT, abandon, close_within, find_device, format_devices, list_devices,  # noqa: F401
+from .devices import (CLOSE_TIMEOUT, abandon, close_within, find_device, format_devices, list_devices,
                       portaudio, release_portaudio, rescan, set_jack_client_name)
 from .errors import LiveError
 from .profiles import PROFILES, REALTIME_PROFILES

@@ -35,7 +35,8 @@ START_TIMEOUT_MS = 30000  # model warm-up on a busy 2-core machine
 def jack():
     """A private JACK dummy server (own name, so parallel runs do not meet);
     PortAudio is (re)initialised after it is up and let go before it stops."""
-    from stream_engine.live import LiveError, rescan
+    from stream_engine.devices import rescan
+    from stream_engine.errors import LiveError
     from stream_engine.tools.jack import JackServer
 
     if not shutil.which("jackd") or not JackServer.available():

@@ -26,10 +26,10 @@ SWITCH_TIMEOUT_MS = 30000
 @pytest.fixture
 def jack8(jack_server):
     """The session's JACK dummy (8 ports in and out), PortAudio pointed at it."""
-    from stream_engine import live
+    from stream_engine import devices
 
     jack_server.activate()
-    live.rescan()
+    devices.rescan()
     return jack_server
 
 

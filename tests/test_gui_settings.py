@@ -52,7 +52,7 @@ def _stop(qtbot, w):
 
 
 def test_first_launch_plays_the_demo_song_and_the_input_choice_is_restored(qtbot, jack_server, make_window):
-    from gui.audio import DEMO_SOURCE
+    from gui.input_sources import DEMO_SOURCE
 
     w = make_window("--output", "JACK", "--model", "dsp-center", "--profile", "live", "--no-key-shift")
     assert w.live.input_box.currentData() == DEMO_SOURCE  # not a silent system input
@@ -85,7 +85,7 @@ def test_status_bar_and_indicators_say_stopped_after_stop(qtbot, jack_server, ma
 
 
 def test_latency_pill_is_coloured_by_the_profiles_target(qtbot, jack_server, make_window):
-    from gui.window import latency_state
+    from gui.readouts import latency_state
 
     assert latency_state(18.7, 13.3, 20.0) == (False, False)  # within the live target: green
     assert latency_state(24.1, 18.8, 20.0) == (False, True)  # only the compute budget goes over: amber
@@ -102,11 +102,11 @@ def test_latency_pill_is_coloured_by_the_profiles_target(qtbot, jack_server, mak
 def test_own_jack_client_is_not_offered_as_a_device(qtbot, jack_server, make_window):
     """Another stemstream on the same JACK server shows up as a PortAudio device named after its
     client; the app's own name (`stemstream`, `stemstream-01`...) is never listed."""
-    from gui.window import JACK_CLIENT
+    from gui.jack_ports import JACK_CLIENT
 
     player = subprocess.Popen(
         [sys.executable, "-c", "import sys, time, sounddevice as sd\n"
-         "from stream_engine.live import set_jack_client_name, find_device\n"
+         "from stream_engine.devices import set_jack_client_name, find_device\n"
          f"set_jack_client_name({JACK_CLIENT!r})\n"
          "dev = [d for d in sd.query_devices() if d['name'] == 'system'][0]\n"
          "s = sd.OutputStream(device=dev['index'], channels=2, samplerate=48000); s.start()\n"
@@ -116,7 +116,7 @@ def test_own_jack_client_is_not_offered_as_a_device(qtbot, jack_server, make_win
     try:
         assert player.stdout.readline().strip() == "up"
         w = make_window("--output", "JACK")
-        from stream_engine.live import list_devices
+        from stream_engine.devices import list_devices
 
         raw = [d["name"] for d in list_devices() if "JACK" in d["hostapi"]]
         assert any(n.startswith(JACK_CLIENT) for n in raw), raw  # PortAudio does list it

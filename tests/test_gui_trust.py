@@ -22,10 +22,10 @@ SWITCH_TIMEOUT_MS = 30000
 
 @pytest.fixture
 def jack8(jack_server):
-    from stream_engine import live
+    from stream_engine import devices
 
     jack_server.activate()
-    live.rescan()
+    devices.rescan()
     return jack_server
 
 
@@ -304,9 +304,9 @@ def test_jack_ports_keep_their_names_and_connections_across_stop_start_mic_and_m
     qtbot.waitUntil(lambda: session.mic_reader.columns == (0,), timeout=10000)
     same("a mic change and back")
     # another stream of the app's (the Files tab's preview) still opens: no name taken from PortAudio's
-    from stream_engine import live
+    from stream_engine import devices
 
-    sd = live.portaudio()
+    sd = devices.portaudio()
     jack_out = next(d for d in w.devices if d.key == jack_key)
     preview = sd.OutputStream(device=jack_out.index, channels=2, samplerate=48000, blocksize=256,
                               callback=lambda out, *_: out.fill(0))
@@ -480,7 +480,7 @@ def test_a_jack_server_that_quits_is_said_stopped_cleanly_and_the_app_recovers_w
     again), with its ports named as before and the user's extra connection restored."""
     import time
 
-    from stream_engine import live
+    from stream_engine import devices
     from stream_engine.tools.jack import JackServer
 
     name = f"stemstream-lost-{os.getpid()}"
@@ -488,7 +488,7 @@ def test_a_jack_server_that_quits_is_said_stopped_cleanly_and_the_app_recovers_w
     server.start()
     w = again = None
     try:
-        live.rescan()
+        devices.rescan()
         w = make_window("--input", "demo", "--output", "JACK", "--model", "dsp-center", "--profile", "live",
                         "--no-key-shift")
         _start(qtbot, w)
@@ -522,12 +522,12 @@ def test_a_jack_server_that_quits_is_said_stopped_cleanly_and_the_app_recovers_w
         if w is not None:
             w.shutdown()  # its JACK clients go before the server does
         wait_all(10.0)
-        live.release_portaudio()  # PortAudio lets go of this server before it stops (else jackd's exit aborts it)
+        devices.release_portaudio()  # PortAudio lets go of this server before it stops (else jackd's exit aborts it)
         if again is not None:
             again.stop()
         server.stop()
         jack8.activate()
-        live.rescan()
+        devices.rescan()
 
 
 # ----------------------------------------------------------------------------------------- 8. model guidance
@@ -682,8 +682,8 @@ def test_smaller_items_from_the_review(qtbot, jack8, make_window, tmp_path, monk
 
     from PySide6.QtWidgets import QDialogButtonBox
 
-    from gui.audio import Device
-    from gui.window import default_output_folder
+    from gui.audio_devices import Device
+    from gui.setting_keys import default_output_folder
 
     w = make_window("--input", "demo", "--output", "JACK", "--model", "dsp-center", "--profile", "live",
                     "--no-key-shift")

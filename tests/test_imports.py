@@ -70,3 +70,19 @@ def test_the_engine_never_imports_the_desktop_app(tmp_path):
     })
     r = run("--root", tmp_path, "stream_engine")
     assert r.returncode == 1 and "upward import: stream_engine.offline" in r.stdout and "gui.window" in r.stdout
+
+
+def test_a_part_of_the_window_importing_the_window_is_caught(tmp_path):
+    """Inside the app only gui.app imports the window: a part taking a name from it (the old
+    gui.live_control <-> gui.window cycle) is an upward import and a cycle."""
+    _write(tmp_path, {
+        "gui/__init__.py": "",
+        "gui/window.py": "from .live_control import LiveWiring\nMODEL_FILE = 'x'\n",
+        "gui/live_control.py": "class LiveWiring:\n    def f(self):\n        from .window import MODEL_FILE\n",
+        "gui/app.py": "from .window import MODEL_FILE\n",
+    })
+    r = run("--root", tmp_path, "gui")
+    assert r.returncode == 1, r.stdout
+    assert "upward import: gui.live_control" in r.stdout and "imports gui.window" in r.stdout
+    assert "import cycle: gui.live_control -> gui.window -> gui.live_control" in r.stdout
+    assert "upward import: gui.app" not in r.stdout  # the app may import it
