@@ -82,8 +82,13 @@ def load_separator(
     sample_rate: int = 48000,
     device: str = "cpu",
     threads: int | None = None,
+    recalibrate: bool = False,
 ) -> Separator:
-    """Build the separator named ``model`` (None: the profile's default)."""
+    """Build the separator named ``model`` (None: the profile's default).
+
+    ``recalibrate``: a separator that sizes its hop from this machine's speed
+    (Spleeter, balanced) measures again instead of using its stored figure.
+    """
     name = model or default_model(profile)
     if name == "passthrough":
         from .passthrough import Passthrough
@@ -100,7 +105,7 @@ def load_separator(
     if name == "spleeter":
         from .spleeter import SpleeterSeparator
 
-        return SpleeterSeparator(profile, threads=threads, device=device)
+        return SpleeterSeparator(profile, threads=threads, device=device, recalibrate=recalibrate)
     if name == "hybrid-4stem":
         from .hybrid import HybridFourStem
 
