@@ -160,6 +160,26 @@ def source_path(source: str | None) -> Path | None:
     return None
 
 
+AUTO_PROFILE = "auto"  # the profile box's first entry: a file runs the best model that keeps up, a device live
+
+
+def resolve_auto(cfg: "LiveConfig") -> "LiveConfig":
+    """``profile="auto"`` made concrete: a file or the demo (never heard unseparated, so its latency
+    is free) runs ``registry.file_input_choice()`` (Spleeter, quality, block 512 where installed);
+    a device input the live profile. Other profiles are kept as chosen."""
+    from dataclasses import replace
+
+    if cfg.profile != AUTO_PROFILE:
+        return cfg
+    if source_path(cfg.input) is None:
+        return replace(cfg, profile="live")
+    from stream_engine.separators.registry import file_input_choice
+
+    choice = file_input_choice()
+    return replace(cfg, profile=choice["profile"], model=cfg.model or choice["model"],
+                   block=cfg.block or choice["block"])
+
+
 @dataclass
 class LiveConfig:
     input: str | None = None  # device spec, ``demo song`` or ``file:PATH``
@@ -273,7 +293,7 @@ class LiveSession:
         from stream_engine.profiles import get_profile
         from stream_engine.realtime import RealtimeEngine
 
-        cfg = self.config
+        cfg = self.config = resolve_auto(self.config)
         self.timings["start"] = time.perf_counter()
         profile = get_profile(cfg.profile)
         devices, problem = list_devices()

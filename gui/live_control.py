@@ -124,7 +124,12 @@ class LiveWiring(QObject):
     def _profile_changed(self, _index: int) -> None:
         session = self._session()
         if session is not None:
-            self._switch(session.control.set_profile, self.tab.profile_box.currentData())
+            from dataclasses import replace
+
+            from .audio import resolve_auto
+
+            wanted = resolve_auto(replace(session.config, profile=self.tab.profile_box.currentData())).profile
+            self._switch(session.control.set_profile, wanted)
 
     def _key_stage_toggled(self, on: bool) -> None:
         session = self._session()

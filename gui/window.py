@@ -58,6 +58,11 @@ def stems_for(model: str | None, profile: str = "live") -> tuple[str, ...]:
     from stream_engine.separators.base import SeparatorError
     from stream_engine.separators.registry import model_stems
 
+    if profile == "auto":  # a song's choice (a device's live default has the same two stems)
+        from stream_engine.separators.registry import file_input_choice
+
+        choice = file_input_choice()
+        model, profile = model or choice["model"], choice["profile"]
     try:
         return model_stems(model, profile)
     except (SeparatorError, ValueError):
@@ -232,6 +237,25 @@ class MainWindow(QMainWindow):
         self.live.model_box.addItem("Model file…", MODEL_FILE)
         self.live.model_box.setItemData(0, f"The profile's default model (live: {default_model('live')})",
                                         Qt.ToolTipRole)
+        self._fill_auto_profile()
+
+    def _fill_auto_profile(self, running: str | None = None) -> None:
+        """The profile box's "auto" entry says what it runs: for a song the best model that keeps up."""
+        from stream_engine.profiles import PROFILES
+        from stream_engine.separators.registry import file_input_choice
+
+        from .audio import AUTO_PROFILE
+
+        box = self.live.profile_box
+        if box.findData(AUTO_PROFILE) < 0:
+            box.insertItem(0, "", AUTO_PROFILE)
+        choice = file_input_choice()
+        song = f"{choice['model']} {choice['profile']} ≤ {PROFILES[choice['profile']].latency_target_ms:g} ms"
+        box.setItemText(box.findData(AUTO_PROFILE), running or f"auto (song: {song}; device: live)")
+        box.setItemData(box.findData(AUTO_PROFILE),
+                        f"A song or the demo is never heard unseparated, so it runs the best model that keeps up "
+                        f"here ({choice['why']}); faders act within about 40 ms. A device input runs the live "
+                        f"profile (≤ {PROFILES['live'].latency_target_ms:g} ms).", Qt.ToolTipRole)
 
     def _restore(self) -> None:
         s, a = self.settings, self.args
@@ -243,7 +267,7 @@ class MainWindow(QMainWindow):
         model = a.model or s.get("model")
         if model:
             self._select_model(model)
-        profile = a.profile or s.get("profile", "live")
+        profile = a.profile or s.get("profile", "auto")
         idx = self.live.profile_box.findData(profile)
         self.live.profile_box.setCurrentIndex(max(0, idx))
         self.live.key_stage.setChecked(bool(s.get("key_stage", False) if a.key_shift is None else a.key_shift))
@@ -616,6 +640,9 @@ class MainWindow(QMainWindow):
         self.latency_ind.setToolTip(self.latency_ind.toolTip().split("\n\n")[0] + "\n\n" + rep.describe())
         self.live.show_latency(rep, session.target_ms)
         ins, outs = session.device_names
+        if self.live.profile_box.currentData() == "auto":  # what auto chose, with its latency
+            self._fill_auto_profile(f"auto: {session.engine.pipeline.separator.spec.name} {session.config.profile}, "
+                                    f"{rep.ms:.0f} ms")
         self.statusBar().showMessage(f"running: {ins} → {outs} at {session.rate} Hz, model "
                                      f"{session.engine.pipeline.separator.spec.name}, block {session.engine.block}")
         if session.warnings:
@@ -670,6 +697,8 @@ class MainWindow(QMainWindow):
             w.setEnabled(not busy)
         self.state_label.setText({"idle": "stopped", "starting": "loading model, opening devices…",
                                   "running": "running", "stopping": "stopping…"}[state])
+        if state == "idle" and self.live.profile_box.findData("auto") >= 0:
+            self._fill_auto_profile()  # what auto chose while running is no longer true
         if state != "running":
             for ind in (self.latency_ind, self.cpu_ind, self.miss_ind, self.xrun_ind):
                 ind.set_idle()

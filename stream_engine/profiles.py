@@ -32,6 +32,14 @@ PROFILES = {
 }
 REALTIME_PROFILES = [name for name, p in PROFILES.items() if p.realtime]
 
+# An input the listener never hears unseparated (a file played through the engine) makes its
+# input-to-output latency free: only start, seek and a song change feel it. Such inputs run the
+# best model that keeps up (``registry.file_input_choice``) at this profile, with a device block
+# of FILE_INPUT_BLOCK: faders, mutes and listen modes are mixed two blocks ahead of the callback
+# (realtime.py), so a change is heard within about 40 ms (measured: stream_engine/tools/fader_response.py).
+FILE_INPUT_PROFILE = "quality"
+FILE_INPUT_BLOCK = 512
+
 
 def get_profile(name: str) -> Profile:
     try:

@@ -51,6 +51,27 @@ def default_model(profile: str) -> str:
     return "dsp-center"
 
 
+def file_input_choice() -> dict:
+    """Model, profile and device block for a file input: the best model that keeps up here.
+
+    Spleeter where installed, at ``FILE_INPUT_PROFILE`` when this machine's
+    stored speed measurement (``spleeter_hop``) says a call fits that
+    profile's hop, else at balanced (whose hop is sized to the machine); without
+    Spleeter, the quality profile's default model. ``why`` says which and why.
+    """
+    from ..profiles import FILE_INPUT_BLOCK, FILE_INPUT_PROFILE
+
+    if "spleeter" in third_party_models():
+        from . import spleeter
+
+        fits, why = spleeter.keeps_up(FILE_INPUT_PROFILE)
+        profile = FILE_INPUT_PROFILE if fits else "balanced"
+        return {"model": "spleeter", "profile": profile, "block": FILE_INPUT_BLOCK, "why": why}
+    model = default_model(FILE_INPUT_PROFILE)
+    return {"model": model, "profile": FILE_INPUT_PROFILE, "block": FILE_INPUT_BLOCK,
+            "why": f"Spleeter is not installed; {model} is the {FILE_INPUT_PROFILE} profile's default"}
+
+
 def available() -> list[str]:
     return list(BUILTINS) + list(third_party_models()) + list(bundled_models())
 

@@ -322,6 +322,28 @@ class SpleeterSeparator(Separator):
         return _overlap_add(stems) * self._inv_norm
 
 
+def keeps_up(profile: str, threads: int = 1, device: str = "cpu") -> tuple[bool, str]:
+    """(whether one call fits ``profile``'s hop on this machine, why), from the stored speed measurement.
+
+    Nothing stored yet: assumed to fit (the quality hop is several times the
+    balanced one, which the first balanced run measures).
+    """
+    from . import spleeter_hop
+
+    fr = framing(load_card(), profile)
+    if fr["hop_frames"] == "calibrated":
+        return True, f"the {profile} profile sizes its hop to this machine"
+    masks = fr.get("masks", "two-nets")
+    record = spleeter_hop.load_stored(spleeter_hop.machine_key(threads, device, masks, int(fr["frames"])))
+    if record is None or int(fr["frames"]) != 64:
+        return True, f"Spleeter {profile}: not measured on this machine yet, assumed to keep up"
+    hop_ms = int(fr["hop_frames"]) * 1000.0 * HOP / SAMPLE_RATE
+    load = float(record["call_ms"]) / hop_ms
+    fits = load <= spleeter_hop.LOAD_LIMIT
+    return fits, (f"Spleeter {profile}: a call takes {record['call_ms']:.0f} ms of its {hop_ms:.0f} ms hop "
+                  f"(load {load:.2f}, limit {spleeter_hop.LOAD_LIMIT:.2f}) on this machine")
+
+
 def _overlap_add(frames: np.ndarray) -> np.ndarray:
     """(..., T, N_FFT) frames at hop HOP -> (..., (T - 1) * HOP + N_FFT) samples."""
     per = N_FFT // HOP
