@@ -92,7 +92,8 @@ def test_registry_lists_spleeter_and_prefers_it_where_latency_allows():
 
     assert "spleeter" in available()
     assert default_model("offline") == "spleeter" and default_model("quality") == "spleeter"
-    assert default_model("live") != "spleeter" and default_model("balanced") != "spleeter"
+    assert default_model("balanced") == "spleeter"  # its hop sized to the machine (test_spleeter_speed.py)
+    assert default_model("live") != "spleeter"
     with pytest.raises(SeparatorError, match="spleeter: no framing for profile 'live'"):
         load_separator("spleeter", "live")
 
