@@ -643,6 +643,11 @@ class MainWindow(QMainWindow):
         if self.live.profile_box.currentData() == "auto":  # what auto chose, with its latency
             self._fill_auto_profile(f"auto: {session.engine.pipeline.separator.spec.name} {session.config.profile}, "
                                     f"{rep.ms:.0f} ms")
+        calibration = getattr(session.engine.pipeline.separator, "calibration", None)
+        if calibration:  # a hop sized to this machine (Spleeter, balanced): which, and why
+            base = self.live.profile_box.toolTip().split("\n\nhop ")[0]
+            self.live.profile_box.setToolTip(f"{base}\n\nhop {calibration['hop_frames']} STFT frames, chosen for this "
+                                             f"machine ({calibration['source']}): {calibration['why']}")
         self.statusBar().showMessage(f"running: {ins} → {outs} at {session.rate} Hz, model "
                                      f"{session.engine.pipeline.separator.spec.name}, block {session.engine.block}")
         if session.warnings:
