@@ -100,14 +100,14 @@ class RealtimeTuning:
             self._interval = None
 
 
-def poll(owner, work_once: Callable[[], bool], idle: float) -> BaseException | None:
+def poll(owner, work_once: Callable[[], bool], idle) -> BaseException | None:
     """A worker thread's loop: ``work_once`` while ``owner._running``, sleeping ``idle`` seconds
-    when there was nothing to do. An exception ends the loop (``owner._running`` = False) and is
+    (a number, or a function returning it) when there was nothing to do. An exception ends the loop (``owner._running`` = False) and is
     returned for the owner to keep."""
     try:
         while owner._running:
             if not work_once():
-                time.sleep(idle)
+                time.sleep(idle() if callable(idle) else idle)
     except BaseException as exc:  # noqa: BLE001 - kept by the owner, never raised into the audio
         owner._running = False
         return exc
@@ -464,7 +464,10 @@ class RealtimeEngine:
         self.stats.dropped_frames += self.out_ring.write_dropping_late(chain.mix(stems, params))
 
     def _mix_loop(self) -> None:
-        error = poll(self, self.mix_due, min(0.001, self.block / self.rate / 8))
+        # a quarter block between looks while a chain mixes just in time (the lead is two blocks);
+        # otherwise it only waits for one (a switch), rarely taking the GIL from the callback
+        quarter = self.block / self.rate / 4
+        error = poll(self, self.mix_due, lambda: quarter if self.mixes_just_in_time(self.chain) else 0.02)
         if error is not None and self.worker_error is None:
             self.worker_error = error
 

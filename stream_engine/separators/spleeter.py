@@ -281,8 +281,7 @@ class SpleeterSeparator(Separator):
         norm = _overlap_add(np.broadcast_to(self.window_fn ** 2, (self.frames, N_FFT)))
         self._inv_norm = np.where(norm > 1e-6, 1.0 / np.maximum(norm, 1e-6), 0.0).astype(np.float32)
         window = (self.frames - 1) * HOP + N_FFT
-        # A hop of "calibrated" (the balanced profile) is the shortest this machine sustains
-        # (spleeter_hop.py); the crossfade is then half of it.
+        # A hop of "calibrated" (the balanced profile) is the shortest this machine sustains (spleeter_hop.py).
         self.calibration = None
         if fr["hop_frames"] == "calibrated":
             from . import spleeter_hop
@@ -292,8 +291,6 @@ class SpleeterSeparator(Separator):
                 self._separate_window, probe, spleeter_hop.machine_key(self.threads, device, self.masks, self.frames),
                 [int(h) for h in fr["hop_choices"]], 1000.0 * HOP / SAMPLE_RATE, recalibrate=recalibrate)
             fr = {**fr, "hop_frames": self.calibration["hop_frames"]}
-            if fr.get("fade_frames") == "half the hop":
-                fr["fade_frames"] = max(1, self.calibration["hop_frames"] // 2)
         hop = int(fr["hop_frames"]) * HOP
         fade = int(fr.get("fade_frames", 0)) * HOP
         # The segment must lie where four frames overlap: at least N_FFT - HOP from either edge.
