@@ -222,3 +222,27 @@ def test_a_fader_change_is_heard_within_50_ms_on_jack(jack_server):
     assert r["mixes_just_in_time"]
     assert r["heard"] == r["changes"], r
     assert r["heard_ms_max"] < 150.0, r
+
+
+def test_cli_live_plays_a_file_on_spleeter_by_default(jack_server, tmp_path):
+    """``stemstream live --file SONG``: output-only, Spleeter at quality with block 512, stats written."""
+    import os
+    import subprocess
+    import sys
+
+    from stream_engine.demo import DEMO_SONG
+
+    stats_file = tmp_path / "stats.json"
+    env = dict(jack_server.env, STEMSTREAM_CONFIG_DIR=str(tmp_path / "config"))
+    r = subprocess.run([sys.executable, "-m", "stream_engine.cli", "live", "--file", str(DEMO_SONG),
+                        "--output", "system", "--host-api", "jack", "--duration", "3", "--stats-json",
+                        str(stats_file), "--jack-name", "stemstream-file"],
+                       capture_output=True, text=True, env=env, timeout=120,
+                       cwd=Path(__file__).resolve().parent.parent)
+    print(r.stdout, r.stderr)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    assert "file input: spleeter, profile quality, block 512 (the best that keeps up" in r.stdout
+    stats = json.loads(stats_file.read_text())
+    assert stats["model"] == "spleeter" and stats["profile"] == "quality" and stats["block"] == 512
+    assert stats["input_device"] == {"file": str(DEMO_SONG)} and stats["callbacks"] > 0
+    assert os.path.basename(stats["input_device"]["file"]) == DEMO_SONG.name
