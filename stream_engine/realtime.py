@@ -6,7 +6,7 @@
 A separator with a long hop (Spleeter: 93-372 ms) hands the worker a hop of
 stems at once, and the output ring holds that much audio ahead of the
 callback: mixed at once, a fader change would wait for all of it. Such a
-chain (``prefill`` over ``MIX_JUST_IN_TIME_BLOCKS`` device blocks) keeps its
+chain (a hop over ``MIX_JUST_IN_TIME_BLOCKS`` device blocks) keeps its
 stems unmixed (``Chain.hold``) and a mixer thread mixes them just in time,
 ``mix_lead`` frames (two device blocks) ahead of the callback, so faders,
 mutes and listen modes are heard within about two blocks whatever the
@@ -447,7 +447,10 @@ class RealtimeEngine:
         return True
 
     def mixes_just_in_time(self, chain: Chain) -> bool:
-        return self.just_in_time and chain.prefill > MIX_JUST_IN_TIME_BLOCKS * self.block
+        """A separator whose hop spans more than MIX_JUST_IN_TIME_BLOCKS device blocks (at the stream rate)."""
+        pipeline = chain.pipeline
+        hop = pipeline.separator.spec.hop * pipeline.stream_rate / pipeline.model_rate
+        return self.just_in_time and hop > MIX_JUST_IN_TIME_BLOCKS * self.block
 
     def process_frames(self, frames: np.ndarray) -> None:
         """Input frames (n, channels) -> separated, mixed, routed -> output ring (or held, to mix just in time)."""
