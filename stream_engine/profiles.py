@@ -25,7 +25,7 @@ class Profile:
 
 PROFILES = {
     "live": Profile("live", 256, "QQ", 20.0, "a singer monitoring, a streamer"),
-    # 250 ms: Spleeter at hop 4 (what a 2-core machine sustains) measures 215 ms here (models README)
+    # 250 ms: Spleeter at hop 4 (what a quiet 2-core machine sustains) measures 232 ms (models README)
     "balanced": Profile("balanced", 512, "HQ", 250.0, "karaoke from a player"),
     "quality": Profile("quality", 1024, "HQ", 1000.0, "DAW work with latency compensation"),
     "offline": Profile("offline", 16384, "VHQ", float("inf"), "files, where latency does not matter",

@@ -27,9 +27,10 @@ import numpy as np
 
 CALLS = 7
 # One call may use at most this share of its hop's audio time on one core: the
-# rest is the resamplers, the mixer, the GIL's other threads and a loaded
-# machine's hiccups (measured: 0 misses at 0.47 on the loaded 2-core box,
-# docs/experiments.md "Spleeter in the balanced profile").
+# rest is for the resamplers, the mixer, the GIL's other threads and a loaded
+# machine's hiccups. A margin chosen, not yet tuned on a quiet machine: under
+# load the calls vary 2-5x (docs/experiments.md, session 12), which no fixed
+# margin covers; re-measure with `stemstream bench --calibrate`.
 LOAD_LIMIT = 0.6
 FILE = "spleeter-calibration.json"
 
