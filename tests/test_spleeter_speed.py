@@ -212,7 +212,7 @@ def test_a_mute_is_mixed_two_blocks_ahead_while_spleeter_plays():
 
 def test_a_fader_change_is_heard_within_50_ms_on_jack(jack_server):
     """The app's case on a real JACK server: a song from a file, Spleeter quality at the file-input block.
-    Measured about 36 ms median, 45-47 ms max (tools/fader_response.py); asserted with room for a loaded
+    Measured about 36 ms median, 43-48 ms max (tools/fader_response.py); asserted with room for a loaded
     machine (mixed at separation time, as before, it was 630-1130 ms)."""
     from stream_engine.profiles import FILE_INPUT_BLOCK
     from stream_engine.tools.fader_response import measure
