@@ -100,6 +100,9 @@ class Chain:
         self.pending: list[np.ndarray] = []
         self.pending_frames = 0
 
+    def drop_held(self) -> None:
+        self.pending, self.pending_frames = [], 0
+
     def hold(self, stems: np.ndarray) -> None:
         self.pending.append(stems)
         self.pending_frames += stems.shape[2]

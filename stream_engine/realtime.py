@@ -297,6 +297,7 @@ class RealtimeEngine:
         """Prefill the output and start the worker (``thread=False``: the caller
         drives ``work_once`` itself, deterministically, as the tests do)."""
         self.pipeline.reset()
+        self.chain.drop_held()  # stems a stopped run left unmixed belong to its timeline, not this one
         self.out_ring.write(np.zeros((self.prefill, self.out_channels), np.float32))
         self.stats = Stats()
         self.pipeline.compute.reset()

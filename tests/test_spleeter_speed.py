@@ -249,3 +249,35 @@ def test_cli_live_plays_a_file_on_spleeter_by_default(jack_server, tmp_path):
     assert stats["model"] == "spleeter" and stats["profile"] == "quality" and stats["block"] == 512
     assert stats["input_device"] == {"file": str(DEMO_SONG)} and stats["callbacks"] > 0
     assert os.path.basename(stats["input_device"]["file"]) == DEMO_SONG.name
+
+
+def test_just_in_time_output_is_the_same_signal_and_a_restart_drops_what_was_held():
+    """Passthrough at the quality profile (hop 4096) on 256-frame blocks mixes just in time: the output is
+    still the input, delayed by the engine's latency; stems a stopped run held are not played after a
+    restart."""
+    from stream_engine.params import ParamStore, Params
+    from stream_engine.pipeline import Pipeline
+    from stream_engine.profiles import get_profile
+    from stream_engine.realtime import RealtimeEngine, run_paced
+
+    rate, block = 48000, 256
+    sep_pipeline = Pipeline(_passthrough(), rate, 2, get_profile("quality"))
+    store = ParamStore(Params.for_stems(sep_pipeline.stems, listen="full"))
+    engine = RealtimeEngine(sep_pipeline, block, store=store)
+    assert engine.mixes_just_in_time(engine.chain)
+    rng = np.random.default_rng(3)
+    x = (0.1 * rng.standard_normal((rate, 2))).astype(np.float32)
+    played = run_paced(engine, x, realtime=False)
+    delay = engine.chain.delay
+    assert engine.stats.misses == 0
+    np.testing.assert_allclose(played[delay:, :], x[: len(played) - delay, :], atol=1e-6)
+    assert engine.chain.pending_frames > 0  # the run ended with stems still held
+    engine.start(thread=False)
+    assert engine.chain.pending_frames == 0
+    engine.stop()
+
+
+def _passthrough():
+    from stream_engine.separators.registry import load_separator
+
+    return load_separator("passthrough", "quality")
