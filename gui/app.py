@@ -98,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "demo song, or file:PATH to play a file through the engine")
     p.add_argument("--output", help="output device (index, 'HOSTAPI: name' or part of a name)")
     p.add_argument("--model", help="built-in, bundled model name or model file")
-    p.add_argument("--profile", choices=REALTIME_PROFILES)
+    p.add_argument("--profile", choices=["auto"] + REALTIME_PROFILES,
+                   help="default: auto (a song runs the best model that keeps up, a device the live profile)")
     p.add_argument("--block", type=int, help="device block size (default: the profile's)")
     p.add_argument("--key-shift", dest="key_shift", action="store_true", default=None,
                    help="include the key-change stage (adds 43 ms)")

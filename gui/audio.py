@@ -32,7 +32,7 @@ from stream_engine.params import ParamStore
 from stream_engine.sources import Capture, FileSource, SourceSwitch  # noqa: F401 - FileSource: older importers
 
 from .audio_devices import Device, find_device, list_devices
-from .input_sources import DEMO_SOURCE, PlayerSource, source_path
+from .input_sources import DEMO_SOURCE, PlayerSource, resolve_auto, source_path
 from .live_config import MAX_OUTPUTS, MIC_FX, LiveConfig, active_effects, carry_params
 from .master_bus import MasterBus
 from .mic_channel import MicChannel
@@ -94,7 +94,7 @@ class LiveSession:
         from stream_engine.profiles import get_profile
         from stream_engine.realtime import RealtimeEngine
 
-        cfg = self.config
+        cfg = self.config = resolve_auto(self.config)
         self.timings["start"] = time.perf_counter()
         profile = get_profile(cfg.profile)
         devices, problem = list_devices()

@@ -19,6 +19,11 @@ def stems_for(model: str | None, profile: str = "live") -> tuple[str, ...]:
     from stream_engine.separators.base import SeparatorError
     from stream_engine.separators.registry import model_stems
 
+    if profile == "auto":  # a song's choice (a device's live default has the same two stems)
+        from stream_engine.separators.registry import file_input_choice
+
+        choice = file_input_choice()
+        model, profile = model or choice["model"], choice["profile"]
     try:
         return model_stems(model, profile)
     except (SeparatorError, ValueError):

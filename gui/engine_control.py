@@ -71,6 +71,14 @@ class EngineControl:
         self.latency_ind.setToolTip(self.latency_ind.toolTip().split("\n\n")[0] + "\n\n" + rep.describe())
         self.live.show_latency(rep, session.target_ms)
         ins, outs = session.device_names
+        if self.live.profile_box.currentData() == "auto":  # what auto chose, with its latency
+            self._fill_auto_profile(f"auto: {session.engine.pipeline.separator.spec.name} {session.config.profile}, "
+                                    f"{rep.ms:.0f} ms")
+        calibration = getattr(session.engine.pipeline.separator, "calibration", None)
+        if calibration:  # a hop sized to this machine (Spleeter, balanced): which, and why
+            base = self.live.profile_box.toolTip().split("\n\nhop ")[0]
+            self.live.profile_box.setToolTip(f"{base}\n\nhop {calibration['hop_frames']} STFT frames, chosen for this "
+                                             f"machine ({calibration['source']}): {calibration['why']}")
         self.statusBar().showMessage(f"running: {ins} → {outs} at {session.rate} Hz, model "
                                      f"{session.engine.pipeline.separator.spec.name}, block {session.engine.block}")
         if session.warnings:
@@ -125,6 +133,8 @@ class EngineControl:
             w.setEnabled(not busy)
         self.state_label.setText({"idle": "stopped", "starting": "loading model, opening devices…",
                                   "running": "running", "stopping": "stopping…"}[state])
+        if state == "idle" and self.live.profile_box.findData("auto") >= 0:
+            self._fill_auto_profile()  # what auto chose while running is no longer true
         if state != "running":
             for ind in (self.latency_ind, self.cpu_ind, self.miss_ind, self.xrun_ind):
                 ind.set_idle()

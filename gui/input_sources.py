@@ -53,3 +53,22 @@ def source_path(source: str | None) -> Path | None:
     if source.startswith(FILE_SOURCE_PREFIX):
         return Path(source[len(FILE_SOURCE_PREFIX):])
     return None
+
+
+def resolve_auto(cfg):
+    """``LiveConfig`` with ``profile="auto"`` made concrete: a file or the demo (never heard
+    unseparated, so its latency is free) runs ``registry.file_input_choice()`` (Spleeter, quality,
+    block 512 where installed); a device input the live profile. Other profiles are kept as chosen."""
+    from dataclasses import replace
+
+    from .live_config import AUTO_PROFILE
+
+    if cfg.profile != AUTO_PROFILE:
+        return cfg
+    if source_path(cfg.input) is None:
+        return replace(cfg, profile="live")
+    from stream_engine.separators.registry import file_input_choice
+
+    choice = file_input_choice()
+    return replace(cfg, profile=choice["profile"], model=cfg.model or choice["model"],
+                   block=cfg.block or choice["block"])

@@ -26,6 +26,7 @@ class LiveConfig:
     limiter: bool = True  # the safety limiter on main (MasterBus says why it is on by default)
 
 
+AUTO_PROFILE = "auto"  # the profile box's first entry: a file runs the best model that keeps up, a device live
 MIC_FX = "mic"  # the mic's effect chain in ``LiveConfig.fx`` (beside the stems' chains)
 ROUTES_SETTING = "routes"  # the settings key routing is saved under (channels from 1, as the CLI writes them)
 MAX_OUTPUTS = 16  # output channels opened at most, so routing can change while playing

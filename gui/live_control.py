@@ -20,11 +20,13 @@ the settings as soon as they change.
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
 
 from stream_engine.mixer import MIX_BUSES
 
+from .input_sources import resolve_auto
 from .jobs import run_job
 from .live_config import ROUTES_SETTING, active_effects, routes_from_setting, routes_to_setting
 from .live_tab import RoutingDialog
@@ -126,15 +128,14 @@ class LiveWiring(QObject):
             self._switch(session.control.set_model, data)
 
     def _profile_changed(self, _index: int) -> None:
-        """While playing: a crossfade when the device block stays; when the new profile has another
-        block (live 256, balanced 512...), Stop and Start, so it plays exactly as a fresh Start would
-        (a crossfade kept the old block: more latency and misses than the profile promises)."""
+        """While playing: a crossfade when the device block stays; else Stop and Start, so it plays as a
+        fresh Start would (a crossfade kept the old block: more latency and misses than promised)."""
         from stream_engine.profiles import get_profile
 
         session = self._session()
         if session is None:
             return
-        profile = self.tab.profile_box.currentData()
+        profile = resolve_auto(replace(session.config, profile=self.tab.profile_box.currentData())).profile
         block = self.window.args.block or get_profile(profile).block
         if block != session.engine.block:
             self.window.statusBar().showMessage(f"profile {profile}: device block {block} (was "
@@ -420,7 +421,7 @@ class LiveWiring(QObject):
             self._select_user(lt.model_box, model)
         else:
             skipped.append(f"model {model!r}")
-        if app.get("profile") in REALTIME_PROFILES:
+        if app.get("profile") in (*REALTIME_PROFILES, "auto"):
             self._select_user(lt.profile_box, app["profile"])
         elif app.get("profile") is not None:
             skipped.append(f"profile {app.get('profile')!r}")

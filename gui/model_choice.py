@@ -24,6 +24,25 @@ class ModelChoice:
         self.live.model_box.addItem("Model file…", MODEL_FILE)
         self.live.model_box.setItemData(0, f"The profile's default model (live: {default_model('live')})",
                                         Qt.ToolTipRole)
+        self._fill_auto_profile()
+
+    def _fill_auto_profile(self, running: str | None = None) -> None:
+        """The profile box's "auto" entry says what it runs: for a song the best model that keeps up."""
+        from stream_engine.profiles import PROFILES
+        from stream_engine.separators.registry import file_input_choice
+
+        from .live_config import AUTO_PROFILE
+
+        box = self.live.profile_box
+        if box.findData(AUTO_PROFILE) < 0:
+            box.insertItem(0, "", AUTO_PROFILE)
+        choice = file_input_choice()
+        song = f"{choice['model']} {choice['profile']} ≤ {PROFILES[choice['profile']].latency_target_ms:g} ms"
+        box.setItemText(box.findData(AUTO_PROFILE), running or f"auto (song: {song}; device: live)")
+        box.setItemData(box.findData(AUTO_PROFILE),
+                        f"A song or the demo is never heard unseparated, so it runs the best model that keeps up "
+                        f"here ({choice['why']}); faders act within about 40 ms. A device input runs the live "
+                        f"profile (≤ {PROFILES['live'].latency_target_ms:g} ms).", Qt.ToolTipRole)
 
     def _describe_models(self) -> None:
         """Each model's tooltip: what it is for, stems, latency and SDR from its card (gui.models)."""
@@ -49,7 +68,7 @@ class ModelChoice:
         self._cards = cards
         model, profile = lt.model_box.currentData(), lt.profile_box.currentData()
         allowed = model_profiles(model if model != MODEL_FILE else None, cards)
-        if allowed is not None and profile not in allowed:
+        if allowed is not None and profile not in allowed and profile != "auto":
             choice = next((p for p in lt.profile_box_profiles() if p in allowed), None)
             if choice is not None:
                 lt.profile_box.blockSignals(True)
@@ -69,7 +88,7 @@ class ModelChoice:
                     ok = data in (None, MODEL_FILE) or (lambda a: a is None or profile in a)(
                         model_profiles(data, cards))
                 else:
-                    ok = items is None or data in items
+                    ok = items is None or data in items or data == "auto"
                 item = box.model().item(i)
                 if item is not None and item.isEnabled() != ok:
                     item.setEnabled(ok)

@@ -62,7 +62,13 @@ def _latency_text(card: dict) -> str:
             return f"{latency[key]['algorithmic_ms']:.0f} ms in the engine ({key.split('_')[1]}, 48 kHz)"
     for profile, entry in latency.items():
         if isinstance(entry, dict) and "algorithmic_ms_48k" in entry:
-            return f"{entry['algorithmic_ms_48k']:.0f} ms ({profile}, 48 kHz)"
+            ms = entry["algorithmic_ms_48k"]
+            if isinstance(ms, dict):  # per calibrated hop (Spleeter balanced): the range a machine may get
+                values = [v for v in ms.values() if isinstance(v, (int, float))]
+                if values:
+                    return f"{min(values):.0f}-{max(values):.0f} ms ({profile}, 48 kHz, hop per machine)"
+            elif isinstance(ms, (int, float)):
+                return f"{ms:.0f} ms ({profile}, 48 kHz)"
     if isinstance(latency.get("ms"), (int, float)):
         return f"{latency['ms']:.0f} ms (model)"
     return "see its card"

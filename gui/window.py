@@ -240,7 +240,7 @@ class MainWindow(ModelChoice, DeviceChoice, ParamWiring, EngineControl, Readouts
         model = a.model or s.get("model")
         if model:
             self._select_model(model)
-        profile = a.profile or s.get("profile", "live")
+        profile = a.profile or s.get("profile", "auto")
         idx = self.live.profile_box.findData(profile)
         self.live.profile_box.setCurrentIndex(max(0, idx))
         self.live.key_stage.setChecked(bool(s.get("key_stage", False) if a.key_shift is None else a.key_shift))

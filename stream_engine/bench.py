@@ -44,10 +44,11 @@ def speed(model: str | None, profile: str, rate: int, source: np.ndarray, thread
             "compute_ms": pipeline.compute.percentiles_ms()}
 
 
-def run_bench(model: str | None, profile: str, seconds: float, rate: int = 48000, block: int | None = None) -> dict:
+def run_bench(model: str | None, profile: str, seconds: float, rate: int = 48000, block: int | None = None,
+              recalibrate: bool = False) -> dict:
     prof = get_profile(profile)
     block = block or prof.block
-    separator = load_separator(model, profile, sample_rate=rate)
+    separator = load_separator(model, profile, sample_rate=rate, recalibrate=recalibrate)
     source = bench_source(seconds, rate)
     engine = RealtimeEngine(Pipeline(separator, rate, 2, prof), block)
     latency = engine.latency()
@@ -60,6 +61,10 @@ def run_bench(model: str | None, profile: str, seconds: float, rate: int = 48000
         "block": block,
         "latency": latency.as_dict(),
         "latency_target_ms": prof.latency_target_ms,
+        "hop": separator.spec.hop,
+        "hop_ms": 1000.0 * separator.spec.hop / (separator.spec.sample_rate or rate),
+        # a separator whose hop is chosen from this machine's speed says how (spleeter_hop.py)
+        "hop_calibration": getattr(separator, "calibration", None),
         "paced_run": {"seconds": len(source) / rate, **paced},
         "speed_one_thread": speed(model, profile, rate, source, threads=1),
         "speed_all_threads": speed(model, profile, rate, source, threads=os.cpu_count()),
@@ -77,6 +82,12 @@ def format_bench(r: dict) -> str:
         f"latency with the compute budget: {lat['total_samples']} samples = {lat['total_ms']:.2f} ms "
         f"(what the live path schedules, before the device's own latency)",
     ]
+    if "hop" in r:
+        lines.append(f"hop: {r['hop']} samples = {r['hop_ms']:.1f} ms per separator call")
+    cal = r.get("hop_calibration")
+    if cal:
+        lines.append(f"hop chosen for this machine: {cal['hop_frames']} STFT frames ({cal['source']}"
+                     f"{', ' + cal['measured_at'] if cal.get('measured_at') else ''}; {cal['path']}): {cal['why']}")
     lines += [f"  {name}: {p['samples']} samples, {p['ms']:.2f} ms" + ("" if p["algorithmic"] else " (not algorithmic)")
               for name, p in lat["parts"].items()]
     lines += [

