@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
 )
 
 from stream_engine.profiles import PROFILES
+from stream_engine.separators.registry import licence_note
 
 from .jobs import Job, run_job
 from .preview import MixPlayer, is_mix, load_track, output_description
@@ -457,7 +458,8 @@ class FilesTab(QWidget):
         out = Path(self.out_edit.text()).expanduser()
         fmt = self.format_box.currentText()
         self.progress.setFormat(f"{path.name}: %p%")
-        self.message.emit(f"separating {path.name} with {model or 'the default model'} ({profile})…")
+        self.message.emit(f"separating {path.name} with {model or 'the default model'} ({profile})…"
+                          + licence_note(model))
 
         holder: list = []
 

@@ -27,9 +27,25 @@ def add_model_args(p: argparse.ArgumentParser, default_profile: str = "balanced"
     p.add_argument("--device", default="cpu", help="cpu or cuda (model backends only)")
 
 
+def add_stems_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--stems", type=int, choices=[2, 4], default=None,
+                   help="without --model: 4 = the best four-stem model installed (htdemucs where the user "
+                        "installed it, else hybrid-4stem, else dsp-4stem); 2 or unset = the profile's default")
+
+
+def resolve_model(args) -> None:
+    """``--stems 4`` without ``--model``: the best four-stem model installed for the profile."""
+    if args.model is None and getattr(args, "stems", None) == 4:
+        from .separators.registry import default_four_stem_model
+
+        args.model = default_four_stem_model(args.profile)
+        print(f"note: four stems: model {args.model}", file=sys.stderr)
+
+
 def separator_factory(args):
     from .batch import make_factory
 
+    resolve_model(args)
     return make_factory(args.model, args.profile, args.device)
 
 
@@ -69,6 +85,7 @@ def cmd_separate(args) -> int:
         fx = tuple(f"{k}={v}" for k, v in parse_fx(args.fx).items())
     except ValueError as exc:
         return fail(str(exc))
+    resolve_model(args)
     key, clamped = clamp(args.key, *KEY_RANGE)
     if clamped:
         print(f"warning: --key {args.key} is outside {KEY_RANGE}; using {key}", file=sys.stderr)
@@ -208,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="effect chain preset (or JSON file) on a stem; repeatable, e.g. --fx vocals=vocal")
     p.add_argument("--key", type=int, default=0, help="shift the accompaniment by semitones (-12..12)")
     add_model_args(p, "offline")
+    add_stems_arg(p)
     p.set_defaults(func=cmd_separate)  # the offline profile: the best model installed, longest windows
 
     p = sub.add_parser("bench", help="latency, compute time, speed and misses")
@@ -231,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="write the results as JSON to this file")
     p.add_argument("--report", help="write a markdown table and a PNG chart into this folder")
     p.add_argument("--quiet", action="store_true")
+    add_stems_arg(p)
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("models", help="list built-in and bundled separators")

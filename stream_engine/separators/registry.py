@@ -50,6 +50,16 @@ def default_four_stem_model(profile: str) -> str:
     return "dsp-4stem"
 
 
+def licence_note(model: str | None) -> str:
+    """" licence: ..." for a model whose weights' licence limits use (HTDemucs), else "" (front ends
+    append it to what they say when a run starts)."""
+    if model == "htdemucs":
+        from .htdemucs import LICENCE
+
+        return f" licence: {LICENCE}"
+    return ""
+
+
 def default_model(profile: str) -> str:
     """The first model whose card names this profile (third-party first), else dsp-center.
 
