@@ -253,3 +253,33 @@ def test_four_stem_separate_without_htdemucs_uses_hybrid_4stem(tmp_path):
     assert run.returncode == 0, run.stderr
     assert "model hybrid-4stem" in run.stderr and "RESEARCH USE" not in run.stderr
     assert (tmp_path / "out" / "short" / "drums.wav").is_file()
+
+
+def test_label_with_the_htdemucs_teacher_writes_four_stems_once(htdemucs_models, rock, tmp_path, capsys):
+    """stemstream label --teacher htdemucs on 2 s of a real song: four stems that sum to the mixture and
+    follow the true stems, labels.json with the licence they inherit, and a rerun reads the cache."""
+    import soundfile as sf
+
+    from stream_engine.cli import main
+    from stream_engine.evaluate import load_track
+    from stream_engine.metrics import sdr
+
+    stems, rate = rock
+    cut = slice(2 * rate, 4 * rate)
+    (tmp_path / "songs" / "rock").mkdir(parents=True)
+    sf.write(tmp_path / "songs" / "rock" / "mixture.wav", stems["mixture"][:, cut].T, rate, subtype="FLOAT")
+    h._told.clear()
+    args = ["label", str(tmp_path / "songs"), "--out", str(tmp_path / "labels"), "--teacher", "htdemucs"]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "PERSONAL AND RESEARCH USE ONLY" in err and "labelled" in err
+    dest = tmp_path / "labels" / "songs" / "rock"
+    labels, _ = load_track(dest)
+    assert sorted(labels) == ["bass", "drums", "other", "vocals"]
+    np.testing.assert_allclose(sum(labels.values()), stems["mixture"][:, cut], atol=2e-4)
+    for name in ("vocals", "drums", "bass"):  # 2 s cut from its context: still far above 0 dB
+        assert sdr(stems[name][:, cut], labels[name]) > 6, name
+    record = json.loads((dest / "labels.json").read_text())
+    assert record["teacher"] == "htdemucs" and "personal and research use only" in record["licence"].lower()
+    assert main(args) == 0
+    assert "labelled" not in capsys.readouterr().err
