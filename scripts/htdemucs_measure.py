@@ -44,7 +44,7 @@ def scores(refs: dict, est: dict) -> dict:
     out = {}
     for s in FOUR:
         if s in refs and s in est and np.sqrt(np.mean(refs[s] ** 2)) > 1e-4:  # a silent stem is not scored
-            out[s] = round(sdr(refs[s], est[s]), 2)
+            out[s] = round(float(sdr(refs[s], est[s])), 2)
     acc_ref = refs.get("accompaniment")
     if acc_ref is None and all(s in refs for s in FOUR[1:]):
         acc_ref = refs["drums"] + refs["bass"] + refs["other"]
@@ -67,14 +67,15 @@ def cmd_sdr(args) -> None:
         stems, rate = load_track(Path(folder))
         mix = stems["mixture"] if "mixture" in stems else sum(base_stems(stems).values())
         sep.reset(1)
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         est = separate_array(sep, mix, rate, "offline")
-        elapsed = time.perf_counter() - started
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
         total = sum(est[s] for s in FOUR)
         print(json.dumps({"track": Path(folder).name, "model": Path(args.model).name if args.model else "fp32",
                           "threads": args.threads, "seconds": round(mix.shape[1] / rate, 2),
-                          "rtf": round(elapsed / (mix.shape[1] / rate), 3), "sdr": scores(stems, est),
-                          "residual_db": round(10 * np.log10(np.sum((total - mix) ** 2) / np.sum(mix ** 2)), 2)}),
+                          "rtf": round(elapsed / (mix.shape[1] / rate), 3),
+                          "cpu_s_per_audio_s": round(cpu / (mix.shape[1] / rate), 3), "sdr": scores(stems, est),
+                          "residual_db": round(float(10 * np.log10(np.sum((total - mix) ** 2) / np.sum(mix ** 2))), 2)}),
               flush=True)
 
 
@@ -92,9 +93,12 @@ def cmd_file(args) -> None:
             path = Path(tmp) / f"{path.stem}-{args.seconds:g}s.wav"
             sf.write(path, audio, rate)
         rss_before = peak_rss_mb()
+        cpu = time.process_time()
         result = separate_file(path, Path(tmp) / "out", lambda rate: sep, "offline", progress=False)
+        cpu = time.process_time() - cpu
         row = {"file": Path(args.mixture).name, "threads": args.threads, "seconds": round(result.seconds, 1),
-               "rtf": round(result.elapsed / result.seconds, 3), "peak_rss_mb_before": round(rss_before),
+               "rtf": round(result.elapsed / result.seconds, 3), "cpu_s_per_audio_s": round(cpu / result.seconds, 3),
+               "peak_rss_mb_before": round(rss_before),
                "peak_rss_mb": round(peak_rss_mb())}
         if args.refs:
             stems, rate = load_track(Path(args.refs))

@@ -172,11 +172,17 @@ def cmd_models(args) -> int:
     for name in BUILTINS:
         print(f"{name}  (built in)")
     for name, card in third_party_models().items():
-        print(f"{name}  {card['sample_rate']} Hz, stems {', '.join(card['stems'])}  (weights: {card['source'].split(',')[0]})")
+        limited = "  [licence: personal and research use only]" if "RESEARCH USE ONLY" in card.get("licence", "") else ""
+        print(f"{name}  {card['sample_rate']} Hz, stems {', '.join(card['stems'])}  "
+              f"(weights: {card['source'].split(',')[0]}){limited}")
     for name, card in bundled_models().items():
         print(f"{name}  {card.get('sample_rate')} Hz, stems {', '.join(card.get('stems', []))}  ({card['path']})")
     for profile in PROFILES:
         print(f"default for {profile}: {default_model(profile)}")
+    from .separators.registry import default_four_stem_model
+
+    print(f"four stems (--stems 4), offline: {default_four_stem_model('offline')}; "
+          f"quality: {default_four_stem_model('quality')}")
     return 0
 
 

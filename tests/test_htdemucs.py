@@ -283,3 +283,25 @@ def test_label_with_the_htdemucs_teacher_writes_four_stems_once(htdemucs_models,
     assert record["teacher"] == "htdemucs" and "personal and research use only" in record["licence"].lower()
     assert main(args) == 0
     assert "labelled" not in capsys.readouterr().err
+
+
+def test_int8_variant_quantises_only_the_transformer_matmuls(htdemucs_models):
+    """htdemucs-int8 (made by the install): int8 weights in the cross-transformer's MatMuls, every
+    convolution still fp32 (int8 convolutions cost about 4 dB); listed as its own model."""
+    import onnx
+
+    from stream_engine.separators.registry import third_party_models
+
+    path = h.install_dir() / h.INT8_FILE
+    if not path.is_file():
+        h.quantize_transformer()
+    graph = onnx.load(str(path)).graph
+    quantised = [n for n in graph.node if n.op_type == "MatMulInteger"]
+    assert len(quantised) == 30 and all(n.name.startswith("/crosstransformer/") for n in quantised)
+    inits = {i.name: i for i in graph.initializer}
+    convs = [n for n in graph.node if n.op_type in ("Conv", "ConvTranspose")]
+    assert len(convs) == 100 and all(inits[n.input[1]].data_type == onnx.TensorProto.FLOAT for n in convs
+                                      if n.input[1] in inits)
+    cards = third_party_models()
+    assert "htdemucs-int8" in cards and "int8" in cards["htdemucs-int8"]["variant"]
+    assert "RESEARCH USE ONLY" in cards["htdemucs-int8"]["licence"]

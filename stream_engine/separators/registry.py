@@ -34,8 +34,9 @@ def third_party_models() -> dict[str, dict]:
     models = {"spleeter": spleeter.load_card()} if spleeter.available() else {}
     if hybrid.available():
         models[hybrid.NAME] = hybrid.load_card()
-    if htdemucs.available():  # opt-in, personal and research use only: see its card
-        models[htdemucs.NAME] = htdemucs.load_card()
+    for variant in htdemucs.VARIANTS:  # opt-in, personal and research use only: see its card
+        if htdemucs.available(variant):
+            models[variant] = htdemucs.load_card(variant)
     return models
 
 
@@ -53,7 +54,7 @@ def default_four_stem_model(profile: str) -> str:
 def licence_note(model: str | None) -> str:
     """" licence: ..." for a model whose weights' licence limits use (HTDemucs), else "" (front ends
     append it to what they say when a run starts)."""
-    if model == "htdemucs":
+    if model in ("htdemucs", "htdemucs-int8"):
         from .htdemucs import LICENCE
 
         return f" licence: {LICENCE}"
@@ -128,10 +129,10 @@ def load_separator(
         from .hybrid import HybridFourStem
 
         return HybridFourStem(profile, threads=threads, device=device)
-    if name == "htdemucs":
+    if name in ("htdemucs", "htdemucs-int8"):
         from .htdemucs import HTDemucsSeparator
 
-        return HTDemucsSeparator(profile, threads=threads, device=device)
+        return HTDemucsSeparator(profile, threads=threads, device=device, variant=name)
     bundled = bundled_models()
     path = Path(bundled[name]["path"]) if name in bundled else Path(name)
     if not path.exists():
