@@ -108,6 +108,36 @@ def cmd_file(args) -> None:
         print(json.dumps(row), flush=True)
 
 
+def cmd_single(args) -> None:
+    """The conv-STFT single graph against the numpy path on one segment: parity and time per call."""
+    import onnxruntime as ort
+
+    from stream_engine.audio_io import read_audio
+
+    path = h.install_dir() / h.SINGLE_FILE
+    if not path.is_file():
+        h.export_single_graph()
+    audio, rate = read_audio(args.mixture)
+    seg = np.ascontiguousarray(audio[:, rate * 10 : rate * 10 + h.SEGMENT], np.float32)
+    sep = separator(args)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads, opts.inter_op_num_threads = args.threads, 1
+    opts.enable_cpu_mem_arena = opts.enable_mem_pattern = False
+    single = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    rows = []
+    for k in range(2):  # interleaved A/B
+        t, c = time.perf_counter(), time.process_time()
+        ours = sep.separate_segment(seg)
+        rows.append(("numpy", time.perf_counter() - t, time.process_time() - c))
+        t, c = time.perf_counter(), time.process_time()
+        one = single.run(["stems"], {"input": seg[None]})[0][0]
+        rows.append(("single", time.perf_counter() - t, time.process_time() - c))
+    err = float(np.abs(one - ours).max())
+    rel = float(10 * np.log10(np.sum((one - ours) ** 2) / np.sum(ours ** 2)))
+    print(json.dumps({"max_abs_diff": err, "diff_db": round(rel, 1), "peak_rss_mb": round(peak_rss_mb()),
+                      "calls": [(n, round(w, 2), round(c, 2)) for n, w, c in rows]}), flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -117,11 +147,13 @@ def main() -> None:
     p.add_argument("mixture")
     p.add_argument("--refs")
     p.add_argument("--seconds", type=float, default=None)
+    p = sub.add_parser("single")
+    p.add_argument("mixture")
     for p in sub.choices.values():
         p.add_argument("--threads", type=int, default=1)
         p.add_argument("--model", default=None, help="another ONNX file of the same graph (the int8 variant)")
     args = ap.parse_args()
-    {"sdr": cmd_sdr, "file": cmd_file}[args.cmd](args)
+    {"sdr": cmd_sdr, "file": cmd_file, "single": cmd_single}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -305,3 +305,24 @@ def test_int8_variant_quantises_only_the_transformer_matmuls(htdemucs_models):
     cards = third_party_models()
     assert "htdemucs-int8" in cards and "int8" in cards["htdemucs-int8"]["variant"]
     assert "RESEARCH USE ONLY" in cards["htdemucs-int8"]["licence"]
+
+
+def test_conv_stft_kernels_compute_spec_and_ispec():
+    """The single graph's Conv1d / ConvTranspose1d kernels (no complex ops) give spec and ispec."""
+    fw, inv = h.stft_bases()
+    length = 20000
+    x = np.random.default_rng(2).standard_normal((2, length)).astype(np.float32) * 0.3
+    le = -(-length // h.HOP)
+    padded = np.pad(np.pad(x, ((0, 0), (h.PAD, h.PAD + le * h.HOP - length)), mode="reflect"),
+                    ((0, 0), (h.N_FFT // 2, h.N_FFT // 2)), mode="reflect")
+    frames = np.lib.stride_tricks.sliding_window_view(padded, h.N_FFT, axis=-1)[:, :: h.HOP][:, 2 : 2 + le]
+    conv = np.swapaxes(frames.astype(np.float64) @ fw[:, 0].T.astype(np.float64), 1, 2)
+    ref = h.spec(x[None])[0]
+    assert np.abs(conv[:, : h.BINS] - ref.real).max() < 1e-5 and np.abs(conv[:, h.BINS :] - ref.imag).max() < 1e-5
+    stacked = np.pad(np.concatenate([ref.real, ref.imag], 1), ((0, 0), (0, 0), (2, 2)))
+    out = (np.swapaxes(stacked, 1, 2).astype(np.float64) @ inv[:, 0].astype(np.float64)).astype(np.float32)
+    total = (le + 3) * h.HOP + h.N_FFT
+    env = h._overlap_add(np.broadcast_to((h._WINDOW ** 2).astype(np.float32), (le + 4, h.N_FFT)), total)
+    start = h.N_FFT // 2 + h.PAD
+    y = h._overlap_add(out, total)[:, start : start + length] / env[start : start + length]
+    assert np.abs(y - h.ispec(ref[None], length)[0]).max() < 1e-5

@@ -252,6 +252,97 @@ def quantize_transformer(src: str | Path | None = None, dst: str | Path | None =
     return dst
 
 
+SINGLE_FILE = "htdemucs-single.onnx"
+
+
+def stft_bases() -> tuple[np.ndarray, np.ndarray]:
+    """Real convolution kernels equal to ``spec``'s normalised STFT and ``ispec``'s windowed inverse.
+
+    Forward (4096 out channels = 2048 real then 2048 imaginary bins, kernel 4096, stride 1024):
+    window * cos / -sin, / sqrt(4096). Inverse (a transposed convolution from the same 4096
+    channels): irfft's weights (1 for bin 0, 2 for the others, Nyquist absent) * sqrt(4096) / 4096
+    * window; the window-square envelope is divided out after the overlap-add.
+    """
+    n = np.arange(N_FFT)
+    k = np.arange(BINS)[:, None]
+    phase = 2 * np.pi * k * n / N_FFT
+    w = _WINDOW
+    forward = np.concatenate([np.cos(phase), -np.sin(phase)]) * w * N_FFT ** -0.5
+    weight = np.where(k == 0, 1.0, 2.0)
+    inverse = np.concatenate([weight * np.cos(phase), -weight * np.sin(phase)]) * w * N_FFT ** 0.5 / N_FFT
+    return forward[:, None, :].astype(np.float32), inverse[:, None, :].astype(np.float32)
+
+
+def export_single_graph(src: str | Path | None = None, dst: str | Path | None = None) -> Path:
+    """One ONNX graph for any execution provider: audio (1, 2, 343980) -> stems (1, 4, 2, 343980) in
+    the graph's source order (drums, bass, other, vocals), both branches summed.
+
+    The STFT is a Conv1d and the inverse a ConvTranspose1d with the kernels of ``stft_bases`` (no
+    complex ops, no FFT op), the paddings ONNX Pads (reflect), so a phone's or a GPU's provider
+    runs the whole separation of a segment in one session. It computes what ``spec`` / ``ispec``
+    do (tests/test_htdemucs.py checks parity); on this CPU the convolutions cost more than numpy's
+    FFT (scripts/htdemucs_measure.py single). Made locally from the installed weights: same licence.
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    src = Path(src) if src else model_path()
+    dst = Path(dst) if dst else install_dir() / SINGLE_FILE
+    model = onnx.load(str(src))
+    g = model.graph
+    n_body = len(g.node)
+    mix, spec_in = g.input[0].name, g.input[1].name
+    spec_out, time_out = g.output[0].name, g.output[1].name
+    forward, inverse = stft_bases()
+    frames = -(-SEGMENT // HOP)  # 336
+    extra = frames * HOP - SEGMENT
+    total = (frames + 3) * HOP + N_FFT  # ispec's overlap-add length for frames + 4
+    env = _overlap_add(np.broadcast_to((_WINDOW ** 2).astype(np.float32), (frames + 4, N_FFT)), total)
+    start = N_FFT // 2 + PAD
+    inv_env = (1.0 / env[start : start + SEGMENT]).astype(np.float32)
+
+    def const(name, array):
+        g.initializer.append(numpy_helper.from_array(np.asarray(array), name))
+        return name
+
+    def node(op, inputs, out, **attrs):
+        g.node.append(helper.make_node(op, inputs, [out], name=f"/stft/{out}", **attrs))
+        return out
+
+    x = node("Reshape", [mix, const("stft_shape_in", np.array([2, 1, SEGMENT], np.int64))], "stft_x")
+    x = node("Pad", [x, const("stft_pad1", np.array([0, 0, PAD, 0, 0, PAD + extra], np.int64))], "stft_pad_a",
+             mode="reflect")
+    x = node("Pad", [x, const("stft_pad2", np.array([0, 0, N_FFT // 2, 0, 0, N_FFT // 2], np.int64))],
+             "stft_pad_b", mode="reflect")
+    # only frames 2 .. 2 + frames are kept (spec drops two each side): slice before convolving
+    x = node("Slice", [x, const("stft_s0", np.array([2 * HOP], np.int64)),
+                       const("stft_s1", np.array([2 * HOP + (frames - 1) * HOP + N_FFT], np.int64)),
+                       const("stft_s2", np.array([2], np.int64))], "stft_frames")
+    z = node("Conv", [x, const("stft_forward", forward)], "stft_conv", strides=[HOP], kernel_shape=[N_FFT])
+    z = node("Reshape", [z, const("stft_shape_z", np.array([1, 4, BINS, frames], np.int64))], spec_in)
+    # the body now reads spec_in from these nodes: move them before it
+    body, head = list(g.node)[:n_body], list(g.node)[n_body:]
+    del g.node[:]
+    g.node.extend(head + body)
+    y = node("Reshape", [spec_out, const("istft_shape_in", np.array([8, N_FFT, frames], np.int64))], "istft_z")
+    y = node("Pad", [y, const("istft_pad", np.array([0, 0, 2, 0, 0, 2], np.int64))], "istft_frames")
+    y = node("ConvTranspose", [y, const("istft_inverse", inverse)], "istft_ola", strides=[HOP],
+             kernel_shape=[N_FFT])
+    y = node("Slice", [y, const("istft_s0", np.array([start], np.int64)),
+                       const("istft_s1", np.array([start + SEGMENT], np.int64)),
+                       const("istft_s2", np.array([2], np.int64))], "istft_cut")
+    y = node("Mul", [y, const("istft_inv_env", inv_env)], "istft_y")
+    y = node("Reshape", [y, const("istft_shape_out", np.array([1, 4, 2, SEGMENT], np.int64))], "istft_stems")
+    node("Add", [y, time_out], "stems")
+    del g.input[1:]
+    del g.output[:]
+    g.output.append(helper.make_tensor_value_info("stems", TensorProto.FLOAT, [1, 4, 2, SEGMENT]))
+    tmp = dst.with_suffix(".tmp.onnx")
+    onnx.save(model, str(tmp))
+    os.replace(tmp, dst)
+    return dst
+
+
 def uninstall(log=print) -> bool:
     target = install_dir()
     if not target.exists():
