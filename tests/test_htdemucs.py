@@ -326,3 +326,28 @@ def test_conv_stft_kernels_compute_spec_and_ispec():
     start = h.N_FFT // 2 + h.PAD
     y = h._overlap_add(out, total)[:, start : start + length] / env[start : start + length]
     assert np.abs(y - h.ispec(ref[None], length)[0]).max() < 1e-5
+
+
+def test_profiles_it_cannot_serve_and_a_missing_cuda_provider_are_clear_errors(htdemucs_models):
+    import onnxruntime as ort
+
+    from stream_engine.separators.base import SeparatorError
+
+    with pytest.raises(SeparatorError, match="no framing for profile 'live'.*7.8 s segments"):
+        h.HTDemucsSeparator("live", quiet=True)
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        with pytest.raises(SeparatorError, match="CUDAExecutionProvider"):
+            h.HTDemucsSeparator("offline", device="cuda", quiet=True)
+    quality = h.load_card()["profiles"]["quality"]
+    assert (quality["lookahead"] + quality["fade"]) / h.SAMPLE_RATE == pytest.approx(0.8)  # within 1 s
+
+
+def test_without_the_install_it_says_how_to_install(tmp_path, monkeypatch):
+    from stream_engine.separators.base import SeparatorError
+    from stream_engine.separators.registry import available, load_separator
+
+    monkeypatch.setenv("STEMSTREAM_MODELS_DIR", str(tmp_path))
+    assert "htdemucs" not in available()
+    with pytest.raises(SeparatorError, match="personal and research use only.*stemstream install htdemucs "
+                                             "--accept-licence"):
+        load_separator("htdemucs", "offline")
