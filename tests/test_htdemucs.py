@@ -351,3 +351,20 @@ def test_without_the_install_it_says_how_to_install(tmp_path, monkeypatch):
     with pytest.raises(SeparatorError, match="personal and research use only.*stemstream install htdemucs "
                                              "--accept-licence"):
         load_separator("htdemucs", "offline")
+
+
+def test_single_graph_matches_the_numpy_path(htdemucs_models, rock, tmp_path):
+    """The conv-STFT export runs a whole segment's separation in one session, as our numpy path does."""
+    import onnxruntime as ort
+
+    path = h.export_single_graph(dst=tmp_path / "single.onnx")
+    stems, rate = rock
+    segment = np.zeros((2, h.SEGMENT), np.float32)
+    segment[:, : stems["mixture"].shape[1]] = stems["mixture"]
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["input"] and [o.name for o in session.get_outputs()] == ["stems"]
+    one = session.run(["stems"], {"input": segment[None]})[0][0]
+    ours = h.HTDemucsSeparator("offline", quiet=True).separate_segment(segment)
+    assert np.abs(one - ours).max() < 1e-4
