@@ -9,6 +9,8 @@ from pathlib import Path
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFileDialog, QListWidgetItem
 
+from stream_engine.separators.registry import licence_note
+
 from .files_results import _origin
 from .jobs import Job
 from .preview import is_mix
@@ -154,7 +156,8 @@ class FilesBatch:
         out = Path(self.out_edit.text()).expanduser()
         fmt = self.format_box.currentText()
         self.progress.setFormat(f"file {self._done_files + 1} of {self._total}: {path.name}: %p%")
-        self.message.emit(f"separating {path.name} with {model or 'the default model'} ({profile})…")
+        self.message.emit(f"separating {path.name} with {model or 'the default model'} ({profile})…"
+                          + licence_note(model))
 
         holder: list = []
 

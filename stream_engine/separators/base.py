@@ -47,6 +47,9 @@ class SeparatorSpec:
     channels: int | None = None  # 1, 2 or None (any)
     stateful: bool = False
     card: dict = field(default_factory=dict, compare=False)
+    # How consecutive segments are crossfaded: "sin2" (raised cosine), or "linear",
+    # which is what Demucs's triangular weights amount to (htdemucs.py).
+    fade_shape: str = "sin2"
 
     def __post_init__(self):
         if not self.stems:
@@ -60,6 +63,8 @@ class SeparatorSpec:
             )
         if self.channels not in (None, 1, 2):
             raise SeparatorError(f"{self.name}: channels must be 1, 2 or None, not {self.channels}")
+        if self.fade_shape not in ("sin2", "linear"):
+            raise SeparatorError(f"{self.name}: fade_shape must be 'sin2' or 'linear', not {self.fade_shape!r}")
 
     @property
     def segment(self) -> int:

@@ -32,13 +32,13 @@ import numpy as np
 from .base import Separator, SeparatorError, group_channels
 
 
-def crossfade_halves(fade: int) -> tuple[np.ndarray, np.ndarray]:
-    """Rising and falling weights of length ``fade`` with rise + fall == 1."""
+def crossfade_halves(fade: int, shape: str = "sin2") -> tuple[np.ndarray, np.ndarray]:
+    """Rising and falling weights of length ``fade`` with rise + fall == 1 (``shape``: "sin2" or "linear")."""
     if fade == 0:
         empty = np.zeros(0, np.float32)
         return empty, empty
     phase = (np.arange(fade, dtype=np.float64) + 0.5) / fade
-    rise = np.sin(0.5 * np.pi * phase) ** 2
+    rise = phase if shape == "linear" else np.sin(0.5 * np.pi * phase) ** 2
     rise = rise.astype(np.float32)
     return rise, (np.float32(1.0) - rise)
 
@@ -63,7 +63,7 @@ class Framer:
         self.groups = group_channels(channels, spec.channels)
         self._gather = np.array(self.groups, dtype=np.intp)  # (batch, model channels)
         self._scatter = self._scatter_weights()
-        self.rise, self.fall = crossfade_halves(spec.fade)
+        self.rise, self.fall = crossfade_halves(spec.fade, spec.fade_shape)
         self.on_call = on_call
         self.trim = trim
         self.reset()

@@ -29,12 +29,36 @@ def bundled_models() -> dict[str, dict]:
 
 def third_party_models() -> dict[str, dict]:
     """{name: card} for models whose weights come from another installed package."""
-    from . import hybrid, spleeter
+    from . import htdemucs, hybrid, spleeter
 
     models = {"spleeter": spleeter.load_card()} if spleeter.available() else {}
     if hybrid.available():
         models[hybrid.NAME] = hybrid.load_card()
+    for variant in htdemucs.VARIANTS:  # opt-in, personal and research use only: see its card
+        if htdemucs.available(variant):
+            models[variant] = htdemucs.load_card(variant)
     return models
+
+
+def default_four_stem_model(profile: str) -> str:
+    """The best four-stem model installed for ``profile``: HTDemucs for files (offline) where the
+    user installed it, else hybrid-4stem where Spleeter is (quality, offline), else dsp-4stem."""
+    installed = third_party_models()
+    if profile in installed.get("htdemucs", {}).get("default_for_four_stems", []):
+        return "htdemucs"
+    if profile in installed.get("hybrid-4stem", {}).get("profiles", {}):
+        return "hybrid-4stem"
+    return "dsp-4stem"
+
+
+def licence_note(model: str | None) -> str:
+    """" licence: ..." for a model whose weights' licence limits use (HTDemucs), else "" (front ends
+    append it to what they say when a run starts)."""
+    if model in ("htdemucs", "htdemucs-int8"):
+        from .htdemucs import LICENCE
+
+        return f" licence: {LICENCE}"
+    return ""
 
 
 def default_model(profile: str) -> str:
@@ -131,6 +155,10 @@ def load_separator(
         from .hybrid import HybridFourStem
 
         return HybridFourStem(profile, threads=threads, device=device)
+    if name in ("htdemucs", "htdemucs-int8"):
+        from .htdemucs import HTDemucsSeparator
+
+        return HTDemucsSeparator(profile, threads=threads, device=device, variant=name)
     bundled = bundled_models()
     path = Path(bundled[name]["path"]) if name in bundled else Path(name)
     if not path.exists():

@@ -147,8 +147,12 @@ def add_parsers(subparsers) -> None:
 
     lab = subparsers.add_parser("label", help="label music without stems with a teacher (distillation data)")
     lab.add_argument("sources", nargs="+", help="folders of <track>/<mixture or stems>.<ext>")
-    lab.add_argument("--out", required=True, help="writes OUT/<source>/<track>/{vocals,accompaniment}.flac")
+    lab.add_argument("--out", required=True, help="writes OUT/<source>/<track>/<stem>.flac (the teacher's stems) "
+                                                  "and labels.json (teacher, licence); existing labels are kept")
     lab.add_argument("--model", default="spleeter", help="the teacher (default: %(default)s)")
+    lab.add_argument("--teacher", default=None, metavar="MODEL",
+                     help="the same as --model; htdemucs writes four stems (personal and research use only: "
+                          "the labels and a student trained on them inherit that licence)")
     lab.add_argument("--profile", default="offline", help="(default: %(default)s)")
     lab.set_defaults(func=_label)
 
