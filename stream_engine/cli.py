@@ -206,7 +206,8 @@ def cmd_eval(args) -> int:
 
 
 def cmd_models(args) -> int:
-    from .separators.registry import BUILTINS, bundled_models, default_model, third_party_models
+    from .separators.registry import (BUILTINS, bundled_models, default_model, restricted_licence,
+                                      third_party_models)
 
     for name in BUILTINS:
         print(f"{name}  (built in)")
@@ -215,7 +216,8 @@ def cmd_models(args) -> int:
         print(f"{name}  {card['sample_rate']} Hz, stems {', '.join(card['stems'])}  "
               f"(weights: {card['source'].split(',')[0]}){limited}")
     for name, card in bundled_models().items():
-        print(f"{name}  {card.get('sample_rate')} Hz, stems {', '.join(card.get('stems', []))}  ({card['path']})")
+        limited = f"  [licence: {restricted_licence(name)}]" if restricted_licence(name) else ""
+        print(f"{name}  {card.get('sample_rate')} Hz, stems {', '.join(card.get('stems', []))}  ({card['path']}){limited}")
     for profile in PROFILES:
         print(f"default for {profile}: {default_model(profile)}")
     from .separators.registry import default_four_stem_model

@@ -162,3 +162,24 @@ def test_bundled_student_separates_real_vocals():
     sep = OnnxSeparator.from_path(onnx_files[0], profile="live")
     est = separate_array(sep, mix, rate, "live")
     assert sdr(stems["vocals"], est["vocals"]) > 3.0
+
+
+def test_weights_with_limited_use_say_their_licence_on_every_run(tmp_path):
+    """The bundled MIR-1K models inherit MIR-1K's research-only terms: `models` marks them, and a run
+    that loads one says the licence on stderr; a run of an MIT model (Spleeter's card) or a built-in says nothing."""
+    import subprocess
+    import sys
+
+    from stream_engine.separators.registry import licence_note, restricted_licence
+
+    assert "research" in restricted_licence("stemstream-student-int8")
+    assert restricted_licence("dsp-center") is None and licence_note("spleeter") == ""
+    listed = subprocess.run([sys.executable, "-m", "stream_engine.cli", "models"], capture_output=True, text=True)
+    student = next(line for line in listed.stdout.splitlines() if line.startswith("stemstream-student-int8 "))
+    assert "[licence: research use" in student
+    code = ("from stream_engine.separators.registry import load_separator as l\n"
+            "l('stemstream-student-int8', 'live'); l('stemstream-student-int8', 'live'); l('dsp-center', 'live')")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert run.stderr.count("stemstream-student-int8: licence: research use") == 1  # once per process
+    assert "dsp-center" not in run.stderr

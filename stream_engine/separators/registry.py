@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from .base import Separator, SeparatorError
@@ -51,14 +52,38 @@ def default_four_stem_model(profile: str) -> str:
     return "dsp-4stem"
 
 
-def licence_note(model: str | None) -> str:
-    """" licence: ..." for a model whose weights' licence limits use (HTDemucs), else "" (front ends
-    append it to what they say when a run starts)."""
+RESTRICTED_WORDS = ("research", "personal")  # a licence naming these limits use: said on every run
+
+
+def restricted_licence(model: str | None) -> str | None:
+    """The licence of a listed model whose weights may be used for research or personal use only
+    (HTDemucs; the MIR-1K students and teacher, whose weights inherit MIR-1K's research terms), else None."""
     if model in ("htdemucs", "htdemucs-int8"):
         from .htdemucs import LICENCE
 
-        return f" licence: {LICENCE}"
-    return ""
+        return LICENCE
+    card = bundled_models().get(model or "") or {}
+    training = card.get("training") if isinstance(card.get("training"), dict) else {}
+    licence = str(card.get("licence") or training.get("licence") or "")
+    return licence if any(word in licence.lower() for word in RESTRICTED_WORDS) else None
+
+
+def licence_note(model: str | None) -> str:
+    """" licence: ..." for a model whose weights' licence limits use, else "" (front ends append it
+    to what they say when a run starts)."""
+    licence = restricted_licence(model)
+    return f" licence: {licence}" if licence else ""
+
+
+_told: set[str] = set()
+
+
+def _say_licence(name: str) -> None:
+    """Every run that uses weights with limited use says so, once per process and model (stderr)."""
+    licence = restricted_licence(name)
+    if licence and name not in _told:
+        _told.add(name)
+        print(f"{name}: licence: {licence}", file=sys.stderr)
 
 
 def default_model(profile: str) -> str:
@@ -161,6 +186,8 @@ def load_separator(
         return HTDemucsSeparator(profile, threads=threads, device=device, variant=name)
     bundled = bundled_models()
     path = Path(bundled[name]["path"]) if name in bundled else Path(name)
+    if name in bundled:
+        _say_licence(name)
     if not path.exists():
         raise SeparatorError(
             f"model {name!r} not found: not a built-in ({', '.join(BUILTINS)}), "
