@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stream_engine.framer import crossfade_halves
+from stream_engine.separators.framer import crossfade_halves
 from stream_engine.separators import htdemucs as h
 
 ROOT = Path(__file__).resolve().parent.parent
