@@ -92,8 +92,7 @@ class DiffusionSeparator(Separator):
             raise SeparatorError(f"{self.path.name}: profile {profile!r} leaves too little past context")
         self.window_fn = torch.hann_window(n_fft)
         # overlap-add normalisation; the edges (less than n_fft - hop from either end) lie outside every segment
-        norm = _overlap_add(np.broadcast_to(self.window_fn.numpy() ** 2, (self.frames, n_fft)), hop)
-        self._inv_norm = np.where(norm > 1e-3, 1.0 / np.maximum(norm, 1e-3), 0.0).astype(np.float32)
+        self._inv_norm = _inv_norm(self.window_fn.numpy(), self.frames, hop)
         self._starts = self._chunk_starts()
         self._weights = self._chunk_weights()
 
@@ -111,31 +110,38 @@ class DiffusionSeparator(Separator):
         load_card(path, expected_format="diffusion")  # validates the card and the weights' sha256
         return cls(path, card, profile=profile, threads=threads, device=device, **kw)
 
-    def _chunk_starts(self) -> list[int]:
+    def _chunk_starts(self, frames: int | None = None) -> list[int]:
+        frames = frames or self.frames
         stride = self.chunk - self.chunk_overlap
-        starts = list(range(0, self.frames - self.chunk + 1, stride))
-        if starts[-1] != self.frames - self.chunk:
-            starts.append(self.frames - self.chunk)
+        starts = list(range(0, frames - self.chunk + 1, stride))
+        if starts[-1] != frames - self.chunk:
+            starts.append(frames - self.chunk)
         return starts
 
-    def _chunk_weights(self) -> np.ndarray:
+    def _chunk_weights(self, frames: int | None = None) -> np.ndarray:
         """Per chunk, per frame: linear crossfade weights over the overlaps, normalised to sum to one."""
-        w = np.zeros((len(self._starts), self.frames), np.float32)
+        frames = frames or self.frames
+        starts = self._chunk_starts(frames)
+        w = np.zeros((len(starts), frames), np.float32)
         ramp = np.ones(self.chunk, np.float32)
         if self.chunk_overlap:
             r = (np.arange(self.chunk_overlap, dtype=np.float32) + 0.5) / self.chunk_overlap
             ramp[: self.chunk_overlap] = r
             ramp[-self.chunk_overlap:] = r[::-1]
-        for i, s in enumerate(self._starts):
+        for i, s in enumerate(starts):
             w[i, s : s + self.chunk] = ramp
         return w / w.sum(axis=0, keepdims=True)
 
     def accompaniment_mask(self, mag):
         """Mixture magnitudes (B, BINS, frames) torch -> mask (B, BINS, frames) in [0, 1], averaged over samples."""
         torch, D = self._torch, self._D
-        b = mag.shape[0]
-        chunks = torch.stack([mag[:, :, s : s + self.chunk] for s in self._starts], dim=1)  # (B, K, F, C)
-        chunks = chunks.reshape(b * len(self._starts), D.BINS, self.chunk)
+        b, _, frames = mag.shape
+        if frames < self.chunk:
+            raise SeparatorError(f"{self.spec.name}: {frames} frames is less than one {self.chunk}-frame chunk")
+        starts, weights = (self._starts, self._weights) if frames == self.frames else (
+            self._chunk_starts(frames), self._chunk_weights(frames))
+        chunks = torch.stack([mag[:, :, s : s + self.chunk] for s in starts], dim=1)  # (B, K, F, C)
+        chunks = chunks.reshape(b * len(starts), D.BINS, self.chunk)
         cond, ref, _ = D.features(chunks)
         masks = torch.zeros_like(chunks)
         for k in range(self.samples):
@@ -147,14 +153,20 @@ class DiffusionSeparator(Separator):
                 voc = (chunks - acc).clamp_min(0.0)
                 m = acc ** 2 / (acc ** 2 + voc ** 2 + D.EPS)
             masks += m
-        masks = (masks / self.samples).reshape(b, len(self._starts), D.BINS, self.chunk)
-        w = torch.from_numpy(self._weights)
+        masks = (masks / self.samples).reshape(b, len(starts), D.BINS, self.chunk)
+        w = torch.from_numpy(weights)
         full = torch.zeros_like(mag)
-        for i, s in enumerate(self._starts):
+        for i, s in enumerate(starts):
             full[:, :, s : s + self.chunk] += masks[:, i] * w[i, s : s + self.chunk]
         return full
 
     def separate(self, window: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(self.segment_of(self.separate_full(window)))
+
+    def separate_full(self, window: np.ndarray) -> np.ndarray:
+        """(B, C, N) -> (B, stems, C, N) over the whole input; N need not be the spec's window
+        (whole excerpts in scripts/diffusion_sweep.py). The first and last n_fft - hop samples are
+        not fully covered by frames."""
         torch, D = self._torch, self._D
         b, c, n = window.shape
         x = torch.from_numpy(np.ascontiguousarray(window, dtype=np.float32)).reshape(b * c, n)
@@ -163,10 +175,12 @@ class DiffusionSeparator(Separator):
             mask = self.accompaniment_mask(spec.abs()[:, : D.BINS])
             mask = torch.cat([mask, mask[:, -1:]], dim=1)  # the Nyquist bin takes bin 1023's mask
             frames = torch.fft.irfft(spec * (1.0 - mask), n=D.N_FFT, dim=1).transpose(1, 2) * self.window_fn
-        vocals = _overlap_add(frames.numpy(), D.HOP)[..., :n] * self._inv_norm[:n]
+        ola = _overlap_add(frames.numpy(), D.HOP)
+        norm = self._inv_norm if ola.shape[-1] == self._inv_norm.shape[-1] else _inv_norm(
+            self.window_fn.numpy(), frames.shape[1], D.HOP)
+        vocals = (ola * norm)[..., :n]
         vocals = np.pad(vocals, ((0, 0), (0, n - vocals.shape[-1]))).reshape(b, c, n)
-        out = np.stack([vocals, window - vocals], axis=1).astype(np.float32)  # stems sum to the input
-        return np.ascontiguousarray(self.segment_of(out))
+        return np.stack([vocals, window - vocals], axis=1).astype(np.float32)  # stems sum to the input
 
     def describe(self) -> str:
         return (super().describe() + f"; DDIM {self.steps} step(s) x {self.samples} sample(s), {self.mask} mask, "
@@ -183,3 +197,9 @@ def _overlap_add(frames: np.ndarray, hop: int) -> np.ndarray:
     for j in range(per):
         out[..., j : j + t, :] += blocks[..., j, :]
     return out.reshape(frames.shape[:-2] + ((t + per - 1) * hop,))
+
+
+def _inv_norm(window_fn: np.ndarray, frames: int, hop: int) -> np.ndarray:
+    """1 / the overlap-added squared window; 0 where (at the edges) it nearly vanishes."""
+    norm = _overlap_add(np.broadcast_to(window_fn ** 2, (frames, window_fn.shape[0])), hop)
+    return np.where(norm > 1e-3, 1.0 / np.maximum(norm, 1e-3), 0.0).astype(np.float32)
