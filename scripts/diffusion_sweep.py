@@ -4,7 +4,7 @@
         --steps 1 2 4 8 16 --samples 1 --out docs/eval/diffusion-sweep.json
 
 A SHORT subset of the held-out sets, so that a grid fits a loaded 2-core machine: the first
-``--seconds`` of both musdb excerpts, ``--seconds`` of eif/valid (Potassium, from 60 s) and
+``--seconds`` of both musdb excerpts, ``--seconds`` of eif/valid (Potassium, from 150 s; no voice before 75 s) and
 ``--mir1k`` clips spread over mir1k/valid (resampled to 44.1 kHz). Each excerpt is separated whole
 by the separator's own code (``separate_full``: the same chunking, sampler and masks as in the
 engine, without the engine's outer 6 s windows, whose padding would dominate on short clips);
@@ -40,8 +40,8 @@ def subset(data: Path, mir1k: int, seconds: float) -> list[tuple[str, str, np.nd
         items.append(("musdb-excerpts", name, mix[:, :n], voc[:, :n], rate))
     for folder in find_tracks(data / "eif" / "valid"):
         name, mix, voc, rate = _load(folder)
-        a, b = 60 * rate, int((60 + seconds) * rate)
-        items.append(("eif/valid", f"{name} 60-{60 + seconds:g} s", mix[:, a:b], voc[:, a:b], rate))
+        a, b = 150 * rate, int((150 + seconds) * rate)  # vocals start at 75 s; 150 s onward: the song's voice
+        items.append(("eif/valid", f"{name} 150-{150 + seconds:g} s", mix[:, a:b], voc[:, a:b], rate))
     clips = find_tracks(data / "mir1k" / "valid")
     for folder in [clips[i] for i in np.linspace(0, len(clips) - 1, mir1k).astype(int)] if mir1k else []:
         import soxr
