@@ -70,11 +70,17 @@ def test_ddim_sampler_is_deterministic_per_seed_and_differs_across_seeds():
 
 
 def test_target_form_round_trips_to_the_accompaniment_magnitude():
-    mix = torch.rand(3, D.BINS, 16) * 2.0
+    mix = torch.rand(3, D.BINS, 16) * 2.0 + 1e-3
     acc = mix * torch.rand_like(mix)
-    _, ref, x0 = D.features(mix, acc)
-    assert x0.min() >= -1.0 and x0.max() <= 1.0 + 1e-6  # acc <= mix: inside the model's range
-    assert torch.allclose(D.x0_to_mag(x0, ref), acc, atol=1e-5)
+    acc[0, :10] = mix[0, :10] * 3.0  # louder than the mixture (phase cancellation): clipped to the mixture
+    cond, weight, x0 = D.features(mix, acc)
+    assert float(x0.min()) >= -1.0 and float(x0.max()) <= 1.0
+    assert torch.allclose(D.x0_to_ratio(x0)[1:] * mix[1:], acc[1:], atol=1e-5)
+    assert torch.allclose(D.x0_to_ratio(x0)[0, :10], torch.ones(10, 16))
+    # the loss weight follows the mixture's level and averages to one per window
+    assert torch.allclose(weight.mean(dim=(1, 2, 3)), torch.ones(3), atol=1e-5)
+    loud = mix[0] == mix[0].max()
+    assert float(weight[0, 0][loud].min()) > float(weight[0, 0].mean())
 
 
 def test_separator_stems_sum_to_the_mixture_and_repeat_with_the_seed(tmp_path):
@@ -168,17 +174,17 @@ def test_training_steps_reduce_the_loss_on_a_toy_batch():
     t = np.arange(n) / 44100
     acc = np.stack([0.3 * np.sin(2 * np.pi * f * t) for f in (110, 220, 330, 440)]).astype(np.float32)
     voc = (0.1 * rng.standard_normal((4, n))).astype(np.float32)
-    cond, _, x0 = D.batch_tensors(voc, acc)
+    cond, weight, x0 = D.batch_tensors(voc, acc)
 
     def eval_loss():
         g = torch.Generator().manual_seed(123)
         with torch.no_grad():
-            return float(np.mean([float(D.diffusion_loss(model, cond, x0, g)) for _ in range(8)]))
+            return float(np.mean([float(D.diffusion_loss(model, cond, x0, g, weight)) for _ in range(8)]))
 
     before = eval_loss()
     gen = torch.Generator().manual_seed(1)
     for _ in range(40):
-        loss = D.diffusion_loss(model, cond, x0, gen)
+        loss = D.diffusion_loss(model, cond, x0, gen, weight)
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -5,7 +5,7 @@ The model (``training/diffusion.py``) generates the accompaniment magnitude give
 with a few deterministic DDIM steps; ``samples`` draws from different seeds are averaged (as
 masks). The generated magnitude becomes a mask on the mixture's STFT:
 
-- ``ratio``: m = clip(A / |M|, 0, 1) (default);
+- ``ratio``: m = clip(A / |M|, 0, 1) (default; the model generates A in the mixture's units);
 - ``wiener``: with the implied vocals V = max(|M| - A, 0), m = A^2 / (A^2 + V^2).
 
 Vocals = iSTFT(M * (1 - m)) with the mixture's phase; accompaniment = the input minus the
@@ -142,16 +142,15 @@ class DiffusionSeparator(Separator):
             self._chunk_starts(frames), self._chunk_weights(frames))
         chunks = torch.stack([mag[:, :, s : s + self.chunk] for s in starts], dim=1)  # (B, K, F, C)
         chunks = chunks.reshape(b * len(starts), D.BINS, self.chunk)
-        cond, ref, _ = D.features(chunks)
+        cond, _, _ = D.features(chunks)
         masks = torch.zeros_like(chunks)
         for k in range(self.samples):
             x0 = D.ddim_sample(self.model, cond, steps=self.steps, seed=self.seed + k)
-            acc = D.x0_to_mag(x0, ref)
+            r = D.x0_to_ratio(x0)  # generated accompaniment magnitude / mixture magnitude
             if self.mask == "ratio":
-                m = (acc / (chunks + D.EPS)).clamp(0.0, 1.0)
-            else:
-                voc = (chunks - acc).clamp_min(0.0)
-                m = acc ** 2 / (acc ** 2 + voc ** 2 + D.EPS)
+                m = r
+            else:  # Wiener with the implied vocals |M| - A = (1 - r) |M|
+                m = r ** 2 / (r ** 2 + (1.0 - r) ** 2 + D.EPS)
             masks += m
         masks = (masks / self.samples).reshape(b, len(starts), D.BINS, self.chunk)
         w = torch.from_numpy(weights)

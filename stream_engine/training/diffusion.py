@@ -8,10 +8,16 @@ counterfactual lacks, and the two stems sum to the mixture.
 
 Representation (one channel at a time, 44.1 kHz full band):
 - STFT 2048 / hop 512 (Hann), bins 0..1023 (the Nyquist bin takes bin 1023's mask);
-- a window of ``frames`` frames is scaled by ``ref`` = the largest mixture magnitude in it;
-- the generated quantity is ``x0 = 2 * sqrt(|A| / ref) - 1`` (compressed magnitude, about [-1, 1]);
-- conditioning: the mixture in the same form plus its log-magnitude (as the issue asks) and a
-  frequency coordinate (a convolution alone does not know where in the spectrum it is).
+- the generated quantity is the accompaniment magnitude in the mixture's units: x0 = 2 r - 1 with
+  r = clip(|A| / |M|, 0, 1) (the counterfactual never exceeds the mixture in a bin). A first run that
+  generated an absolute compressed magnitude, 2 sqrt(|A| / max|M|) - 1, failed: those values sit
+  at -0.94 +- 0.09, so the unit-variance noise swamps them and after 1200 steps the model was
+  worse than copying the mixture (docs/experiments.md);
+- conditioning: the mixture's compressed magnitude sqrt(|M| / max|M|) and log-magnitude (a window
+  is scaled by its largest mixture magnitude) and a frequency coordinate (a convolution alone does
+  not know where in the spectrum it is);
+- the loss is weighted per bin by the compressed mixture magnitude (the ratios of near-silent bins
+  carry nothing a listener or SDR notices).
 
 Network: a small U-Net. The 1024 bins are folded 8:1 into channels first (128 rows), then
 four levels (stride-2 down in frequency and time), one residual block per level each way,
@@ -173,9 +179,14 @@ def stft_mag(audio, torch=None):
 
 
 def features(mix_mag, acc_mag=None):
-    """Mixture (and accompaniment) magnitudes (B, BINS, T) -> cond (B, 3, BINS, T), ref (B,), x0 (B, 1, BINS, T).
+    """Mixture (and accompaniment) magnitudes (B, BINS, T) -> cond (B, 3, BINS, T), weight (B, 1, BINS, T),
+    x0 (B, 1, BINS, T) or None.
 
-    ``ref`` is each window's largest mixture magnitude: the model sees every window at one level.
+    The generated quantity is the accompaniment's magnitude in the mixture's units: its ratio to
+    the mixture, clipped to [0, 1], as x0 = 2 * ratio - 1 (about half the bins near 1: the
+    counterfactual keeps what the mixture has there). ``weight`` (compressed mixture magnitude,
+    mean 1 per window) makes the loss care about the bins that carry the signal, not the
+    ratios of near-silent ones.
     """
     import torch
 
@@ -185,16 +196,18 @@ def features(mix_mag, acc_mag=None):
     logm = (torch.log(m + 1e-4) + 4.6) / 4.6  # log(1e-4) = -9.2: about [-1, 1]
     freq = torch.linspace(-1.0, 1.0, mix_mag.shape[1])[None, :, None].expand_as(mix_mag)
     cond = torch.stack([mix_c, logm, freq], dim=1)
+    w = m.clamp_min(0).sqrt() + 0.02
+    weight = (w / w.mean(dim=(1, 2), keepdim=True))[:, None]
     x0 = None
     if acc_mag is not None:
-        a = (acc_mag / ref[:, None, None]).clamp(0, 2.0)
-        x0 = (2.0 * a.sqrt() - 1.0)[:, None]
-    return cond, ref, x0
+        ratio = (acc_mag / (mix_mag + EPS)).clamp(0.0, 1.0)
+        x0 = (2.0 * ratio - 1.0)[:, None]
+    return cond, weight, x0
 
 
-def x0_to_mag(x0, ref):
-    """Inverse of the target form: (B, 1, BINS, T) -> magnitude (B, BINS, T)."""
-    return (((x0[:, 0] + 1.0) * 0.5).clamp_min(0) ** 2) * ref[:, None, None]
+def x0_to_ratio(x0):
+    """Inverse of the target form: (B, 1, BINS, T) -> the accompaniment's ratio to the mixture (B, BINS, T)."""
+    return ((x0[:, 0] + 1.0) * 0.5).clamp(0.0, 1.0)
 
 
 def alpha_sigma(t):
@@ -206,8 +219,8 @@ def alpha_sigma(t):
 T_MIN, T_MAX = 1e-3, 0.999
 
 
-def diffusion_loss(model, cond, x0, gen=None):
-    """v-prediction MSE at uniformly drawn t (cosine schedule)."""
+def diffusion_loss(model, cond, x0, gen=None, weight=None):
+    """v-prediction MSE at uniformly drawn t (cosine schedule), weighted per bin if ``weight``."""
     import torch
 
     b = x0.shape[0]
@@ -217,7 +230,8 @@ def diffusion_loss(model, cond, x0, gen=None):
     a, s = a[:, None, None, None], s[:, None, None, None]
     z = a * x0 + s * eps
     v = a * eps - s * x0
-    return torch.mean((model(z, cond, t) - v) ** 2)
+    err = (model(z, cond, t) - v) ** 2
+    return torch.mean(err if weight is None else err * weight)
 
 
 def ddim_sample(model, cond, steps: int = 4, seed: int = 0):
@@ -237,7 +251,7 @@ def ddim_sample(model, cond, steps: int = 4, seed: int = 0):
             t, t_next = ts[i], ts[i + 1]
             a, s = alpha_sigma(t)
             v = model(z, cond, t.expand(b))
-            x0 = (a * z - s * v).clamp(-1.0, 1.9)
+            x0 = (a * z - s * v).clamp(-1.0, 1.0)
             eps = s * z + a * v
             a_n, s_n = alpha_sigma(t_next)
             z = a_n * x0 + s_n * eps
@@ -366,15 +380,14 @@ def load_pool(data_root: Path, labels: Path | None, seed: int, log=print) -> tup
 
 
 def batch_tensors(voc, acc):
-    """Waveforms -> (cond, ref, x0) tensors."""
+    """Waveforms -> (cond, weight, x0) tensors."""
     import torch
 
     v = torch.from_numpy(voc)
     a = torch.from_numpy(acc)
     mix_spec = stft_mag(v + a)
     acc_spec = stft_mag(a)
-    cond, ref, x0 = features(mix_spec.abs()[:, :BINS], acc_spec.abs()[:, :BINS])
-    return cond, ref, x0
+    return features(mix_spec.abs()[:, :BINS], acc_spec.abs()[:, :BINS])
 
 
 def excerpt_samples(frames: int) -> int:
@@ -487,9 +500,9 @@ def train(args) -> int:
         voc, acc, kinds = pool.draw(args.batch, n44)
         for k in kinds:
             seen[k] = seen.get(k, 0.0) + n44 / SAMPLE_RATE / 60
-        cond, _, x0 = batch_tensors(voc, acc)
+        cond, weight, x0 = batch_tensors(voc, acc)
         model.train()
-        loss = diffusion_loss(model, cond, x0, gen)
+        loss = diffusion_loss(model, cond, x0, gen, weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
