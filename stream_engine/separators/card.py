@@ -7,7 +7,7 @@ it). ``load_card`` reads and validates one; every problem raises
 
 Required fields::
 
-    name, format ("onnx" | "torchscript"), sample_rate, stems, channels,
+    name, format ("onnx" | "torchscript" | "diffusion"), sample_rate, stems, channels,
     window, hop, lookahead, fade, stateful
 
 Optional but written by ``stemstream export``::
@@ -31,7 +31,7 @@ from ..untrusted import UntrustedInputError, plain_name, read_json
 from .base import SeparatorError, SeparatorSpec
 
 REQUIRED = ("name", "format", "sample_rate", "stems", "channels", "window", "hop", "lookahead", "fade", "stateful")
-FORMATS = ("onnx", "torchscript")
+FORMATS = ("onnx", "torchscript", "diffusion")  # diffusion: a state dict run by separators/diffusion.py
 FRAMING = ("window", "hop", "lookahead", "fade")
 SAMPLE_RATES = (8000, 384000)  # plausible model rates; a card outside them is a typo
 MAX_FRAMING = 1 << 23  # samples: ~3 min at 48 kHz, far beyond any model's window

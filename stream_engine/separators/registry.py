@@ -10,6 +10,7 @@ from .base import Separator, SeparatorError
 
 BUILTINS = ("passthrough", "dsp-center", "dsp-4stem")
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+BUNDLED_SUFFIX = {"diffusion": ".pt"}  # a bundled card's weights file by its format (default .onnx)
 MODEL_SUFFIXES = {".onnx": "onnx", ".pt": "torchscript", ".ts": "torchscript", ".torchscript": "torchscript"}
 
 
@@ -22,7 +23,7 @@ def bundled_models() -> dict[str, dict]:
         except (OSError, ValueError):
             continue  # a broken bundled card surfaces when that model is asked for by path
         name = card.get("name", card_path.stem)
-        model_file = card_path.with_suffix(".onnx")
+        model_file = card_path.with_suffix(BUNDLED_SUFFIX.get(card.get("format"), ".onnx"))
         if model_file.exists():
             models[name] = dict(card, path=str(model_file))
     return models
@@ -194,6 +195,10 @@ def load_separator(
             f"not a bundled model ({', '.join(bundled) or 'none'}), and no such file"
         )
     kind = MODEL_SUFFIXES.get(path.suffix.lower())
+    if path.suffix.lower() == ".pt" and _card_format(path) == "diffusion":
+        from .diffusion import DiffusionSeparator
+
+        return DiffusionSeparator.from_path(path, profile=profile, device=device, threads=threads)
     if kind == "onnx":
         from .onnx_backend import OnnxSeparator
 
@@ -205,3 +210,12 @@ def load_separator(
     raise SeparatorError(
         f"{path}: unknown model format {path.suffix!r}; expected one of {', '.join(MODEL_SUFFIXES)}"
     )
+
+
+def _card_format(model_path: Path) -> str | None:
+    """The ``format`` the card beside a model file names (None: no readable card)."""
+    try:
+        card = json.loads(model_path.with_suffix(".json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    return card.get("format") if isinstance(card, dict) else None
