@@ -73,7 +73,6 @@ def fresh_portaudio(client_name: str | None = None) -> None:
     touched, freed with the process). Not on the audio path: Start, Rescan and the recovery poll.
     """
     import ctypes
-    import os
     import shutil
     import tempfile
 
@@ -87,14 +86,16 @@ def fresh_portaudio(client_name: str | None = None) -> None:
     shutil.copy(source, copy)
     try:
         lib = sd._ffi.dlopen(str(copy))
-        if client_name:  # the JACK client name is set before initialising, in the new instance
-            try:
-                setter = ctypes.CDLL(str(copy)).PaJack_SetClientName
-                setter.argtypes, setter.restype = [ctypes.c_char_p], ctypes.c_int
-                devices._client_name_buffer = ctypes.create_string_buffer(client_name.encode()[:60])
-                setter(devices._client_name_buffer)
-            except (OSError, AttributeError):
-                pass
+        try:  # later names go to the new instance (devices.set_jack_client_name), not the file's first one
+            setter = ctypes.CDLL(str(copy)).PaJack_SetClientName
+            setter.argtypes, setter.restype = [ctypes.c_char_p], ctypes.c_int
+            devices._name_setter = setter
+        except (OSError, AttributeError):
+            setter = None
+        if client_name and setter is not None:  # the JACK client name is set before initialising, in the new instance
+            devices._client_name_buffer = ctypes.create_string_buffer(client_name.encode()[:60])
+            devices._name_buffers.append(devices._client_name_buffer)
+            setter(devices._client_name_buffer)
     finally:
         shutil.rmtree(folder, ignore_errors=True)  # the mapping stays; the file is not needed
     _dead_instances.append((sd._lib, list(devices._abandoned), old_name_buffer))

@@ -26,6 +26,9 @@ from .errors import LiveError
 CLOSE_TIMEOUT = 3.0  # seconds a stream may take to abort and close before it is abandoned
 
 _client_name_buffer = None  # PortAudio keeps the pointer: keep the bytes alive
+_name_buffers: list = []  # every name ever handed over: an instance may still point at an earlier one
+_name_setter = None  # PaJack_SetClientName of the PortAudio instance sounddevice uses now, where it is not
+                     # the library file itself (the app loads a fresh copy after a JACK server quits)
 _abandoned: list = []  # streams of vanished devices: never touched again, freed with the process
 
 
@@ -48,14 +51,16 @@ def set_jack_client_name(name: str | None) -> None:
     """Name the JACK client PortAudio opens (re-initialises PortAudio; no open streams)."""
     global _client_name_buffer
     sd = portaudio()
-    try:
-        lib = ctypes.CDLL(sd._libname)
-        setter = lib.PaJack_SetClientName
-    except (OSError, AttributeError):
-        return  # a PortAudio built without JACK: nothing to name
+    setter = _name_setter
+    if setter is None:
+        try:
+            setter = ctypes.CDLL(sd._libname).PaJack_SetClientName
+        except (OSError, AttributeError):
+            return  # a PortAudio built without JACK: nothing to name
     setter.argtypes = [ctypes.c_char_p]
     setter.restype = ctypes.c_int
     _client_name_buffer = ctypes.create_string_buffer((name or "PortAudio").encode()[:60])
+    _name_buffers.append(_client_name_buffer)
     _reinitialise(sd, lambda: setter(_client_name_buffer))
 
 

@@ -516,6 +516,12 @@ def test_a_jack_server_that_quits_is_said_stopped_cleanly_and_the_app_recovers_w
                         timeout=5000)
         qtbot.waitUntil(lambda: w.session.stats()["callbacks"] > 50, timeout=10000)
         _stop(qtbot, w)
+        # a later name goes to the new instance too (it once went to the first one, and the new
+        # instance's name pointed at freed bytes: garbage client names in every later JACK test)
+        devices.set_jack_client_name(f"after-{os.getpid()}")
+        sd = devices.portaudio()
+        with sd.OutputStream(device=devices.find_device("JACK", "output", need=2)["index"], channels=2, samplerate=48000):
+            qtbot.waitUntil(lambda: f"after-{os.getpid()}:out_0" in again.ports_list(), timeout=5000)
     finally:
         from gui.jobs import wait_all
 
