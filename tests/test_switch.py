@@ -160,7 +160,7 @@ def test_key_move_brings_the_key_stage_in_by_a_switch():
     control = LiveControl(engine, ChainSpec("dsp-center", "live"))
     seen = []
     control.listeners.append(lambda name, values: seen.append((name, values)))
-    source = stereo_music(4.0, seed=3)
+    source = stereo_music(12.0, seed=3)
     run = Stepper(engine, source)
     engine.start(thread=False)
     try:
@@ -168,9 +168,9 @@ def test_key_move_brings_the_key_stage_in_by_a_switch():
         before = engine.chain.delay
         engine.store.update(lambda p: p.with_(key=-2))
         assert control.wanted.key_stage
-        deadline = time.monotonic() + 30
-        while not any(name == "switched" for name, _ in seen) and time.monotonic() < deadline:
-            run.step()
+        last = len(source) // BLOCK - 20  # the source must not run out before the switch is done
+        while not any(name == "switched" for name, _ in seen) and run.k < last:
+            run.step(pause=BLOCK / RATE)  # a real stream's pace: the builder primes in real time (see until)
         run.step(20)
     finally:
         engine.stop()
