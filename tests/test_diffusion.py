@@ -219,3 +219,26 @@ def test_training_run_checkpoints_and_resumes(tmp_path):
     assert torch.load(out / "last.pt", map_location="cpu", weights_only=True)["step"] == 3
     model, _ = D.load_weights(out / "last.pt")  # the EMA weights
     assert D.param_count(model) > 0
+
+
+def test_a_held_out_source_is_never_read_and_an_unknown_one_is_refused(tmp_path):
+    """The instrument-independence run trains without one family: its audio must not reach the pool."""
+    import soundfile as sf
+
+    rate = 16000
+    rng = np.random.default_rng(1)
+    data = tmp_path / "data"
+    for sub in ("eif/train/a", "mir1k/train/b"):
+        d = data / sub
+        d.mkdir(parents=True)
+        for stem in ("vocals", "accompaniment"):
+            sf.write(d / f"{stem}.flac", (0.1 * rng.standard_normal(rate)).astype(np.float32), rate)
+    (data / "instrumental" / "c").mkdir(parents=True)
+    sf.write(data / "instrumental" / "c" / "mixture.flac", (0.1 * rng.standard_normal(rate)).astype(np.float32), rate)
+    lines = []
+    pool, info = D.load_pool(data, None, 0, log=lines.append, hold_out=("eif/train",))
+    assert set(info) == {"instrumental", "mir1k/train"}
+    assert {t["name"] for _, _, ts in pool.sources for t in ts} == {"b", "c"}
+    assert abs(pool.p.sum() - 1) < 1e-9 and any("held out" in x and "eif/train" in x for x in lines)
+    with pytest.raises(ValueError, match="eif/valid"):
+        D.load_pool(data, None, 0, log=lines.append, hold_out=("eif/valid",))

@@ -117,9 +117,12 @@ class Pool:
         return voc, acc, kinds
 
 
-def load_pool(data_root: Path, labels: Path | None, seed: int, log=print) -> tuple[Pool, dict]:
+def load_pool(data_root: Path, labels: Path | None, seed: int, log=print,
+              hold_out: tuple[str, ...] = ()) -> tuple[Pool, dict]:
     """The training sources and their shares. Held out (never read here): eif/valid, mir1k/valid,
-    musdb-excerpts."""
+    musdb-excerpts. ``hold_out`` names whole sources to leave out as well ("eif/train",
+    "instrumental", "mir1k/train", "songs"): the instrument-independence test trains without one
+    family and measures on it; the other shares are renormalised by ``Pool``."""
     import soundfile as sf
 
     def read(p):
@@ -153,16 +156,21 @@ def load_pool(data_root: Path, labels: Path | None, seed: int, log=print) -> tup
                            "rate": sr, "has_vocals": True, "seconds": n / sr})
         return tracks
 
+    known = ("eif/train", "instrumental", "mir1k/train", "songs")
+    unknown = [h for h in hold_out if h not in known]
+    if unknown:
+        raise ValueError(f"--hold-out {unknown[0]!r}: not a training source (one of {', '.join(known)})")
     sources = []
-    eif = folder_tracks(data_root / "eif" / "train")
-    sources.append(("eif/train", 0.35, eif))
-    inst = folder_tracks(data_root / "instrumental", silent_vocals=True)
-    sources.append(("instrumental", 0.15, inst))
-    mir = folder_tracks(data_root / "mir1k" / "train")
-    sources.append(("mir1k/train", 0.3, mir))
-    if labels is not None and (labels / "songs").is_dir():
-        songs = folder_tracks(labels / "songs")
-        sources.append(("songs (Spleeter labels)", 0.2, songs))
+    if "eif/train" not in hold_out:
+        sources.append(("eif/train", 0.35, folder_tracks(data_root / "eif" / "train")))
+    if "instrumental" not in hold_out:
+        sources.append(("instrumental", 0.15, folder_tracks(data_root / "instrumental", silent_vocals=True)))
+    if "mir1k/train" not in hold_out:
+        sources.append(("mir1k/train", 0.3, folder_tracks(data_root / "mir1k" / "train")))
+    if labels is not None and (labels / "songs").is_dir() and "songs" not in hold_out:
+        sources.append(("songs (Spleeter labels)", 0.2, folder_tracks(labels / "songs")))
+    if hold_out:
+        log(f"held out for this run: {', '.join(hold_out)}")
     info = {k: {"tracks": len(ts), "minutes": round(sum(t["seconds"] for t in ts) / 60, 2), "share": sh}
             for k, sh, ts in sources}
     log(f"data: {json.dumps(info)}")
@@ -232,7 +240,8 @@ def train(args) -> int:
     step, seen = 0, {}
     history = []
     last = out / "last.pt"
-    pool, info = load_pool(Path(args.data), Path(args.labels) if args.labels else None, args.seed, log)
+    pool, info = load_pool(Path(args.data), Path(args.labels) if args.labels else None, args.seed, log,
+                           hold_out=tuple(args.hold_out))
     if last.exists():
         ck = torch.load(last, map_location="cpu", weights_only=True)
         model.load_state_dict(ck["model"])
@@ -326,6 +335,9 @@ def main(argv=None) -> int:
     t.add_argument("--data", default="../shared/data")
     t.add_argument("--labels", default=None, help="folder written by `stemstream label` (songs/...)")
     t.add_argument("--out", required=True)
+    t.add_argument("--hold-out", action="append", default=[], metavar="SOURCE",
+                   help="leave a training source out (eif/train, instrumental, mir1k/train, songs): "
+                        "the instrument-independence test")
     t.add_argument("--batch", type=int, default=8)
     t.add_argument("--lr", type=float, default=4e-4)
     t.add_argument("--warmup", type=int, default=100)
