@@ -23,6 +23,7 @@ vocals), so it compares with two-stem models.
 
 from __future__ import annotations
 
+import os
 import statistics
 from pathlib import Path
 from typing import Callable
@@ -44,7 +45,19 @@ def find_tracks(root: Path) -> list[Path]:
     root = Path(root)
     if not root.is_dir():
         raise AudioFileError(f"{root}: not a folder of <track>/<stem> files")
-    folders = sorted({p.parent for p in root.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES})
+    # os.walk, not rglob: a track folder may be a symlink (a subset of a data set made of links);
+    # each real folder is visited once, so a link back up the tree cannot loop
+    folders, visited = set(), set()
+    for here, subdirs, files in os.walk(root, followlinks=True):
+        real = os.path.realpath(here)
+        if real in visited:
+            subdirs.clear()
+            continue
+        visited.add(real)
+        subdirs.sort()
+        if any(Path(f).suffix.lower() in AUDIO_SUFFIXES for f in files):
+            folders.add(Path(here))
+    folders = sorted(folders)
     if not folders:
         raise AudioFileError(f"{root}: no audio files found (expected <track>/<stem>.<ext>)")
     return folders

@@ -192,3 +192,22 @@ def test_eval_mixture_of_vocals_and_accompaniment_folder(tmp_path):
     scores = evaluate(tmp_path, lambda rate: load_separator("passthrough", "live"), "live", progress=False)["tracks"]["clip"]
     assert abs(scores["vocals"]) < 0.1  # the mixture as the vocal estimate: 0 dB at equal energy
     assert abs(scores["accompaniment"]) < 1e-3
+
+
+def test_eval_finds_symlinked_track_folders_and_survives_a_link_loop(tmp_path):
+    """A subset of a data set made of links is scored; a link back up the tree does not loop."""
+    real = tmp_path / "real" / "clip"
+    real.mkdir(parents=True)
+    rng = np.random.default_rng(2)
+    for stem in ("vocals", "accompaniment"):
+        sf.write(real / f"{stem}.wav", 0.1 * rng.standard_normal(8000).astype(np.float32), 16000, subtype="FLOAT")
+    subset = tmp_path / "subset"
+    subset.mkdir()
+    (subset / "linked clip").symlink_to(real, target_is_directory=True)
+    (subset / "loop").symlink_to(subset, target_is_directory=True)
+    from stream_engine.evaluate import evaluate, find_tracks
+    from stream_engine.separators.registry import load_separator
+
+    assert find_tracks(subset) == [subset / "linked clip"]
+    results = evaluate(subset, lambda rate: load_separator("passthrough", "live"), "live", progress=False)
+    assert list(results["tracks"]) == ["linked clip"] and not results["failed"]
