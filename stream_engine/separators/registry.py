@@ -9,23 +9,18 @@ from pathlib import Path
 from .base import Separator, SeparatorError
 
 BUILTINS = ("passthrough", "dsp-center", "dsp-4stem")
-MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
-BUNDLED_SUFFIX = {"diffusion": ".pt"}  # a bundled card's weights file by its format (default .onnx)
 MODEL_SUFFIXES = {".onnx": "onnx", ".pt": "torchscript", ".ts": "torchscript", ".torchscript": "torchscript"}
 
 
 def bundled_models() -> dict[str, dict]:
-    """{name: card} for every model card shipped in ``stream_engine/models``."""
-    models = {}
-    for card_path in sorted(MODELS_DIR.glob("*.json")):
-        try:
-            card = json.loads(card_path.read_text())
-        except (OSError, ValueError):
-            continue  # a broken bundled card surfaces when that model is asked for by path
-        name = card.get("name", card_path.stem)
-        model_file = card_path.with_suffix(BUNDLED_SUFFIX.get(card.get("format"), ".onnx"))
-        if model_file.exists():
-            models[name] = dict(card, path=str(model_file))
+    """{name: card + ``path``} for the models shipped in ``stream_engine/models`` that may be used:
+    those with an open licence, from the package, and those whose licence limits use (research
+    only: the students, teacher and diffusion model) only once the user installed them
+    (``stemstream install NAME --accept-licence``), from the user's model folder (research.py)."""
+    from . import research
+
+    models = {name: card for name, card in research.packaged_models().items() if not research.limited_licence(card)}
+    models.update(research.installed_models())
     return models
 
 
@@ -53,20 +48,18 @@ def default_four_stem_model(profile: str) -> str:
     return "dsp-4stem"
 
 
-RESTRICTED_WORDS = ("research", "personal")  # a licence naming these limits use: said on every run
-
-
 def restricted_licence(model: str | None) -> str | None:
-    """The licence of a listed model whose weights may be used for research or personal use only
-    (HTDemucs; the MIR-1K students and teacher, whose weights inherit MIR-1K's research terms), else None."""
+    """The licence of a model whose weights may be used for research or personal use only
+    (HTDemucs; the MIR-1K students and teacher, whose weights inherit MIR-1K's research terms;
+    the diffusion model), installed or not, else None."""
     if model in ("htdemucs", "htdemucs-int8"):
         from .htdemucs import LICENCE
 
         return LICENCE
-    card = bundled_models().get(model or "") or {}
-    training = card.get("training") if isinstance(card.get("training"), dict) else {}
-    licence = str(card.get("licence") or training.get("licence") or "")
-    return licence if any(word in licence.lower() for word in RESTRICTED_WORDS) else None
+    from . import research
+
+    card = research.opt_in_models().get(model or "")
+    return research.limited_licence(card) if card else None
 
 
 def licence_note(model: str | None) -> str:
@@ -137,6 +130,7 @@ def model_stems(model: str | None, profile: str = "live") -> tuple[str, ...]:
         return tuple(load_separator(name, profile).spec.stems)
     card = {**third_party_models(), **bundled_models()}.get(name)
     if card is None:
+        _refuse_if_not_installed(name)
         try:
             card = json.loads(Path(name).with_suffix(".json").read_text())
         except (OSError, ValueError):
@@ -185,9 +179,14 @@ def load_separator(
         from .htdemucs import HTDemucsSeparator
 
         return HTDemucsSeparator(profile, threads=threads, device=device, variant=name)
+    _refuse_if_not_installed(name)
     bundled = bundled_models()
     path = Path(bundled[name]["path"]) if name in bundled else Path(name)
     if name in bundled:
+        from . import research
+
+        if name in research.installed_models():
+            research.check_installed(name)  # the installed card is the packaged one: its sha256 anchors the load
         _say_licence(name)
     if not path.exists():
         raise SeparatorError(
@@ -210,6 +209,15 @@ def load_separator(
     raise SeparatorError(
         f"{path}: unknown model format {path.suffix!r}; expected one of {', '.join(MODEL_SUFFIXES)}"
     )
+
+
+def _refuse_if_not_installed(name: str) -> None:
+    """A bundled model whose licence limits use, asked for by name before the user installed it."""
+    from . import research
+
+    message = research.not_installed_error(name)
+    if message:
+        raise SeparatorError(message)
 
 
 def _card_format(model_path: Path) -> str | None:
