@@ -72,8 +72,12 @@ def resolve_model(args) -> None:
 
 def separator_factory(args):
     from .batch import make_factory
+    from .separators.base import SeparatorError
+    from .separators.research import not_installed_error
 
     resolve_model(args)
+    if args.model and not_installed_error(args.model):  # said before a track is read, not once per track
+        raise SeparatorError(not_installed_error(args.model))
     return make_factory(args.model, args.profile, args.device)
 
 
@@ -156,9 +160,13 @@ def cmd_bench(args) -> int:
         print(json.dumps(result, indent=2, default=float) if args.json else format_soak(result))
         return 0 if result["exit_code"] == 0 else EXIT_ERROR
     if args.switch:
+        from .separators.research import not_installed_error
         from .tools.switch_bench import format_switches, main_result
 
-        result = main_result(args.model or "stemstream-student-int8")
+        model = args.model or "stemstream-student-int8"
+        if not_installed_error(model):  # said now, before a JACK server is started for nothing
+            return fail(not_installed_error(model))
+        result = main_result(model)
         print(json.dumps(result, indent=2, default=float) if args.json else format_switches(result))
         return 0 if all(r["error"] is None for r in result["switches"]) else EXIT_ERROR
     try:

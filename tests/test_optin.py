@@ -79,7 +79,9 @@ def test_without_the_install_the_live_default_is_dsp_center_and_asking_by_name_s
     assert "not installed" in line and f"stemstream install {LIVE_STUDENT} --accept-licence" in line
     wav = song(tmp_path / "song.wav")
     for args in (("separate", wav, "--out", tmp_path / "out", "--model", "stemstream-student", "--quiet"),
-                 ("bench", "--model", LIVE_STUDENT, "--seconds", "1")):
+                 ("bench", "--model", LIVE_STUDENT, "--seconds", "1"),
+                 ("bench", "--switch"),  # its default model is the int8 student: said before a JACK server starts
+                 ("eval", tmp_path, "--model", "stemstream-teacher", "--profile", "quality", "--quiet")):
         run = cli(*args, models=tmp_path / "none")
         assert run.returncode == 2, run.stdout + run.stderr
         assert "stemstream install stemstream-" in run.stderr and "Traceback" not in run.stderr
