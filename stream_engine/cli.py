@@ -263,6 +263,11 @@ def cmd_install(args) -> int:
                 research.install(name, args.accept_licence)
     except (htdemucs.InstallError, research.InstallError) as exc:
         return fail(str(exc))
+    from .separators.registry import default_model
+
+    for profile in PROFILES:
+        if default_model(profile) in names:
+            print(f"{default_model(profile)} is now the {profile} profile's default model")
     return 0
 
 

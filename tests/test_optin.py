@@ -97,8 +97,9 @@ def test_install_lists_the_copy_makes_the_student_the_live_default_and_remove_ta
     run = cli("install", LIVE_STUDENT, "--accept-licence", models=models)
     assert run.returncode == 0, run.stderr
     lines = run.stdout.splitlines()
-    assert "licence: research use" in lines[0] and "licence: research use" in lines[-1]  # before and after
-    assert "default model of the live profile" in run.stdout
+    done = next(i for i, line in enumerate(lines) if f"{LIVE_STUDENT}: installed " in line)
+    assert "licence: research use" in lines[0] and "licence: research use" in lines[done + 1]  # before and after
+    assert f"{LIVE_STUDENT} is now the live profile's default model" in run.stdout
     packaged = Path(research.opt_in_models()[LIVE_STUDENT]["path"])
     installed = models / LIVE_STUDENT / packaged.name
     assert installed.read_bytes() == packaged.read_bytes()

@@ -148,11 +148,6 @@ def install(name: str, accept_licence: bool, log=print) -> Path:
         (staged / RECORD_FILE).write_text(json.dumps(record, indent=1), encoding="utf-8")
         swap_in(scratch, target)
     log(f"{name}: installed {target / source.name} (sha256 {digest[:12]}...)")
-    from .registry import default_model
-
-    now_default = [profile for profile in card.get("default_for", []) if default_model(profile) == name]
-    if now_default:
-        log(f"{name}: now the default model of the {', '.join(now_default)} profile(s)")
     log(f"{name}: remember: licence: {licence}")
     return target / source.name
 
