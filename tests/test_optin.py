@@ -172,3 +172,24 @@ def test_every_run_of_an_installed_research_model_says_the_licence(research_mode
     plain = cli("separate", wav, "--out", tmp_path / "b", "--model", "dsp-center", "--quiet",
                 models=Path(research_models))
     assert plain.returncode == 0 and "licence" not in plain.stderr
+
+
+def test_the_packages_copy_by_path_is_refused_and_a_copy_elsewhere_says_its_licence(tmp_path, capfd, monkeypatch):
+    """Naming the package's file instead of the model does not skip the opt-in; a copy of the weights
+    the user made (or a model they exported from MIR-1K) says the licence its card names on every run."""
+    import shutil
+
+    packaged = Path(research.opt_in_models()[LIVE_STUDENT]["path"])
+    with pytest.raises(SeparatorError, match=f"stemstream install {LIVE_STUDENT} --accept-licence"):
+        registry.load_separator(str(packaged), "live")
+    monkeypatch.setenv("STEMSTREAM_MODELS_DIR", str(tmp_path / "models"))
+    research.install(LIVE_STUDENT, accept_licence=True, log=lambda _line: None)
+    with pytest.raises(SeparatorError, match="only the install's source"):
+        registry.load_separator(str(packaged), "live")
+    own = tmp_path / "mine" / "student.onnx"
+    own.parent.mkdir()
+    shutil.copyfile(packaged, own)
+    shutil.copyfile(packaged.with_suffix(".json"), own.with_suffix(".json"))
+    capfd.readouterr()
+    assert registry.load_separator(str(own), "live").spec.name == LIVE_STUDENT
+    assert f"{own}: licence: research use" in capfd.readouterr().err

@@ -72,9 +72,12 @@ def licence_note(model: str | None) -> str:
 _told: set[str] = set()
 
 
-def _say_licence(name: str) -> None:
-    """Every run that uses weights with limited use says so, once per process and model (stderr)."""
-    licence = restricted_licence(name)
+def _say_licence(name: str, model_file: Path | None = None) -> None:
+    """Every run that uses weights with limited use says so, once per process and model (stderr);
+    a model file by its path: where the card beside it names such a licence."""
+    from . import research
+
+    licence = restricted_licence(name) if model_file is None else research.file_licence(model_file)
     if licence and name not in _told:
         _told.add(name)
         print(f"{name}: licence: {licence}", file=sys.stderr)
@@ -182,17 +185,18 @@ def load_separator(
     _refuse_if_not_installed(name)
     bundled = bundled_models()
     path = Path(bundled[name]["path"]) if name in bundled else Path(name)
-    if name in bundled:
-        from . import research
+    from . import research
 
-        if name in research.installed_models():
-            research.check_installed(name)  # the installed card is the packaged one: its sha256 anchors the load
-        _say_licence(name)
+    if name in research.installed_models():
+        research.check_installed(name)  # the installed card is the packaged one: its sha256 anchors the load
     if not path.exists():
         raise SeparatorError(
             f"model {name!r} not found: not a built-in ({', '.join(BUILTINS)}), "
             f"not a bundled model ({', '.join(bundled) or 'none'}), and no such file"
         )
+    if name not in bundled:
+        research.refuse_packaged_path(path)  # the package's copy of an opt-in model, by path: install it first
+    _say_licence(name if name in bundled else str(path), None if name in bundled else path)
     kind = MODEL_SUFFIXES.get(path.suffix.lower())
     if path.suffix.lower() == ".pt" and _card_format(path) == "diffusion":
         from .diffusion import DiffusionSeparator

