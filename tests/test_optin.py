@@ -193,3 +193,28 @@ def test_the_packages_copy_by_path_is_refused_and_a_copy_elsewhere_says_its_lice
     capfd.readouterr()
     assert registry.load_separator(str(own), "live").spec.name == LIVE_STUDENT
     assert f"{own}: licence: research use" in capfd.readouterr().err
+
+
+def test_the_app_offers_only_installed_research_models_and_its_default_follows(qtbot, tmp_path, monkeypatch):
+    """The app's model boxes list an opt-in model only once installed; the 'default' entry says what
+    the live profile runs (dsp-center before, the int8 student after)."""
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    pytest.importorskip("PySide6")
+    from gui_windows import window_factory
+
+    monkeypatch.setenv("STEMSTREAM_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.setenv("STEMSTREAM_MODELS_DIR", str(tmp_path / "models"))
+    factory = window_factory(qtbot)
+    make = next(factory)
+    try:
+        for installed in (False, True):
+            if installed:
+                research.install(LIVE_STUDENT, accept_licence=True, log=lambda _line: None)
+            w = make("--model", "dsp-center", "--profile", "live", "--no-key-shift")
+            for box in (w.live.model_box, w.files.model_box):
+                offered = {box.itemData(i) for i in range(box.count())}
+                assert (LIVE_STUDENT in offered) is installed and "stemstream-teacher" not in offered
+            default_tip = w.live.model_box.itemData(0, 3)  # 3: Qt.ToolTipRole
+            assert f"live: {LIVE_STUDENT if installed else 'dsp-center'}" in default_tip
+    finally:
+        next(factory, None)  # shuts the windows down
