@@ -255,14 +255,17 @@ def cmd_install(args) -> int:
             if not removed:
                 print(f"{name}: not installed")
         return 0
-    try:
-        for name in names:
+    refused = []
+    for name in names:  # each says its own licence, also when refused (research-models: all of them)
+        try:
             if name == "htdemucs":
                 htdemucs.install(args.accept_licence, archive=args.archive)
             else:
                 research.install(name, args.accept_licence)
-    except (htdemucs.InstallError, research.InstallError) as exc:
-        return fail(str(exc))
+        except (htdemucs.InstallError, research.InstallError) as exc:
+            refused.append(str(exc))
+    if refused:
+        return fail("\n".join(refused))
     from .separators.registry import default_model
 
     for profile in PROFILES:

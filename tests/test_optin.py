@@ -51,6 +51,8 @@ def test_install_refuses_without_accepting_the_licence_and_writes_nothing(tmp_pa
         assert "research use" in run.stdout  # the licence, said before anything else
         assert "--accept-licence" in run.stderr and "not installed" in run.stderr
         assert not models.exists()  # not even the folder
+    for name in OPT_IN:  # research-models says each model's own licence (the diffusion model's differs)
+        assert f"{name}: licence: {registry.restricted_licence(name)}" in run.stdout
     # an existing install is left as it was by a refused one
     assert cli("install", "stemstream-teacher", "--accept-licence", models=models).returncode == 0
     before = sorted(p.relative_to(models) for p in models.rglob("*"))
