@@ -73,6 +73,10 @@ def main() -> None:
     ap.add_argument("--baseline", nargs="*", default=[], help="MODEL@PROFILE scored on the same subset")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
+    if "stemstream-diffusion" not in bundled_models():  # opt-in (research use): installed by the user
+        from stream_engine.separators.research import not_installed_error
+
+        raise SystemExit(not_installed_error("stemstream-diffusion"))
     card = bundled_models()["stemstream-diffusion"]
     weights = args.weights or card["path"]
     items = subset(Path(args.data), args.mir1k, args.seconds)

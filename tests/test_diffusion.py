@@ -117,7 +117,7 @@ def test_realtime_profiles_are_refused_with_a_clear_error(tmp_path):
         registry.load_separator(str(path), "live", sample_rate=48000)
 
 
-def test_bundled_model_is_listed_and_loads_for_offline():
+def test_bundled_model_is_listed_and_loads_for_offline(research_models):
     models = registry.bundled_models()
     assert "stemstream-diffusion" in models
     card = models["stemstream-diffusion"]
@@ -129,7 +129,7 @@ def test_bundled_model_is_listed_and_loads_for_offline():
     assert sep.steps == card["sampler"]["steps"] and sep.samples == card["sampler"]["samples"]
 
 
-def test_bundled_weights_load_with_weights_only_and_match_the_card():
+def test_bundled_weights_load_with_weights_only_and_match_the_card(research_models):
     bundled = registry.bundled_models()["stemstream-diffusion"]
     ck = torch.load(bundled["path"], map_location="cpu", weights_only=True)
     assert ck["kind"] == D.KIND

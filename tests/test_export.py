@@ -143,7 +143,7 @@ def test_int8_weights_leave_int16_headroom(student_files):
         assert -64 <= lo and hi <= 64, (node, lo, hi)
 
 
-def test_bundled_int8_models_leave_int16_headroom():
+def test_bundled_int8_models_leave_int16_headroom(research_models):
     """Every bundled int8 model (a card with ``quantization``) was quantised with 7-bit weights."""
     from stream_engine.separators.registry import bundled_models
 

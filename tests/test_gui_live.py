@@ -45,7 +45,7 @@ def _select(box, data):
     box.setCurrentIndex(index)
 
 
-def test_model_profile_and_key_change_while_running_without_a_restart(qtbot, jack8, make_window):
+def test_model_profile_and_key_change_while_running_without_a_restart(qtbot, jack8, make_window, research_models):
     w = make_window("--input", "demo", "--output", "JACK", "--model", "dsp-center", "--profile", "live",
                     "--no-key-shift")
     _start(qtbot, w)

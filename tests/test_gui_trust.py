@@ -260,7 +260,7 @@ def _own_connections(server) -> dict:
 
 
 def test_jack_ports_keep_their_names_and_connections_across_stop_start_mic_and_model_changes(
-        qtbot, jack8, make_window):
+        qtbot, jack8, make_window, research_models):
     """`jack_lsp` shows the app's ports named after what they carry (main_L, main_R, mic, out3...),
     the same before and after a Stop/Start, a model change and a mic change; a connection the user
     made (main_L also to playback 5) and one they undid (main_R from playback 2) come back."""
@@ -537,7 +537,8 @@ def test_a_jack_server_that_quits_is_said_stopped_cleanly_and_the_app_recovers_w
 
 
 # ----------------------------------------------------------------------------------------- 8. model guidance
-def test_models_are_described_and_only_those_with_a_framing_for_the_profile_are_offered(qtbot, make_window):
+def test_models_are_described_and_only_those_with_a_framing_for_the_profile_are_offered(qtbot, make_window,
+                                                                                        research_models):
     """Each model's tooltip says what it is for, its stems, latency and the SDR from its card; the
     teacher (a framing for quality only) is greyed out under live; a saved teacher + live pair
     moves the profile to quality (the profile follows the model) instead of failing at Start."""

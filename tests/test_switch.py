@@ -313,7 +313,7 @@ class OscClient:
         self.sock.close()
 
 
-def test_osc_switches_model_profile_listen_and_scenes_with_feedback(tmp_path, monkeypatch):
+def test_osc_switches_model_profile_listen_and_scenes_with_feedback(tmp_path, monkeypatch, research_models):
     """Over real UDP while the engine plays: /stemstream/model and /profile switch and answer with the
     new value and /switched; a bad value is answered on /error and changes nothing; /listen sets main;
     /scene/save writes the mixer as JSON and /scene/load puts it back."""
@@ -371,7 +371,7 @@ def test_osc_switches_model_profile_listen_and_scenes_with_feedback(tmp_path, mo
         control.close()
 
 
-def test_model_and_profile_switch_on_jack_dummy(jack_server):
+def test_model_and_profile_switch_on_jack_dummy(jack_server, research_models):
     """The required figure: dsp-center -> the bundled int8 student -> the balanced profile, while the
     demo song plays on JACK (stream_engine/tools/switch_bench.py, also `stemstream bench --switch`).
 
@@ -404,7 +404,7 @@ def test_model_and_profile_switch_on_jack_dummy(jack_server):
     pytest.fail(f"every run had xruns or misses around a switch: {result['switches']}")
 
 
-def test_cli_live_switches_model_and_profile_over_osc(jack_server, tmp_path):
+def test_cli_live_switches_model_and_profile_over_osc(jack_server, tmp_path, research_models):
     """`stemstream live` on JACK: /stemstream/model and /profile over UDP switch it while it plays;
     the stats file counts the switches and names the model and profile it ended with."""
     import subprocess
@@ -554,7 +554,7 @@ def test_microphone_on_its_own_device_reaches_the_output_within_its_reported_lat
     assert abs(measured - reported) <= BLOCK
 
 
-def test_quick_changes_coalesce_into_the_last_one():
+def test_quick_changes_coalesce_into_the_last_one(research_models):
     """Scrolling through models: requests queued behind a running switch are skipped for the newest,
     which carries every change asked for (model and profile here)."""
     engine = engine_for("dsp-center")
@@ -579,7 +579,7 @@ def test_quick_changes_coalesce_into_the_last_one():
     assert engine.stats.switches == sum(not r.superseded for r in reports)
 
 
-def test_switch_to_the_quality_teacher_and_back_leaves_no_gap():
+def test_switch_to_the_quality_teacher_and_back_leaves_no_gap(research_models):
     """18.7 ms (dsp-center, live) -> about a second (the teacher, quality: resampled, 1.5 s windows)
     -> back: the long chain is primed with seconds of input history, the short one waits for its input;
     no 10 ms of output falls silent, and the end is dsp-center's exact output again."""

@@ -8,8 +8,10 @@
   default of the quality profile.
 
 Each card holds the command that reproduced the weights, the training data
-and its terms, and the measured metrics. ``separators/registry.py`` finds
-them by the card's ``name``.
+and its terms, and the measured metrics. Their licence limits use (MIR-1K:
+research only), so they are opt-in: the package's files are only the source
+of ``stemstream install NAME --accept-licence`` (``separators/research.py``),
+and ``separators/registry.py`` lists the installed copy by the card's ``name``.
 """
 
 from pathlib import Path
@@ -18,5 +20,6 @@ MODELS_DIR = Path(__file__).resolve().parent
 
 
 def bundled() -> list[str]:
-    """Names of the bundled models (cards with an ONNX file beside them)."""
+    """Names of the ONNX models shipped in the package (installed or not: ``registry.bundled_models``
+    lists what may be used)."""
     return sorted(p.stem for p in MODELS_DIR.glob("*.json") if p.with_suffix(".onnx").is_file())

