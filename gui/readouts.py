@@ -100,7 +100,11 @@ class Readouts:
         if longer:
             steps.append(f"the {longer} profile (a longer block: more time per block, more latency)")
         if model not in ("dsp-center", "passthrough"):
-            steps.append("a lighter model (dsp-center, or stemstream-student-int8)")
+            from stream_engine.separators.registry import bundled_models
+
+            lighter = "stemstream-student-int8"  # offered only where the user installed it (opt-in licence)
+            steps.append("a lighter model (dsp-center" + (f", or {lighter}" if lighter in bundled_models()
+                                                          and model != lighter else "") + ")")
         steps.append("closing other programs that use the CPU")
         self.advice = (f"{recent} blocks came late in {self.MISS_WINDOW_S:.0f} s: the computer cannot keep up with "
                        f"{model} on the {profile} profile (the dry mix plays in their place). Try "
