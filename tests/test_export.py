@@ -1,6 +1,7 @@
 """Export: ONNX / TorchScript / int8 parity with torch, and streaming through the engine."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -223,3 +224,20 @@ def test_joint_stereo_student_streams_like_the_whole_signal(stereo_student_files
     # a 4-channel stream runs as two pairs; int8 loads and stays finite
     quad = _through_framer(OnnxSeparator.from_path(out / "tiny-stereo-int8.onnx"), np.concatenate([x, x]), [n])
     assert quad.shape == (2, 4, n) and np.isfinite(quad).all()
+
+
+def test_a_student_of_htdemucs_labels_inherits_their_licence_and_is_opt_in():
+    """The four-stem student's card says HTDemucs's terms, which makes it an opt-in (research) model."""
+
+    from stream_engine.separators import research
+    from stream_engine.training.export import provenance
+
+    recipe = json.loads((Path(__file__).resolve().parent.parent / "stream_engine" / "training" / "recipes" /
+                         "student-4stem-htdemucs.json").read_text())
+    card = {"training": provenance(recipe["data"])}
+    licence = research.limited_licence(card)
+    assert licence and "personal and research use only" in licence and "HTDemucs" in licence
+    assert "instrumental" in card["training"]["dataset"] and "HTDemucs four-stem labels" in card["training"]["dataset"]
+    ablation = json.loads((Path(__file__).resolve().parent.parent / "stream_engine" / "training" / "recipes" /
+                           "student-4stem-htdemucs-ablation.json").read_text())
+    assert "HTDemucs" not in provenance(ablation["data"])["licence"]

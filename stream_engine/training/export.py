@@ -37,7 +37,11 @@ PROVENANCE = {
 }
 
 # Per data folder (matched by its path): what it is and its terms (../shared/data/README.md).
-SOURCES = {
+SOURCES = {  # the first key found in a source's path describes it (labels-htdemucs before instrumental)
+    "labels-htdemucs": "HTDemucs four-stem labels (stemstream label --teacher htdemucs) of shared/data songs/ and "
+                       "instrumental/ (instrumental: the teacher's vocals folded into other, vocals = silence); "
+                       "HTDemucs weights: PERSONAL AND RESEARCH USE ONLY, inherited by anything trained on "
+                       "their labels; the songs' own terms: CC BY, CC BY-SA, CC BY-NC(-SA/-ND) per song",
     "mir1k": PROVENANCE["mir1k"]["dataset"] + "; research use",
     "eif": "Everything is Free by Software-Entwicklungskit, released as stems (ichbinsoftware/everythingisfree); "
            "44.1 kHz stereo; CC0 1.0",
@@ -65,6 +69,11 @@ def provenance(data) -> dict:
         share = item.get("share") if isinstance(item, dict) else None
         described.append(f"{path}{f' (share {share})' if share is not None else ''}: {what}")
     non_commercial = any("NC" in d or "research" in d for d in described)
+    if any("PERSONAL AND RESEARCH USE ONLY" in d for d in described):
+        return {"dataset": "; ".join(described),
+                "licence": ("personal and research use only: trained on HTDemucs labels (Meta's Demucs v4 weights, "
+                            "personal and research use only) and research-use / CC BY-NC data; the weights "
+                            "inherit the most restrictive terms")}
     return {"dataset": "; ".join(described),
             "licence": ("research and non-commercial use: some training data is research-use or CC BY-NC; "
                         "the weights inherit the most restrictive terms") if non_commercial
