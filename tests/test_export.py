@@ -228,7 +228,6 @@ def test_joint_stereo_student_streams_like_the_whole_signal(stereo_student_files
 
 def test_a_student_of_htdemucs_labels_inherits_their_licence_and_is_opt_in():
     """The four-stem student's card says HTDemucs's terms, which makes it an opt-in (research) model."""
-
     from stream_engine.separators import research
     from stream_engine.training.export import provenance
 
