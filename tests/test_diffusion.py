@@ -345,6 +345,12 @@ def test_refining_separator_stems_sum_to_the_mixture_and_its_prior_is_spleeters_
     a, b = 20000, mix.shape[1] - 20000
     err = prior[:, a:b] - want[:, a:b]
     assert 10 * np.log10(np.sum(want[:, a:b] ** 2) / np.sum(err ** 2)) > 30
+    # a model that copies its prior returns the prior's own stems: vocals = the input less Spleeter's accompaniment
+    copy = registry.load_separator(str(path), "offline", sample_rate=44100)
+    copy.accompaniment_mask = lambda mag, prior_mag: (prior_mag / (mag + D.EPS)).clamp(0.0, 1.0)
+    stems = copy.separate_full(mix[None])[0]
+    assert np.max(np.abs(stems[0] - (mix - copy.prior_accompaniment(mix[None])[0]))) < 1e-4
+    assert not np.allclose(stems[0], sep.separate_full(mix[None])[0, 0], atol=1e-3)
     # and the prior is used: the same weights with the prior's inputs zeroed separate differently
     with torch.no_grad():
         sep.model.inp.weight[:, -TINY["fold"]:] = 0
