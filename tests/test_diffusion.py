@@ -431,3 +431,34 @@ def test_refining_run_starts_from_the_unrefined_checkpoint_and_resumes(tmp_path)
     with pytest.raises(SystemExit, match="priors"):
         D.main(["train", "--data", str(data), "--out", str(tmp_path / "x"), "--refine-from", str(base),
                 "--steps", "1"])
+
+
+def test_residual_refining_model_starts_as_its_prior_and_learns_a_correction():
+    """--residual: x0 = the prior plane + the output, the output layer zeroed: step 0 returns the prior."""
+    base = _tiny_model()
+    state, cfg = D.widen_for_refine(base.state_dict(), TINY, residual=True)
+    assert cfg["residual"] is True
+    model = D.build_model(cfg)
+    model.load_state_dict(state)
+    mix = torch.rand(2, D.BINS, TINY["frames"]) + 1e-3
+    acc = mix * torch.rand_like(mix)
+    prior = mix * torch.rand_like(mix)
+    cond, weight, x0 = D.features(mix, acc, prior_mag=prior)
+    with torch.no_grad():
+        for steps in (1, 3):
+            assert torch.allclose(D.ddim_sample(model.eval(), cond, steps=steps, seed=1), cond[:, 3:], atol=1e-6)
+        # the loss at step 0 is the prior's own (weighted) error, whatever t
+        want = float(torch.mean((cond[:, 3:] - x0) ** 2 * weight))
+        assert abs(float(D.diffusion_loss(model, cond, x0, torch.Generator().manual_seed(0), weight)) - want) < 1e-6
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    gen = torch.Generator().manual_seed(2)
+    model.train()
+    for _ in range(30):
+        loss = D.diffusion_loss(model, cond, x0, gen, weight)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    with torch.no_grad():
+        after = float(torch.mean((D.ddim_sample(model, cond, steps=1, seed=1) - x0) ** 2 * weight))
+    assert after < 0.85 * want, (want, after)

@@ -25,6 +25,9 @@ DEFAULT_CFG = {
     "heads": 4,
     "frames": 64,  # STFT frames per training window (0.74 s at 44.1 kHz)
     "refine": False,  # True: one more conditioning channel, another separator's accompaniment estimate
+    # refining only: the network's output is a correction to the prior in x0's units (x0 = prior + output),
+    # trained on x0's error, instead of v; with the output layer at zero it starts as the prior itself
+    "residual": False,
 }
 
 
@@ -143,12 +146,16 @@ def input_channels(cfg: dict) -> int:
     return 5 if cfg.get("refine") else 4
 
 
-def widen_for_refine(state: dict, cfg: dict) -> tuple[dict, dict]:
+def widen_for_refine(state: dict, cfg: dict, residual: bool = False) -> tuple[dict, dict]:
     """An unrefined model's state dict and settings -> a refining model's, same function at first.
 
     The first convolution's input is (plane, fold position) flattened plane-major, so the prior's
     ``fold`` new input channels are appended at the end, with zero weights: until training moves
     them the refining model computes exactly what the unrefined one did, whatever the prior.
+
+    ``residual``: the output is read as a correction to the prior (cfg "residual"); the output
+    layer is zeroed, so the refining model starts as the prior itself (and the trunk keeps the
+    unrefined model's features).
     """
     import torch
 
@@ -160,7 +167,14 @@ def widen_for_refine(state: dict, cfg: dict) -> tuple[dict, dict]:
         raise ValueError(f"inp.weight has {w.shape[1]} input channels, expected {4 * fold}")
     out = dict(state)
     out["inp.weight"] = torch.cat([w, torch.zeros(w.shape[0], fold, *w.shape[2:], dtype=w.dtype)], dim=1)
-    return out, dict(cfg, refine=True)
+    if residual:
+        out["out.weight"] = torch.zeros_like(state["out.weight"])
+        out["out.bias"] = torch.zeros_like(state["out.bias"])
+    return out, dict(cfg, refine=True, residual=bool(residual))
+
+
+def is_residual(model) -> bool:
+    return bool(getattr(model, "cfg", {}).get("residual"))
 
 
 def param_count(model) -> int:
@@ -235,8 +249,11 @@ def diffusion_loss(model, cond, x0, gen=None, weight=None):
     a, s = alpha_sigma(t)
     a, s = a[:, None, None, None], s[:, None, None, None]
     z = a * x0 + s * eps
-    v = a * eps - s * x0
-    err = (model(z, cond, t) - v) ** 2
+    if is_residual(model):  # x0 = the prior (the last conditioning plane) + the output; x0's error
+        err = (cond[:, -1:] + model(z, cond, t) - x0) ** 2
+    else:
+        v = a * eps - s * x0
+        err = (model(z, cond, t) - v) ** 2
     return torch.mean(err if weight is None else err * weight)
 
 
@@ -252,13 +269,18 @@ def ddim_sample(model, cond, steps: int = 4, seed: int = 0):
     z = torch.randn((b, 1, nb, nt), generator=gen)
     ts = torch.linspace(T_MAX, 0.0, steps + 1)
     x0 = z
+    residual = is_residual(model)
     with torch.no_grad():
         for i in range(steps):
             t, t_next = ts[i], ts[i + 1]
             a, s = alpha_sigma(t)
-            v = model(z, cond, t.expand(b))
-            x0 = (a * z - s * v).clamp(-1.0, 1.0)
-            eps = s * z + a * v
+            out = model(z, cond, t.expand(b))
+            if residual:  # (s > 0: t never reaches 0 before the last step's end)
+                x0 = (cond[:, -1:] + out).clamp(-1.0, 1.0)
+                eps = (z - a * x0) / s
+            else:
+                x0 = (a * z - s * out).clamp(-1.0, 1.0)
+                eps = s * z + a * out
             a_n, s_n = alpha_sigma(t_next)
             z = a_n * x0 + s_n * eps
     return x0

@@ -294,7 +294,7 @@ def train(args) -> int:
     if args.refine_from and not (out / "last.pt").exists():
         # refining: start from an unrefined model's (EMA) weights, the prior's input weights at zero
         base, base_ck = load_weights(args.refine_from)
-        init_state, cfg = widen_for_refine(base.state_dict(), base_ck["model_cfg"])
+        init_state, cfg = widen_for_refine(base.state_dict(), base_ck["model_cfg"], residual=args.residual)
         cfg = dict(DEFAULT_CFG, **cfg)
         log(f"refining model from {args.refine_from} (step {int(base_ck.get('step', 0))})")
     elif args.refine_from:
@@ -431,6 +431,9 @@ def main(argv=None) -> int:
     t.add_argument("--refine-from", default="", metavar="CHECKPOINT",
                    help="train the refining variant: start from this unrefined checkpoint's EMA weights, "
                         "with a zero-weighted input for the prior")
+    t.add_argument("--residual", action="store_true",
+                   help="refining: the output is a correction to the prior (x0 = prior + output, trained on x0's "
+                        "error), the output layer starting at zero: the model starts as its prior")
     t.add_argument("--priors", default="", metavar="DIR",
                    help="refining: the prior separator's estimates of the training tracks (`stemstream label "
                         "--model spleeter` output per source: DIR/eif/train, DIR/instrumental, DIR/mir1k/train)")
