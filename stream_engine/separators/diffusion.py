@@ -17,6 +17,16 @@ chunks of the length it was trained on (64 frames), overlapping by ``chunk_overl
 all chunks of a window in one batch; masks are crossfaded over the overlaps. Consecutive
 engine windows are crossfaded by the framer.
 
+Refining (a card with ``"refine": "spleeter"`` and weights trained with a prior,
+``training/diffusion.py --refine-from``): Spleeter runs first on the same window (its offline
+U-Nets, the window zero-padded to a length Spleeter takes) and its accompaniment estimate
+(the window less Spleeter's vocals) is a fourth conditioning plane; the model denoises that
+estimate rather than generating from the mixture alone. Its output changes Spleeter's own
+stems by what the model moves away from the prior's ratio (``separate_full``), so a model that
+copied its prior would return Spleeter's estimate. The separator then takes stereo
+windows (Spleeter is a stereo model; the diffusion model still runs per channel). Spleeter is
+the only prior: a card naming anything else is refused.
+
 torch is imported here only (the engine core stays numpy). The weights are a state dict read
 with ``torch.load(weights_only=True)``.
 """
@@ -34,6 +44,7 @@ from .base import Separator, SeparatorError, SeparatorSpec
 NAME = "stemstream-diffusion"
 STEMS = ("vocals", "accompaniment")
 MASKS = ("ratio", "wiener")
+PRIORS = ("spleeter",)  # separators a refining model may be conditioned on
 
 
 def framing(card: dict, profile: str) -> dict:
@@ -65,6 +76,17 @@ class DiffusionSeparator(Separator):
         except (ValueError, FileNotFoundError) as exc:
             raise SeparatorError(str(exc)) from None
         self.model.float()
+        self.refine = card.get("refine")
+        trained_with_prior = bool(ck["model_cfg"].get("refine"))
+        if self.refine is not None and self.refine not in PRIORS:
+            raise SeparatorError(f"{card.get('name', NAME)}: refine must be one of {', '.join(PRIORS)}, "
+                                 f"not {self.refine!r}")
+        if trained_with_prior != (self.refine is not None):
+            said = "names no prior separator" if trained_with_prior else f"names {self.refine!r} as the prior"
+            raise SeparatorError(f"{self.path.name}: the weights were trained {'with' if trained_with_prior else 'without'}"
+                                 f" a prior separator but the card {said} (card field 'refine')")
+        self.threads = int(threads) if threads else 1
+        self._priors = {}  # Spleeter separators by frame count (built on first use)
         sampler = dict(card.get("sampler") or {})
         self.steps = int(steps if steps is not None else sampler.get("steps", 4))
         self.samples = int(samples if samples is not None else sampler.get("samples", 1))
@@ -87,7 +109,7 @@ class DiffusionSeparator(Separator):
         lookahead = max(int(fr["lookahead_frames"]) * hop, n_fft - hop)
         self.spec = SeparatorSpec(card.get("name", NAME), STEMS, window=window, hop=int(fr["hop_frames"]) * hop,
                                   lookahead=lookahead, fade=int(fr.get("fade_frames", 0)) * hop,
-                                  sample_rate=D.SAMPLE_RATE, channels=1, card=card)
+                                  sample_rate=D.SAMPLE_RATE, channels=2 if self.refine else 1, card=card)
         if window - lookahead - self.spec.segment < n_fft - hop:
             raise SeparatorError(f"{self.path.name}: profile {profile!r} leaves too little past context")
         self.window_fn = torch.hann_window(n_fft)
@@ -132,9 +154,37 @@ class DiffusionSeparator(Separator):
             w[i, s : s + self.chunk] = ramp
         return w / w.sum(axis=0, keepdims=True)
 
-    def accompaniment_mask(self, mag):
-        """Mixture magnitudes (B, BINS, frames) torch -> mask (B, BINS, frames) in [0, 1], averaged over samples."""
+    def prior_accompaniment(self, window: np.ndarray) -> np.ndarray:
+        """(B, C, N) -> the prior separator's accompaniment estimate (B, C, N): the input less Spleeter's
+        vocals, Spleeter run on the whole window zero-padded at both ends to a length it takes."""
+        from .spleeter import FRAME_MULTIPLE, HOP as S_HOP, N_FFT as S_FFT, SpleeterSeparator
+
+        b, c, n = window.shape
+        if c not in (1, 2):
+            raise SeparatorError(f"{self.spec.name}: the prior separator takes mono or stereo, not {c} channels")
+        frames = -(-max(n - S_FFT, 0) // S_HOP) + 1
+        frames = max(1, -(-frames // FRAME_MULTIPLE)) * FRAME_MULTIPLE
+        if frames not in self._priors:
+            self._priors[frames] = SpleeterSeparator(
+                "offline", threads=self.threads,
+                framing_override={"frames": frames, "hop_frames": frames // 2, "fade_frames": 0,
+                                  "lookahead_frames": 4})
+        padded_n = (frames - 1) * S_HOP + S_FFT
+        left = (padded_n - n) // 2
+        stereo = window if c == 2 else np.repeat(window[:, :1], 2, axis=1)  # Spleeter takes stereo
+        padded = np.zeros((b, 2, padded_n), np.float32)
+        padded[:, :, left:left + n] = stereo
+        vocals = self._priors[frames]._separate_window(padded)[:, 0, :, left:left + n]
+        return (stereo - vocals)[:, :c]
+
+    def accompaniment_mask(self, mag, prior_mag=None):
+        """Mixture magnitudes (B, BINS, frames) torch -> mask (B, BINS, frames) in [0, 1], averaged over samples.
+
+        ``prior_mag`` (refining): the prior's accompaniment magnitudes, the same shape."""
         torch, D = self._torch, self._D
+        if (prior_mag is None) != (self.refine is None):
+            raise SeparatorError(f"{self.spec.name}: {'a refining model needs' if self.refine else 'no'} "
+                                 f"prior accompaniment")
         b, _, frames = mag.shape
         if frames < self.chunk:
             raise SeparatorError(f"{self.spec.name}: {frames} frames is less than one {self.chunk}-frame chunk")
@@ -142,7 +192,11 @@ class DiffusionSeparator(Separator):
             self._chunk_starts(frames), self._chunk_weights(frames))
         chunks = torch.stack([mag[:, :, s : s + self.chunk] for s in starts], dim=1)  # (B, K, F, C)
         chunks = chunks.reshape(b * len(starts), D.BINS, self.chunk)
-        cond, _, _ = D.features(chunks)
+        prior_chunks = None
+        if prior_mag is not None:
+            prior_chunks = torch.stack([prior_mag[:, :, s : s + self.chunk] for s in starts], dim=1).reshape(
+                b * len(starts), D.BINS, self.chunk)
+        cond, _, _ = D.features(chunks, prior_mag=prior_chunks)
         masks = torch.zeros_like(chunks)
         for k in range(self.samples):
             x0 = D.ddim_sample(self.model, cond, steps=self.steps, seed=self.seed + k)
@@ -169,21 +223,38 @@ class DiffusionSeparator(Separator):
         torch, D = self._torch, self._D
         b, c, n = window.shape
         x = torch.from_numpy(np.ascontiguousarray(window, dtype=np.float32)).reshape(b * c, n)
+        prior_mag = prior = None
         with torch.inference_mode():
             spec = torch.stft(x, D.N_FFT, D.HOP, window=self.window_fn, center=False, return_complex=True)
-            mask = self.accompaniment_mask(spec.abs()[:, : D.BINS])
+            if self.refine:
+                prior = self.prior_accompaniment(window.astype(np.float32))
+                prior_mag = torch.stft(torch.from_numpy(prior.reshape(b * c, n)), D.N_FFT, D.HOP,
+                                       window=self.window_fn, center=False, return_complex=True).abs()[:, : D.BINS]
+            mask = self.accompaniment_mask(spec.abs()[:, : D.BINS], prior_mag)
             mask = torch.cat([mask, mask[:, -1:]], dim=1)  # the Nyquist bin takes bin 1023's mask
-            frames = torch.fft.irfft(spec * (1.0 - mask), n=D.N_FFT, dim=1).transpose(1, 2) * self.window_fn
+            if self.refine:
+                # Refining changes the prior's own estimate by what the model moves: vocals = Spleeter's
+                # vocals + the mixture under (prior ratio - generated ratio). A model that copies its
+                # prior returns Spleeter's stems exactly; masking the mixture with the copied ratio
+                # instead cost 0.4 dB (a 2048-point ratio with the mixture's phase is not Spleeter's
+                # 4096-point masks).
+                ratio = (prior_mag / (spec.abs()[:, : D.BINS] + D.EPS)).clamp(0.0, 1.0)
+                vocal_gain = torch.cat([ratio, ratio[:, -1:]], dim=1) - mask
+            else:
+                vocal_gain = 1.0 - mask
+            frames = torch.fft.irfft(spec * vocal_gain, n=D.N_FFT, dim=1).transpose(1, 2) * self.window_fn
         ola = _overlap_add(frames.numpy(), D.HOP)
         norm = self._inv_norm if ola.shape[-1] == self._inv_norm.shape[-1] else _inv_norm(
             self.window_fn.numpy(), frames.shape[1], D.HOP)
         vocals = (ola * norm)[..., :n]
         vocals = np.pad(vocals, ((0, 0), (0, n - vocals.shape[-1]))).reshape(b, c, n)
+        if prior is not None:
+            vocals = vocals + (window - prior)
         return np.stack([vocals, window - vocals], axis=1).astype(np.float32)  # stems sum to the input
 
     def describe(self) -> str:
         return (super().describe() + f"; DDIM {self.steps} step(s) x {self.samples} sample(s), {self.mask} mask, "
-                f"seed {self.seed}")
+                f"seed {self.seed}" + (f"; refines {self.refine}'s accompaniment estimate" if self.refine else ""))
 
 
 def _overlap_add(frames: np.ndarray, hop: int) -> np.ndarray:

@@ -24,6 +24,10 @@ DEFAULT_CFG = {
     "t_dim": 128,
     "heads": 4,
     "frames": 64,  # STFT frames per training window (0.74 s at 44.1 kHz)
+    "refine": False,  # True: one more conditioning channel, another separator's accompaniment estimate
+    # refining only: the network's output is a correction to the prior in x0's units (x0 = prior + output),
+    # trained on x0's error, instead of v; with the output layer at zero it starts as the prior itself
+    "residual": False,
 }
 
 
@@ -78,7 +82,9 @@ def build_model(cfg: dict | None = None):
             fold, chs, t_dim = c["fold"], list(c["channels"]), c["t_dim"]
             self.fold = fold
             # inputs per bin: noisy x_t, mixture (same form), mixture log-magnitude, frequency coordinate
-            self.inp = nn.Conv2d(4 * fold, chs[0], 3, padding=1)
+            # (and, refining, the prior separator's accompaniment ratio, last)
+            self.n_in = input_channels(c)
+            self.inp = nn.Conv2d(self.n_in * fold, chs[0], 3, padding=1)
             self.temb = nn.Sequential(nn.Linear(t_dim, t_dim), nn.SiLU(), nn.Linear(t_dim, t_dim))
             self.down = nn.ModuleList()
             self.pool = nn.ModuleList()
@@ -108,11 +114,15 @@ def build_model(cfg: dict | None = None):
             return self.temb(torch.cat([torch.sin(ang), torch.cos(ang)], dim=1))
 
         def forward(self, x_t, cond, t):
-            """x_t: (B, 1, BINS, T) noisy target; cond: (B, 3, BINS, T); t: (B,) in [0, 1] -> v (B, 1, BINS, T)."""
+            """x_t: (B, 1, BINS, T) noisy target; cond: (B, 3 or 4 refining, BINS, T); t: (B,) in [0, 1]
+            -> v (B, 1, BINS, T)."""
             b, _, nb, nt = x_t.shape
-            h = torch.cat([x_t, cond], dim=1)  # (B, 4, BINS, T)
-            h = h.reshape(b, 4, nb // self.fold, self.fold, nt).permute(0, 1, 3, 2, 4)
-            h = self.inp(h.reshape(b, 4 * self.fold, nb // self.fold, nt))
+            if cond.shape[1] != self.n_in - 1:
+                raise ValueError(f"the model takes {self.n_in - 1} conditioning channels, got {cond.shape[1]} "
+                                 f"({'a refining model needs the prior' if self.n_in == 5 else 'no prior here'})")
+            h = torch.cat([x_t, cond], dim=1)  # (B, n_in, BINS, T)
+            h = h.reshape(b, self.n_in, nb // self.fold, self.fold, nt).permute(0, 1, 3, 2, 4)
+            h = self.inp(h.reshape(b, self.n_in * self.fold, nb // self.fold, nt))
             temb = self.time_embedding(t)
             skips = []
             for i, block in enumerate(self.down):
@@ -131,6 +141,42 @@ def build_model(cfg: dict | None = None):
     return UNet()
 
 
+def input_channels(cfg: dict) -> int:
+    """Input planes per bin: x_t and the three conditioning planes, plus the prior when refining."""
+    return 5 if cfg.get("refine") else 4
+
+
+def widen_for_refine(state: dict, cfg: dict, residual: bool = False) -> tuple[dict, dict]:
+    """An unrefined model's state dict and settings -> a refining model's, same function at first.
+
+    The first convolution's input is (plane, fold position) flattened plane-major, so the prior's
+    ``fold`` new input channels are appended at the end, with zero weights: until training moves
+    them the refining model computes exactly what the unrefined one did, whatever the prior.
+
+    ``residual``: the output is read as a correction to the prior (cfg "residual"); the output
+    layer is zeroed, so the refining model starts as the prior itself (and the trunk keeps the
+    unrefined model's features).
+    """
+    import torch
+
+    if cfg.get("refine"):
+        raise ValueError("the model already takes a prior")
+    w = state["inp.weight"]
+    fold = int(cfg.get("fold", DEFAULT_CFG["fold"]))
+    if w.shape[1] != 4 * fold:
+        raise ValueError(f"inp.weight has {w.shape[1]} input channels, expected {4 * fold}")
+    out = dict(state)
+    out["inp.weight"] = torch.cat([w, torch.zeros(w.shape[0], fold, *w.shape[2:], dtype=w.dtype)], dim=1)
+    if residual:
+        out["out.weight"] = torch.zeros_like(state["out.weight"])
+        out["out.bias"] = torch.zeros_like(state["out.bias"])
+    return out, dict(cfg, refine=True, residual=bool(residual))
+
+
+def is_residual(model) -> bool:
+    return bool(getattr(model, "cfg", {}).get("residual"))
+
+
 def param_count(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
@@ -145,9 +191,13 @@ def stft_mag(audio, torch=None):
     return _t.stft(audio, N_FFT, HOP, window=win, center=False, return_complex=True)
 
 
-def features(mix_mag, acc_mag=None):
+def features(mix_mag, acc_mag=None, prior_mag=None):
     """Mixture (and accompaniment) magnitudes (B, BINS, T) -> cond (B, 3, BINS, T), weight (B, 1, BINS, T),
     x0 (B, 1, BINS, T) or None.
+
+    ``prior_mag``: another separator's accompaniment estimate (refining): a fourth conditioning plane,
+    its ratio to the mixture in x0's form (2 clip(|A_prior| / |M|, 0, 1) - 1), so a model that copied
+    that plane to its output would reproduce the prior separator's accompaniment.
 
     The generated quantity is the accompaniment's magnitude in the mixture's units: its ratio to
     the mixture, clipped to [0, 1], as x0 = 2 * ratio - 1 (about half the bins near 1: the
@@ -162,7 +212,10 @@ def features(mix_mag, acc_mag=None):
     mix_c = 2.0 * m.clamp_min(0).sqrt() - 1.0
     logm = (torch.log(m + 1e-4) + 4.6) / 4.6  # log(1e-4) = -9.2: about [-1, 1]
     freq = torch.linspace(-1.0, 1.0, mix_mag.shape[1])[None, :, None].expand_as(mix_mag)
-    cond = torch.stack([mix_c, logm, freq], dim=1)
+    planes = [mix_c, logm, freq]
+    if prior_mag is not None:
+        planes.append(2.0 * (prior_mag / (mix_mag + EPS)).clamp(0.0, 1.0) - 1.0)
+    cond = torch.stack(planes, dim=1)
     w = m.clamp_min(0).sqrt() + 0.02
     weight = (w / w.mean(dim=(1, 2), keepdim=True))[:, None]
     x0 = None
@@ -196,8 +249,11 @@ def diffusion_loss(model, cond, x0, gen=None, weight=None):
     a, s = alpha_sigma(t)
     a, s = a[:, None, None, None], s[:, None, None, None]
     z = a * x0 + s * eps
-    v = a * eps - s * x0
-    err = (model(z, cond, t) - v) ** 2
+    if is_residual(model):  # x0 = the prior (the last conditioning plane) + the output; x0's error
+        err = (cond[:, -1:] + model(z, cond, t) - x0) ** 2
+    else:
+        v = a * eps - s * x0
+        err = (model(z, cond, t) - v) ** 2
     return torch.mean(err if weight is None else err * weight)
 
 
@@ -213,13 +269,18 @@ def ddim_sample(model, cond, steps: int = 4, seed: int = 0):
     z = torch.randn((b, 1, nb, nt), generator=gen)
     ts = torch.linspace(T_MAX, 0.0, steps + 1)
     x0 = z
+    residual = is_residual(model)
     with torch.no_grad():
         for i in range(steps):
             t, t_next = ts[i], ts[i + 1]
             a, s = alpha_sigma(t)
-            v = model(z, cond, t.expand(b))
-            x0 = (a * z - s * v).clamp(-1.0, 1.0)
-            eps = s * z + a * v
+            out = model(z, cond, t.expand(b))
+            if residual:  # (s > 0: t never reaches 0 before the last step's end)
+                x0 = (cond[:, -1:] + out).clamp(-1.0, 1.0)
+                eps = (z - a * x0) / s
+            else:
+                x0 = (a * z - s * out).clamp(-1.0, 1.0)
+                eps = s * z + a * out
             a_n, s_n = alpha_sigma(t_next)
             z = a_n * x0 + s_n * eps
     return x0

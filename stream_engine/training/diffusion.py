@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from ..separators.diffusion_net import (  # noqa: F401 - the network and sampler, shared with the separator
-    KIND, SAMPLE_RATE, N_FFT, HOP, BINS, EPS, DEFAULT_CFG, _torch, build_model, param_count, stft_mag, features, x0_to_ratio, alpha_sigma, diffusion_loss, ddim_sample, load_weights)
+    KIND, SAMPLE_RATE, N_FFT, HOP, BINS, EPS, DEFAULT_CFG, _torch, build_model, param_count, stft_mag, features, x0_to_ratio, alpha_sigma, diffusion_loss, ddim_sample, load_weights, widen_for_refine, input_channels)
 
 
 # --------------------------------------------------------------------------- data
@@ -88,6 +88,35 @@ class Pool:
             x = np.pad(x, (0, n44 - x.shape[0]))
         return x[:n44]
 
+    def draw_refine(self, batch: int, n44: int):
+        """Refining: (vocals, accompaniment, prior accompaniment) float32 (batch, n44) and the kinds.
+
+        Every excerpt is a track's own pair at one position with one gain (no remix, no
+        per-stem gain), so the prior cached for that track (``track["prior"]``: the prior
+        separator's accompaniment estimate of the track's mixture) is the estimate of this
+        very mixture."""
+        voc = np.zeros((batch, n44), np.float32)
+        acc = np.zeros((batch, n44), np.float32)
+        prior = np.zeros((batch, n44), np.float32)
+        kinds = []
+        for i in range(batch):
+            kind, _, tracks = self.sources[int(self.rng.choice(len(self.sources), p=self.p))]
+            tr = tracks[int(self.rng.integers(0, len(tracks)))]
+            a, rate, (ch, start) = self._cut(tr, n44, "acc")
+            n = a.shape[0]
+
+            def same_place(key):
+                x = np.asarray(tr[key][ch, start:start + n], dtype=np.float32)
+                return self._fit(np.pad(x, (0, n - x.shape[0])), rate, n44)
+
+            g = 10 ** (self.rng.uniform(-12, 3) / 20)
+            acc[i] = self._fit(a, rate, n44) * g
+            prior[i] = same_place("prior") * g
+            if tr["has_vocals"]:
+                voc[i] = same_place("voc") * g
+            kinds.append(kind)
+        return voc, acc, prior, kinds
+
     def draw(self, batch: int, n44: int):
         """(vocals, accompaniment) float32 (batch, n44) and the kinds drawn."""
         voc = np.zeros((batch, n44), np.float32)
@@ -118,11 +147,17 @@ class Pool:
 
 
 def load_pool(data_root: Path, labels: Path | None, seed: int, log=print,
-              hold_out: tuple[str, ...] = ()) -> tuple[Pool, dict]:
+              hold_out: tuple[str, ...] = (), priors: Path | None = None) -> tuple[Pool, dict]:
     """The training sources and their shares. Held out (never read here): eif/valid, mir1k/valid,
     musdb-excerpts. ``hold_out`` names whole sources to leave out as well ("eif/train",
     "instrumental", "mir1k/train", "songs"): the instrument-independence test trains without one
-    family and measures on it; the other shares are renormalised by ``Pool``."""
+    family and measures on it; the other shares are renormalised by ``Pool``.
+
+    ``priors`` (refining): a folder written by ``stemstream label --model spleeter`` per source
+    (``priors/eif/train/<track>/accompaniment.flac``, ``priors/instrumental/...``,
+    ``priors/mir1k/train/...``); each track gets its estimate as ``track["prior"]``, and a track
+    without one is an error. The Spleeter-labelled songs are left out when refining: their
+    targets are Spleeter's own estimate, so they would only teach the model to copy its prior."""
     import soundfile as sf
 
     def read(p):
@@ -156,6 +191,26 @@ def load_pool(data_root: Path, labels: Path | None, seed: int, log=print,
                            "rate": sr, "has_vocals": True, "seconds": n / sr})
         return tracks
 
+    def attach_priors(rel: str, tracks: list) -> list:
+        for t in tracks:
+            f = priors / rel / t["name"] / "accompaniment.flac"
+            if not f.is_file():
+                raise FileNotFoundError(f"{f}: no prior for {rel}/{t['name']} (run `stemstream label "
+                                        f"{data_root / rel} --model spleeter --out {priors / Path(rel).parent}`)")
+            p, sr = read(f)
+            if sr != t["rate"] or p.shape[0] != t["acc"].shape[0]:
+                raise ValueError(f"{f}: {sr} Hz x {p.shape[0]} channels, the track is {t['rate']} Hz x "
+                                 f"{t['acc'].shape[0]}")
+            n = min(p.shape[1], t["acc"].shape[1])
+            t["prior"] = p[:, :n].astype(np.float16)
+            t["acc"] = t["acc"][:, :n]
+            if t["voc"] is not None:
+                t["voc"] = t["voc"][:, :n]
+        return tracks
+
+    if priors is not None:
+        labels = None  # see the docstring
+
     known = ("eif/train", "instrumental", "mir1k/train", "songs")
     unknown = [h for h in hold_out if h not in known]
     if unknown:
@@ -171,21 +226,25 @@ def load_pool(data_root: Path, labels: Path | None, seed: int, log=print,
         sources.append(("songs (Spleeter labels)", 0.2, folder_tracks(labels / "songs")))
     if hold_out:
         log(f"held out for this run: {', '.join(hold_out)}")
+    if priors is not None:
+        sources = [(k, sh, attach_priors(k, ts)) for k, sh, ts in sources]
+        log(f"refining: priors from {priors}")
     info = {k: {"tracks": len(ts), "minutes": round(sum(t["seconds"] for t in ts) / 60, 2), "share": sh}
             for k, sh, ts in sources}
     log(f"data: {json.dumps(info)}")
     return Pool(sources, seed), info
 
 
-def batch_tensors(voc, acc):
-    """Waveforms -> (cond, weight, x0) tensors."""
+def batch_tensors(voc, acc, prior=None):
+    """Waveforms -> (cond, weight, x0) tensors; ``prior`` (refining): the prior's accompaniment waveforms."""
     import torch
 
     v = torch.from_numpy(voc)
     a = torch.from_numpy(acc)
     mix_spec = stft_mag(v + a)
     acc_spec = stft_mag(a)
-    return features(mix_spec.abs()[:, :BINS], acc_spec.abs()[:, :BINS])
+    prior_mag = None if prior is None else stft_mag(torch.from_numpy(prior)).abs()[:, :BINS]
+    return features(mix_spec.abs()[:, :BINS], acc_spec.abs()[:, :BINS], prior_mag)
 
 
 def excerpt_samples(frames: int) -> int:
@@ -231,7 +290,22 @@ def train(args) -> int:
     cfg = dict(DEFAULT_CFG)
     if args.cfg:
         cfg.update(json.loads(args.cfg))
+    init_state = None
+    if args.refine_from and not (out / "last.pt").exists():
+        # refining: start from an unrefined model's (EMA) weights, the prior's input weights at zero
+        base, base_ck = load_weights(args.refine_from)
+        init_state, cfg = widen_for_refine(base.state_dict(), base_ck["model_cfg"], residual=args.residual)
+        cfg = dict(DEFAULT_CFG, **cfg)
+        log(f"refining model from {args.refine_from} (step {int(base_ck.get('step', 0))})")
+    elif args.refine_from:
+        cfg = dict(DEFAULT_CFG, **torch.load(out / "last.pt", map_location="cpu", weights_only=True)["model_cfg"])
+    if args.priors and not cfg.get("refine"):
+        raise SystemExit("--priors trains a refining model: give --refine-from CHECKPOINT (or --cfg '{\"refine\": true}')")
+    if cfg.get("refine") and not args.priors:
+        raise SystemExit("a refining model needs --priors (the prior separator's estimates of the training tracks)")
     model = build_model(cfg)
+    if init_state is not None:
+        model.load_state_dict(init_state)
     ema = build_model(cfg)
     ema.load_state_dict(model.state_dict())
     for p in ema.parameters():
@@ -241,7 +315,7 @@ def train(args) -> int:
     history = []
     last = out / "last.pt"
     pool, info = load_pool(Path(args.data), Path(args.labels) if args.labels else None, args.seed, log,
-                           hold_out=tuple(args.hold_out))
+                           hold_out=tuple(args.hold_out), priors=Path(args.priors) if args.priors else None)
     if last.exists():
         ck = torch.load(last, map_location="cpu", weights_only=True)
         model.load_state_dict(ck["model"])
@@ -279,10 +353,13 @@ def train(args) -> int:
         lr = args.lr * min(1.0, (step + 1) / args.warmup)
         for gparam in opt.param_groups:
             gparam["lr"] = lr
-        voc, acc, kinds = pool.draw(args.batch, n44)
+        if cfg.get("refine"):
+            voc, acc, prior, kinds = pool.draw_refine(args.batch, n44)
+        else:
+            (voc, acc, kinds), prior = pool.draw(args.batch, n44), None
         for k in kinds:
             seen[k] = seen.get(k, 0.0) + n44 / SAMPLE_RATE / 60
-        cond, weight, x0 = batch_tensors(voc, acc)
+        cond, weight, x0 = batch_tensors(voc, acc, prior)
         model.train()
         loss = diffusion_loss(model, cond, x0, gen, weight)
         opt.zero_grad(set_to_none=True)
@@ -351,6 +428,15 @@ def main(argv=None) -> int:
     t.add_argument("--log-every", type=int, default=10)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--cfg", default="", help="JSON overrides of the model settings")
+    t.add_argument("--refine-from", default="", metavar="CHECKPOINT",
+                   help="train the refining variant: start from this unrefined checkpoint's EMA weights, "
+                        "with a zero-weighted input for the prior")
+    t.add_argument("--residual", action="store_true",
+                   help="refining: the output is a correction to the prior (x0 = prior + output, trained on x0's "
+                        "error), the output layer starting at zero: the model starts as its prior")
+    t.add_argument("--priors", default="", metavar="DIR",
+                   help="refining: the prior separator's estimates of the training tracks (`stemstream label "
+                        "--model spleeter` output per source: DIR/eif/train, DIR/instrumental, DIR/mir1k/train)")
     t.add_argument("--verbose", action="store_true")
     t.set_defaults(func=train)
     e = sub.add_parser("export", help="write a checkpoint's EMA weights as a small bundle")
