@@ -64,6 +64,11 @@ class Pool:
         self.rng = np.random.default_rng(seed)
         self.vocal_tracks = [(k, t) for k, _, ts in self.sources for t in ts if t["has_vocals"]]
 
+    def _track(self):
+        """(source kind, track): a source by its share, then one of its tracks."""
+        kind, _, tracks = self.sources[int(self.rng.choice(len(self.sources), p=self.p))]
+        return kind, tracks[int(self.rng.integers(0, len(tracks)))]
+
     def _cut(self, track, n44: int, key: str):
         rate = track["rate"]
         n = int(math.ceil(n44 * rate / SAMPLE_RATE)) + 64
@@ -100,8 +105,7 @@ class Pool:
         prior = np.zeros((batch, n44), np.float32)
         kinds = []
         for i in range(batch):
-            kind, _, tracks = self.sources[int(self.rng.choice(len(self.sources), p=self.p))]
-            tr = tracks[int(self.rng.integers(0, len(tracks)))]
+            kind, tr = self._track()
             a, rate, (ch, start) = self._cut(tr, n44, "acc")
             n = a.shape[0]
 
@@ -123,8 +127,7 @@ class Pool:
         acc = np.zeros((batch, n44), np.float32)
         kinds = []
         for i in range(batch):
-            kind, _, tracks = self.sources[int(self.rng.choice(len(self.sources), p=self.p))]
-            tr = tracks[int(self.rng.integers(0, len(tracks)))]
+            kind, tr = self._track()
             a, rate, (ch, start) = self._cut(tr, n44, "acc")
             a = self._fit(a, rate, n44)
             if tr["has_vocals"] and self.rng.random() < 0.6:
